@@ -49,7 +49,8 @@ class Interactions:
     def __post_init__(self):
         self.seq_items = np.asarray(self.seq_items, dtype=np.int64)
         self.seq_offsets = np.asarray(self.seq_offsets, dtype=np.int64)
-        if self.seq_offsets.ndim != 1 or self.seq_offsets[0] != 0 or self.seq_offsets[-1] != len(self.seq_items):
+        off = self.seq_offsets
+        if off.ndim != 1 or len(off) == 0 or off[0] != 0 or off[-1] != len(self.seq_items):
             raise ValueError("seq_offsets must start at 0 and end at len(seq_items)")
         lens = np.diff(self.seq_offsets)
         if (lens < 3).any():

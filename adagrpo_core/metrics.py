@@ -64,7 +64,11 @@ def topk_from_scores(scores, k: int) -> np.ndarray:
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ValueError(f"scores must be [batch, n_items], got shape={scores.shape}")
-    k = min(k, scores.shape[1])
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive int, got k={k!r}")
+    if scores.dtype.kind in "bu":  # negating bool / unsigned scores fails or wraps around
+        scores = scores.astype(np.float64)
+    k = min(int(k), scores.shape[1])
     # stable sort of -scores keeps the lower id first among equal scores
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
 

@@ -234,6 +234,9 @@ class SemanticIDs:
         n_distinct = len(np.unique(prefix_codes, axis=0))
         max_group = int(codes[:, -1].max()) + 1
         k = int(prefix_codes.max()) + 1 if codebook_size is None else codebook_size
+        if k <= prefix_codes.max():
+            raise ValueError(f"codebook_size must exceed the largest code ({prefix_codes.max()}), "
+                             f"got codebook_size={codebook_size}")
         sizes = tuple([k] * prefix_codes.shape[1] + [max(max_group, 1)])
         return cls(codes=codes, codebook_sizes=sizes,
                    collisions_before_uniqueness=int(prefix_codes.shape[0] - n_distinct),

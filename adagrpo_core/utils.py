@@ -62,6 +62,10 @@ def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = Non
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an int, got {name}={value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if hi is None:
+            raise ValueError(f"{name} must be >= {lo}, got {name}={value!r}")
+        if lo is None:
+            raise ValueError(f"{name} must be <= {hi}, got {name}={value!r}")
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {name}={value!r}")
 
 

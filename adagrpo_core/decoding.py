@@ -1,0 +1,130 @@
+"""Batched decoding: G sampled rollouts per context, and beam search.
+
+Both encode each context's history once (:meth:`SIDPolicy.encode`) and run all rollouts / beams
+of that context against the shared cache, one token level at a time (``Lp`` <= 5 steps). The
+trie constraint is one gather into the transition table per step; there is no Python loop over
+beams, samples or tokens of the vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .policy import SIDPolicy
+from .semantic_ids import INVALID, Trie
+from .utils import check_int, check_range
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Rollouts:
+    tokens: torch.Tensor   # [B, G, Lp] sampled codes
+    logp: torch.Tensor     # [B, G, Lp] log-prob of each sampled token under the sampling distribution
+    items: torch.Tensor    # [B, G] decoded item id, -1 = hallucination
+    valid: torch.Tensor    # [B, G] bool
+
+
+def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Sample from softmax(logits) along the last dim (one draw per row), reproducibly."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-10, 1.0)
+    return (logits - torch.log(-torch.log(u))).argmax(-1)
+
+
+@torch.no_grad()
+def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: int,
+                    temperature: float = 1.0, trie: Trie | None = None, constrained: bool = False,
+                    share_history: bool = True, generator: torch.Generator | None = None) -> Rollouts:
+    """Sample ``num_generations`` (G) tuples per context.
+
+    history [B, H'] item ids (-1 left padding). Unconstrained by default, so invalid tuples
+    (hallucinations) can appear; ``constrained=True`` masks codes that leave the trie.
+    ``share_history=False`` re-encodes the history once per sample (the slow reference, kept for
+    the benchmark; results are the same distribution).
+    """
+    check_int("num_generations", num_generations, lo=1)
+    check_range("temperature", temperature, lo=0, lo_open=True)
+    if trie is None:
+        raise ValueError("trie is required (to decode tuples into items)")
+    if trie.device != model.device:
+        trie = trie.to(model.device)
+    history = history.to(model.device)
+    B, G = history.shape[0], num_generations
+    if not share_history:   # reference: every sample encodes its own copy of the history
+        r = sample_rollouts(model, history.repeat_interleave(G, 0), 1, temperature, trie,
+                            constrained, True, generator)
+        return Rollouts(*(z.reshape(B, G, *z.shape[2:]) for z in (r.tokens, r.logp, r.items, r.valid)))
+    cache = model.encode(history)
+    nodes = trie.root(B * G).view(B, G)                                     # [B, G]
+    logits = model.first_logits(cache)[:, None, :].expand(B, G, model.V)    # [B, G, V]
+    tokens, logps, past = [], [], None
+    for level in range(model.Lp):
+        if level > 0:
+            out, past = model.extend(cache, tokens[-1][..., None], level - 1, past)
+            logits = out[:, :, -1]                                          # [B, G, V]
+        logits = logits / temperature
+        if constrained:
+            logits = logits.masked_fill(~trie.allowed(nodes), NEG_INF)
+        logp = logits.log_softmax(-1)
+        tok = _gumbel_argmax(logits, generator)                             # [B, G]
+        tokens.append(tok)
+        logps.append(logp.gather(-1, tok[..., None]).squeeze(-1))
+        nodes = trie.step(nodes, tok)
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
+    return Rollouts(torch.stack(tokens, -1), torch.stack(logps, -1), items, items >= 0)
+
+
+@dataclass
+class Beams:
+    tuples: torch.Tensor  # [B, N, Lp] best first
+    scores: torch.Tensor  # [B, N] sum of token log-probs (-inf where fewer than N valid beams exist)
+    items: torch.Tensor   # [B, N] item ids, -1 = invalid tuple (or missing beam)
+
+
+@torch.no_grad()
+def beam_search(model: SIDPolicy, history: torch.Tensor, beam_width: int, num_return: int | None = None,
+                trie: Trie | None = None, constrained: bool = True) -> Beams:
+    """Batched beam search over the Lp token levels.
+
+    Returns the ``num_return`` (<= beam_width) highest-scoring tuples per context. Constrained
+    mode only ever extends prefixes in the trie, so every returned tuple is a catalogue item
+    (rows with fewer valid tuples than requested are padded with score -inf, item -1).
+    """
+    check_int("beam_width", beam_width, lo=1)
+    num_return = beam_width if num_return is None else num_return
+    check_int("num_return", num_return, lo=1, hi=beam_width)
+    if trie is None:
+        raise ValueError("trie is required (to decode tuples into items)")
+    if trie.device != model.device:
+        trie = trie.to(model.device)
+    history = history.to(model.device)
+    B, W, V = history.shape[0], beam_width, model.V
+    cache = model.encode(history)
+    # level 0: one "beam" per context expands to the top W first codes
+    logp0 = model.first_logits(cache).log_softmax(-1)                       # [B, V]
+    root = trie.root(B)
+    if constrained:
+        logp0 = logp0.masked_fill(~trie.allowed(root), NEG_INF)
+    k0 = min(W, V)
+    scores, tok = logp0.topk(k0, -1)                                        # [B, k0]
+    if k0 < W:  # pad with dead beams
+        scores = torch.cat([scores, scores.new_full((B, W - k0), NEG_INF)], 1)
+        tok = torch.cat([tok, tok.new_zeros((B, W - k0))], 1)
+    seqs = tok[..., None]                                                   # [B, W, 1]
+    nodes = trie.step(root[:, None].expand(B, W), tok)                      # [B, W]
+    past = None
+    for level in range(1, model.Lp):
+        out, past = model.extend(cache, seqs[..., -1:], level - 1, past)    # out [B, W, 1, V]
+        logp = out[:, :, -1].log_softmax(-1)                                # [B, W, V]
+        if constrained:
+            logp = logp.masked_fill(~trie.allowed(nodes), NEG_INF)
+        total = (scores[..., None] + logp).reshape(B, W * V)                # [B, W*V]
+        scores, flat = total.topk(W, -1)                                    # [B, W]
+        parent, code = flat // V, flat % V
+        seqs = torch.cat([seqs.gather(1, parent[..., None].expand(B, W, seqs.shape[-1])), code[..., None]], -1)
+        nodes = trie.step(nodes.gather(1, parent), code)
+        past = [tuple(z.gather(1, parent.view(B, W, 1, 1, 1).expand_as(z)) for z in kv) for kv in past]
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
+    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, INVALID))
+    return Beams(seqs[:, :num_return], scores[:, :num_return], items[:, :num_return])

@@ -1,0 +1,274 @@
+"""AdaGRPO's per-sample gate: when to trust the reward model (DESIGN 2 and 3).
+
+The idea in plain words. GRPO with a learned ranker as reward only helps where the ranker
+is right, and it only matters where the policy is still unsure. So every sample keeps its
+supervised NLL loss, and the GRPO loss is added only for samples that pass two checks made
+from the G rollouts the policy already sampled for GRPO:
+
+* difficulty ``d`` (policy side): among the distinct, valid rollouts that are not the ground
+  truth, the share the policy likes at least as much as the ground truth. High = the policy
+  is confused here, so there is something to learn.
+* discriminability ``a`` (ranker side): among those negatives plus M ground-truth items of
+  other samples in the batch, the share the ranker scores strictly below the ground truth
+  (an AUC of the ground truth against its negatives). High = the ranker can tell the right
+  item from wrong ones here, so its reward is worth following.
+
+The gate is ``g = (d >= tau) & (a >= rho)``. Controls (random at the same rate, each check
+alone, the exact complement, and an oracle that uses the true utility) share the same
+interface, so a trainer swaps them with one config field. Everything is vectorised over the
+batch (shapes in comments: B samples, G rollouts, M in-batch negatives). Item id -1 (any
+negative id) marks an invalid rollout (a hallucinated tuple).
+
+Copy-paste friendly: this file needs only torch and three small validators.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from .utils import check_choice, check_int, check_range
+
+
+# ----------------------------------------------------------------------------------------------
+# diagnostics
+
+
+def distinct_negatives_mask(rollout_items: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """bool [B, G]: rollout j of sample i is a valid (id >= 0) item != target, first time seen in the row."""
+    items = rollout_items                                                    # [B, G]
+    G = items.shape[1]
+    same = items.unsqueeze(2) == items.unsqueeze(1)                          # [B, G, G] same[i,j,k]
+    earlier = torch.ones(G, G, dtype=torch.bool, device=items.device).tril(-1)  # k < j
+    repeated = (same & earlier).any(dim=2)                                   # [B, G]
+    return (items >= 0) & (items != target.unsqueeze(1)) & ~repeated
+
+
+def difficulty(logp_target: torch.Tensor, logp_rollouts: torch.Tensor,
+               rollout_items: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """d [B] = #{negatives j : logp_ij >= logp_target_i} / #{negatives}; 0 with no negatives.
+
+    ``logp_target`` [B] and ``logp_rollouts`` [B, G] are sequence log-likelihoods under the
+    current policy; negatives = ``distinct_negatives_mask``.
+    """
+    neg = distinct_negatives_mask(rollout_items, target)                     # [B, G]
+    harder = neg & (logp_rollouts >= logp_target.unsqueeze(1))               # [B, G]
+    n = neg.sum(1)                                                           # [B]
+    return harder.sum(1).float() / n.clamp(min=1).float()
+
+
+def discriminability(score_target: torch.Tensor, score_rollouts: torch.Tensor,
+                     rollout_items: torch.Tensor, target: torch.Tensor,
+                     score_inbatch: torch.Tensor | None = None,
+                     inbatch_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """a [B] = #{n in N_i : s_n < s_target_i} / |N_i|; 0 when N_i is empty.
+
+    N_i = the distinct valid rollout negatives (``score_rollouts`` [B, G]) plus the in-batch
+    negatives (``score_inbatch`` [B, M], the ranker's scores of other samples' ground-truth
+    items for this sample's context; ``inbatch_mask`` [B, M] marks the real ones, default all).
+    Ties count as not separated (strict <).
+    """
+    neg = distinct_negatives_mask(rollout_items, target)                     # [B, G]
+    below = (neg & (score_rollouts < score_target.unsqueeze(1))).sum(1)      # [B]
+    n = neg.sum(1)                                                           # [B]
+    if score_inbatch is not None:
+        if inbatch_mask is None:
+            inbatch_mask = torch.ones_like(score_inbatch, dtype=torch.bool)
+        ib = inbatch_mask.bool()                                             # [B, M]
+        below = below + (ib & (score_inbatch < score_target.unsqueeze(1))).sum(1)
+        n = n + ib.sum(1)
+    elif inbatch_mask is not None:
+        raise ValueError("inbatch_mask given without score_inbatch, got score_inbatch=None")
+    return below.float() / n.clamp(min=1).float()
+
+
+def sample_inbatch_negatives(target: torch.Tensor, M: int,
+                             generator: torch.Generator | None = None,
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each sample, M other samples of the batch whose ground-truth item differs from its own.
+
+    ``target`` [B] -> ``idx`` [B, M] long (row indices into the batch), ``mask`` [B, M] bool.
+    Uniform without replacement: random keys, ineligible entries (same item, which includes
+    the sample itself) pushed last, then the M smallest keys. ``mask`` is False where fewer
+    than M eligible samples exist; ``idx`` there is a placeholder to ignore.
+    """
+    check_int("M", M, lo=0)
+    B = target.shape[0]
+    gen_device = generator.device if generator is not None else target.device
+    keys = torch.rand(B, B, generator=generator, device=gen_device).to(target.device)  # [B, B]
+    eligible = target.unsqueeze(1) != target.unsqueeze(0)                   # [B, B]
+    keys = torch.where(eligible, keys, torch.full_like(keys, 2.0))           # ineligible last
+    k = min(M, B)
+    idx = keys.topk(k, dim=1, largest=False).indices                         # [B, k]
+    mask = eligible.gather(1, idx)                                           # [B, k]
+    if k < M:  # pad: there are only B - 1 other samples
+        idx = torch.cat([idx, idx.new_zeros(B, M - k)], dim=1)
+        mask = torch.cat([mask, mask.new_zeros(B, M - k)], dim=1)
+    return idx, mask
+
+
+def rank_agreement(ranker_scores: torch.Tensor, true_utility: torch.Tensor,
+                   valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kendall-style agreement of the ranker's order of a sample's rollouts with the truth.
+
+    Over pairs (j, k) of valid rollouts (``valid`` [B, G]) with distinct true utilities::
+
+        agree_i = #{concordant pairs: sign(s_j - s_k) == sign(u_j - u_k)} / #{pairs}
+
+    A ranker tie on such a pair is not concordant. Returns ``agree`` [B] (0 where there is no
+    pair) and ``n_pairs`` [B] (unordered pairs).
+    """
+    ds = ranker_scores.unsqueeze(2) - ranker_scores.unsqueeze(1)             # [B, G, G]
+    du = true_utility.unsqueeze(2) - true_utility.unsqueeze(1)               # [B, G, G]
+    v = valid.bool()
+    pair = v.unsqueeze(2) & v.unsqueeze(1) & (du != 0)                       # [B, G, G], j != k
+    concordant = pair & (torch.sign(ds) * torch.sign(du) > 0)
+    n = pair.sum((1, 2))                                                     # ordered pairs
+    agree = concordant.sum((1, 2)).float() / n.clamp(min=1).float()
+    return agree, n // 2
+
+
+# ----------------------------------------------------------------------------------------------
+# gates (bool [B])
+
+
+def adagrpo_gate(d: torch.Tensor, a: torch.Tensor, tau: float, rho: float) -> torch.Tensor:
+    """g_i = 1[d_i >= tau] * 1[a_i >= rho]: hard for the policy AND trustworthy for the ranker."""
+    return difficulty_gate(d, tau) & discriminability_gate(a, rho)
+
+
+def difficulty_gate(d: torch.Tensor, tau: float) -> torch.Tensor:
+    """g_i = 1[d_i >= tau] (ablation: policy side only)."""
+    check_range("tau", tau, lo=0.0, hi=1.0)
+    return d >= tau
+
+
+def discriminability_gate(a: torch.Tensor, rho: float) -> torch.Tensor:
+    """g_i = 1[a_i >= rho] (ablation: ranker side only)."""
+    check_range("rho", rho, lo=0.0, hi=1.0)
+    return a >= rho
+
+
+def inverse_gate(d: torch.Tensor, a: torch.Tensor, tau: float, rho: float) -> torch.Tensor:
+    """Exactly the samples AdaGRPO rejects (control)."""
+    return ~adagrpo_gate(d, a, tau, rho)
+
+
+def random_gate(B: int, p: float, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """g_i ~ Bernoulli(p) i.i.d. (control: "less RL" at AdaGRPO's admission rate p)."""
+    check_int("B", B, lo=0)
+    check_range("p", p, lo=0.0, hi=1.0)
+    gen_device = generator.device if generator is not None else device
+    return (torch.rand(B, generator=generator, device=gen_device) < p).to(device)
+
+
+def oracle_gate(ranker_scores: torch.Tensor, true_utility: torch.Tensor, valid: torch.Tensor,
+                threshold: float) -> torch.Tensor:
+    """g_i = 1[rank_agreement_i >= threshold]; a sample with no comparable pair is rejected.
+
+    Simulated world only (needs the true utility of every rollout).
+    """
+    check_range("threshold", threshold, lo=0.0, hi=1.0)
+    agree, n_pairs = rank_agreement(ranker_scores, true_utility, valid)
+    return (n_pairs > 0) & (agree >= threshold)
+
+
+# ----------------------------------------------------------------------------------------------
+# methods and config
+
+
+class Method(NamedTuple):
+    w_nll: float  # weight of the NLL term
+    gate: str     # which samples get the GRPO term
+
+
+METHODS: dict[str, Method] = {  # DESIGN table 3
+    "nll": Method(1.0, "none (continued SFT)"),
+    "grpo": Method(0.0, "all (pure GRPO)"),
+    "mix": Method(1.0, "all (fixed NLL-GRPO mixture)"),
+    "adagrpo": Method(1.0, "d >= tau and a >= rho"),
+    "random": Method(1.0, "Bernoulli(p), p = AdaGRPO's admission rate"),
+    "difficulty": Method(1.0, "d >= tau"),
+    "discriminability": Method(1.0, "a >= rho"),
+    "inverse": Method(1.0, "not (d >= tau and a >= rho)"),
+    "oracle": Method(1.0, "rank agreement(ranker, true utility) >= oracle_threshold"),
+}
+
+
+@dataclass
+class GateConfig:
+    """Which samples receive the GRPO loss."""
+
+    method: str = "adagrpo"
+    """One of METHODS: nll, grpo, mix, adagrpo, random, difficulty, discriminability, inverse, oracle."""
+    tau: float = 0.5
+    """Difficulty threshold in [0, 1]: admit when d >= tau (the paper gives no value; sweep it)."""
+    rho: float = 0.5
+    """Discriminability threshold in [0, 1]: admit when a >= rho (0.5 = chance level of a random ranker)."""
+    num_negatives: int = 5
+    """M >= 0: in-batch negatives (other samples' ground truths) added to N_i (paper: 5)."""
+    random_rate: float | None = None
+    """Random control's admission probability in [0, 1] for random_rate_mode="mean" (AdaGRPO's overall rate)."""
+    random_rate_mode: str = "per_step"
+    """Random control's p: "per_step" = AdaGRPO's rate at the same step (passed as target_rate); "mean" = random_rate."""
+    oracle_threshold: float = 0.5
+    """Oracle control: admit when the ranker/true-utility pairwise rank agreement is >= this, in [0, 1]."""
+
+    def __post_init__(self):
+        check_choice("method", self.method, METHODS)
+        check_range("tau", self.tau, lo=0.0, hi=1.0)
+        check_range("rho", self.rho, lo=0.0, hi=1.0)
+        check_int("num_negatives", self.num_negatives, lo=0)
+        if self.random_rate is not None:
+            check_range("random_rate", self.random_rate, lo=0.0, hi=1.0)
+        check_choice("random_rate_mode", self.random_rate_mode, ("per_step", "mean"))
+        check_range("oracle_threshold", self.oracle_threshold, lo=0.0, hi=1.0)
+
+    @property
+    def w_nll(self) -> float:
+        """The NLL weight this method uses (DESIGN table 3)."""
+        return METHODS[self.method].w_nll
+
+
+def compute_gate(cfg: GateConfig, d: torch.Tensor, a: torch.Tensor, *,
+                 generator: torch.Generator | None = None, target_rate: float | None = None,
+                 ranker_scores: torch.Tensor | None = None,
+                 true_utility: torch.Tensor | None = None,
+                 valid: torch.Tensor | None = None) -> torch.Tensor:
+    """bool [B] gate for ``cfg.method``, from d [B] and a [B] (and the extras some controls need).
+
+    random: p = ``target_rate`` (AdaGRPO's rate at this step) when random_rate_mode is
+    "per_step", else ``cfg.random_rate``; oracle: needs ``ranker_scores``, ``true_utility``
+    and ``valid`` [B, G].
+    """
+    m = cfg.method
+    B = d.shape[0]
+    if m == "nll":
+        return torch.zeros(B, dtype=torch.bool, device=d.device)
+    if m in ("grpo", "mix"):
+        return torch.ones(B, dtype=torch.bool, device=d.device)
+    if m == "adagrpo":
+        return adagrpo_gate(d, a, cfg.tau, cfg.rho)
+    if m == "difficulty":
+        return difficulty_gate(d, cfg.tau)
+    if m == "discriminability":
+        return discriminability_gate(a, cfg.rho)
+    if m == "inverse":
+        return inverse_gate(d, a, cfg.tau, cfg.rho)
+    if m == "random":
+        p = target_rate if cfg.random_rate_mode == "per_step" else cfg.random_rate
+        if p is None:
+            name = "target_rate" if cfg.random_rate_mode == "per_step" else "random_rate"
+            raise ValueError(f"{name} is required for method='random' with "
+                             f"random_rate_mode={cfg.random_rate_mode!r}, got {name}=None")
+        return random_gate(B, p, generator, device=d.device)
+    if m == "oracle":
+        if ranker_scores is None or true_utility is None or valid is None:
+            raise ValueError("method='oracle' needs ranker_scores, true_utility and valid, "
+                             f"got ranker_scores={'set' if ranker_scores is not None else None}, "
+                             f"true_utility={'set' if true_utility is not None else None}, "
+                             f"valid={'set' if valid is not None else None}")
+        return oracle_gate(ranker_scores, true_utility, valid, cfg.oracle_threshold)
+    raise ValueError(f"method must be one of {sorted(METHODS)}, got method={m!r}")

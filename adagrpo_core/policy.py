@@ -1,0 +1,275 @@
+"""The generative policy: a small decoder-only transformer over semantic-ID tokens.
+
+A user's history of items becomes a token sequence: every item contributes its ``Lp`` semantic-ID
+tokens (``Lp = L + 1``, the last one the uniqueness token). Each token's embedding is the sum of
+
+* a code embedding, separate per level (token id = ``level * V + code``),
+* a level embedding (0 .. Lp-1),
+* an item-position embedding: the item's column in the right-aligned window of ``max_history``
+  items, so the most recent history item is always at column ``H - 1`` and the item being
+  generated at column ``H``.
+
+The model predicts the next token with one head over the ``V`` codes (shared by all levels; a
+code that does not exist at a level is simply never a valid continuation there). Training is
+teacher-forced over whole windows, so every prefix of a training sequence is a sample.
+
+Decoding shares the history: :meth:`SIDPolicy.encode` runs the history once per context and
+keeps its keys/values; :meth:`SIDPolicy.extend` then runs ``G`` continuations per context
+(rollouts or beams) that attend to that one cached history plus their own earlier tokens, so the
+history is never copied or re-encoded per sample.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .utils import check_int, check_range
+
+
+@dataclass
+class PolicyConfig:
+    """Transformer size. Vocabulary and SID length come from the semantic IDs."""
+
+    n_layer: int = 2
+    """Transformer blocks."""
+    n_head: int = 4
+    """Attention heads (must divide n_embd)."""
+    n_embd: int = 64
+    """Width of the residual stream."""
+    dropout: float = 0.0
+    """Dropout on embeddings, attention output and MLP (training only). Off by default: the
+    quick world does not need it and CPU dropout masks cost more than the matmuls of this model."""
+    max_history: int = 10
+    """H: history items the policy reads (older items are dropped)."""
+
+    def __post_init__(self):
+        check_int("n_layer", self.n_layer, lo=1)
+        check_int("n_head", self.n_head, lo=1)
+        check_int("n_embd", self.n_embd, lo=1)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd must be divisible by n_head={self.n_head}, got n_embd={self.n_embd}")
+        check_range("dropout", self.dropout, 0, 1, hi_open=True)
+        check_int("max_history", self.max_history, lo=1)
+
+
+@dataclass
+class HistoryCache:
+    """Keys/values of an encoded history, shared by every continuation of the same context."""
+
+    keys: list          # per layer: [B, h, T, hd]
+    values: list        # per layer: [B, h, T, hd]
+    valid: torch.Tensor  # [B, T] bool, False on padding tokens
+    last: torch.Tensor   # [B, C] final hidden state of the last history token (predicts level 0)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.n_head, self.hd = cfg.n_head, cfg.n_embd // cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def _split(self, x):
+        # [..., t, C] -> three tensors [..., h, t, hd]
+        q, k, v = self.qkv(x).split(x.shape[-1], dim=-1)
+        shape = x.shape[:-1] + (self.n_head, self.hd)
+        return [z.view(shape).transpose(-3, -2) for z in (q, k, v)]
+
+    def forward(self, x, mask):
+        """Full sequence. x [B, T, C]; mask [B, 1, T, T] bool (True = may attend)."""
+        q, k, v = self._split(x)                                          # [B, h, T, hd]
+        dp = self.drop.p if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dp)
+        y = y.transpose(1, 2).reshape(x.shape)                            # [B, T, C]
+        return self.drop(self.proj(y)), (k, v)
+
+    def extend(self, x, hk, hv, hvalid, past):
+        """Continuations sharing one history.
+
+        x [B, G, t, C] new tokens; hk, hv [B, h, T, hd] history keys/values; hvalid [B, T];
+        past: None or (k, v) [B, G, h, s, hd] of earlier continuation tokens.
+        Returns y [B, G, t, C] and the continuation's (k, v) [B, G, h, s + t, hd].
+        """
+        q, k, v = self._split(x)                                          # [B, G, h, t, hd]
+        if past is not None:
+            k, v = torch.cat([past[0], k], -2), torch.cat([past[1], v], -2)
+        t, s_all = q.shape[-2], k.shape[-2]
+        scale = 1.0 / math.sqrt(self.hd)
+        s_hist = torch.einsum("bghtd,bhsd->bghts", q, hk) * scale         # [B, G, h, t, T]
+        s_hist = s_hist.masked_fill(~hvalid[:, None, None, None, :], float("-inf"))
+        s_cont = torch.einsum("bghtd,bghsd->bghts", q, k) * scale         # [B, G, h, t, s_all]
+        causal = torch.ones(t, s_all, dtype=torch.bool, device=x.device).tril(s_all - t)
+        s_cont = s_cont.masked_fill(~causal, float("-inf"))
+        p = torch.cat([s_hist, s_cont], -1).softmax(-1)                   # [B, G, h, t, T + s_all]
+        p_hist, p_cont = p.split([hk.shape[-2], s_all], -1)
+        y = torch.einsum("bghts,bhsd->bghtd", p_hist, hv) + p_cont @ v    # [B, G, h, t, hd]
+        y = y.transpose(-3, -2).reshape(x.shape)                          # [B, G, t, C]
+        return self.drop(self.proj(y)), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
+        self.attn = SelfAttention(cfg)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+
+    def forward(self, x, mask):
+        a, kv = self.attn(self.ln1(x), mask)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
+
+    def extend(self, x, hk, hv, hvalid, past):
+        a, kv = self.attn.extend(self.ln1(x), hk, hv, hvalid, past)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
+
+
+class SIDPolicy(nn.Module):
+    """Decoder-only transformer that generates an item's semantic-ID tuple token by token."""
+
+    def __init__(self, cfg: PolicyConfig, item_codes: torch.Tensor, vocab_size: int):
+        super().__init__()
+        item_codes = torch.as_tensor(item_codes, dtype=torch.long)
+        self.cfg = cfg
+        self.V = int(vocab_size)                                   # codes per step
+        self.Lp = int(item_codes.shape[1])                         # tokens per item
+        self.register_buffer("item_codes", item_codes, persistent=False)  # [n_items, Lp]
+        self.pad_id = self.Lp * self.V
+        C = cfg.n_embd
+        self.tok_emb = nn.Embedding(self.Lp * self.V + 1, C)      # per-level codes + PAD
+        self.lvl_emb = nn.Embedding(self.Lp, C)
+        self.pos_emb = nn.Embedding(cfg.max_history + 1, C)       # item columns 0..H
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(C)
+        self.head = nn.Linear(C, self.V, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    @property
+    def device(self):
+        return self.tok_emb.weight.device
+
+    # ------------------------------------------------------------------ token plumbing
+    def _item_tokens(self, items: torch.Tensor, first_col: int):
+        """items [B, W] (-1 pad) -> ids, levels, columns, valid, each [B, W * Lp]."""
+        B, W = items.shape
+        codes = self.item_codes[items.clamp(min=0)]                             # [B, W, Lp]
+        lvl = torch.arange(self.Lp, device=items.device)
+        ids = lvl * self.V + codes                                              # [B, W, Lp]
+        valid = (items >= 0)[..., None].expand(B, W, self.Lp)
+        ids = torch.where(valid, ids, torch.full_like(ids, self.pad_id))
+        cols = (torch.arange(W, device=items.device) + first_col)[None, :, None].expand(B, W, self.Lp)
+        levels = lvl[None, None, :].expand(B, W, self.Lp)
+        flat = lambda z: z.reshape(B, W * self.Lp)
+        return flat(ids), flat(levels), flat(cols), flat(valid)
+
+    def _embed(self, ids, levels, cols):
+        return self.drop(self.tok_emb(ids) + self.lvl_emb(levels) + self.pos_emb(cols))
+
+    def _run(self, items: torch.Tensor, first_col: int):
+        """Run whole item windows. items [B, W] -> hidden [B, W*Lp, C], per-layer (k, v), valid."""
+        ids, levels, cols, valid = self._item_tokens(items, first_col)
+        T = ids.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
+        eye = torch.eye(T, dtype=torch.bool, device=ids.device)
+        mask = (causal[None] & valid[:, None, :]) | eye[None]                  # pads attend to themselves
+        x = self._embed(ids, levels, cols)                                      # [B, T, C]
+        kvs = []
+        for blk in self.blocks:
+            x, kv = blk(x, mask[:, None])
+            kvs.append(kv)
+        return self.ln_f(x), kvs, valid
+
+    # ------------------------------------------------------------------ training
+    def forward(self, windows: torch.Tensor):
+        """Teacher-forced next-token logits over right-aligned item windows.
+
+        windows [B, W] item ids (-1 = left padding), W <= H + 1. Returns logits [B, W*Lp - 1, V]
+        (position p predicts token p + 1), targets [B, W*Lp - 1] codes and a bool mask of the
+        positions that count: tokens of items whose previous item is real.
+        """
+        B, W = windows.shape
+        if W > self.cfg.max_history + 1:
+            raise ValueError(f"window width must be <= max_history + 1 = {self.cfg.max_history + 1}, got {W}")
+        hidden, _, valid = self._run(windows, first_col=self.cfg.max_history + 1 - W)
+        logits = self.head(hidden[:, :-1])                                      # [B, T-1, V]
+        targets = self.item_codes[windows.clamp(min=0)].reshape(B, -1)[:, 1:]   # [B, T-1]
+        prev_real = torch.cat([torch.zeros_like(windows[:, :1], dtype=torch.bool), windows[:, :-1] >= 0], 1)
+        counts = ((windows >= 0) & prev_real)[..., None].expand(B, W, self.Lp).reshape(B, -1)[:, 1:]
+        return logits, targets, counts
+
+    # ------------------------------------------------------------------ decoding
+    def check_history(self, history: torch.Tensor) -> torch.Tensor:
+        """Validate and right-align a [B, H'] history (-1 padded on the left) to at most H columns."""
+        if history.ndim != 2:
+            raise ValueError(f"history must be [batch, H], got shape={tuple(history.shape)}")
+        H = self.cfg.max_history
+        if history.shape[1] > H:
+            history = history[:, -H:]
+        empty = (history >= 0).sum(1) == 0
+        if bool(empty.any()):
+            raise ValueError(f"history: empty history for sample {int(empty.nonzero()[0])}; "
+                             "every context needs at least one item")
+        if int(history.max()) >= self.item_codes.shape[0]:
+            raise ValueError(f"history: item id {int(history.max())} >= n_items={self.item_codes.shape[0]}")
+        return history
+
+    def encode(self, history: torch.Tensor) -> HistoryCache:
+        """Encode each context's history once. history [B, H'] (-1 left padding)."""
+        history = self.check_history(history.to(self.device))
+        hidden, kvs, valid = self._run(history, first_col=self.cfg.max_history - history.shape[1])
+        return HistoryCache([k for k, _ in kvs], [v for _, v in kvs], valid, hidden[:, -1])
+
+    def first_logits(self, cache: HistoryCache) -> torch.Tensor:
+        """Logits of the first token of the next item: [B, V]."""
+        return self.head(cache.last)
+
+    def extend(self, cache: HistoryCache, codes: torch.Tensor, start_level: int, past=None):
+        """Feed continuation tokens. codes [B, G, t] at levels start_level..start_level+t-1 of the
+        item at column H. Returns logits [B, G, t, V] (each predicts the following token) and the
+        new per-layer continuation state for the next call.
+        """
+        B, G, t = codes.shape
+        lvl = torch.arange(start_level, start_level + t, device=codes.device)
+        ids = lvl * self.V + codes.clamp(0, self.V - 1)
+        cols = torch.full_like(ids, self.cfg.max_history)
+        x = self._embed(ids, lvl.expand_as(ids), cols)                          # [B, G, t, C]
+        new_past = []
+        for i, blk in enumerate(self.blocks):
+            x, kv = blk.extend(x, cache.keys[i], cache.values[i], cache.valid, None if past is None else past[i])
+            new_past.append(kv)
+        return self.head(self.ln_f(x)), new_past
+
+    def tuple_logprobs(self, history: torch.Tensor, tuples: torch.Tensor, temperature: float = 1.0):
+        """Per-token log-probs of given tuples, differentiable. history [B, H']; tuples [B, G, Lp]
+        -> [B, G, Lp]. The history is encoded once and shared by the G tuples.
+        """
+        cache = self.encode(history)
+        B, G, Lp = tuples.shape
+        first = self.first_logits(cache)[:, None, None, :].expand(B, G, 1, self.V)   # [B, G, 1, V]
+        if Lp > 1:
+            rest, _ = self.extend(cache, tuples[:, :, :-1], start_level=0)           # [B, G, Lp-1, V]
+            logits = torch.cat([first, rest], 2)
+        else:
+            logits = first
+        logp = (logits / temperature).log_softmax(-1)
+        return logp.gather(-1, tuples.clamp(0, self.V - 1)[..., None]).squeeze(-1)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
