@@ -35,13 +35,15 @@ def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> t
 @torch.no_grad()
 def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: int,
                     temperature: float = 1.0, trie: Trie | None = None, constrained: bool = False,
-                    share_history: bool = True, generator: torch.Generator | None = None) -> Rollouts:
+                    share_history: bool = True, generator: torch.Generator | None = None,
+                    cache=None) -> Rollouts:
     """Sample ``num_generations`` (G) tuples per context.
 
     history [B, H'] item ids (-1 left padding). Unconstrained by default, so invalid tuples
     (hallucinations) can appear; ``constrained=True`` masks codes that leave the trie.
     ``share_history=False`` re-encodes the history once per sample (the slow reference, kept for
-    the benchmark; results are the same distribution).
+    the benchmark; results are the same distribution). ``cache``: an already encoded history
+    (:meth:`SIDPolicy.encode`), reused instead of encoding ``history`` again.
     """
     check_int("num_generations", num_generations, lo=1)
     check_range("temperature", temperature, lo=0, lo_open=True)
@@ -49,13 +51,13 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
         raise ValueError("trie is required (to decode tuples into items)")
     if trie.device != model.device:
         trie = trie.to(model.device)
-    history = history.to(model.device)
-    B, G = history.shape[0], num_generations
+    B, G = (history.shape[0] if cache is None else cache.last.shape[0]), num_generations
     if not share_history:   # reference: every sample encodes its own copy of the history
+        history = history.to(model.device)
         r = sample_rollouts(model, history.repeat_interleave(G, 0), 1, temperature, trie,
                             constrained, True, generator)
         return Rollouts(*(z.reshape(B, G, *z.shape[2:]) for z in (r.tokens, r.logp, r.items, r.valid)))
-    cache = model.encode(history)
+    cache = model.encode(history.to(model.device)) if cache is None else cache.detach()
     nodes = trie.root(B * G).view(B, G)                                     # [B, G]
     logits = model.first_logits(cache)[:, None, :].expand(B, G, model.V)    # [B, G, V]
     tokens, logps, past = [], [], None

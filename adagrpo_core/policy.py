@@ -65,6 +65,10 @@ class HistoryCache:
     valid: torch.Tensor  # [B, T] bool, False on padding tokens
     last: torch.Tensor   # [B, C] final hidden state of the last history token (predicts level 0)
 
+    def detach(self) -> "HistoryCache":
+        return HistoryCache([k.detach() for k in self.keys], [v.detach() for v in self.values],
+                            self.valid, self.last.detach())
+
 
 class SelfAttention(nn.Module):
     def __init__(self, cfg: PolicyConfig):
@@ -256,20 +260,29 @@ class SIDPolicy(nn.Module):
             new_past.append(kv)
         return self.head(self.ln_f(x)), new_past
 
-    def tuple_logprobs(self, history: torch.Tensor, tuples: torch.Tensor, temperature: float = 1.0):
-        """Per-token log-probs of given tuples, differentiable. history [B, H']; tuples [B, G, Lp]
-        -> [B, G, Lp]. The history is encoded once and shared by the G tuples.
+    def tuple_logits(self, history: torch.Tensor | None, tuples: torch.Tensor,
+                     cache: HistoryCache | None = None) -> torch.Tensor:
+        """Teacher-forced logits for given tuples, differentiable. history [B, H']; tuples
+        [B, G, Lp] -> [B, G, Lp, V] (entry t scores token t). The history is encoded once and
+        shared by the G tuples (or taken from ``cache``, e.g. the one the rollouts used).
         """
-        cache = self.encode(history)
+        cache = self.encode(history) if cache is None else cache
         B, G, Lp = tuples.shape
         first = self.first_logits(cache)[:, None, None, :].expand(B, G, 1, self.V)   # [B, G, 1, V]
-        if Lp > 1:
-            rest, _ = self.extend(cache, tuples[:, :, :-1], start_level=0)           # [B, G, Lp-1, V]
-            logits = torch.cat([first, rest], 2)
-        else:
-            logits = first
+        if Lp == 1:
+            return first
+        rest, _ = self.extend(cache, tuples[:, :, :-1], start_level=0)               # [B, G, Lp-1, V]
+        return torch.cat([first, rest], 2)
+
+    @staticmethod
+    def gather_logprobs(logits: torch.Tensor, tuples: torch.Tensor, temperature: float = 1.0):
+        """log softmax(logits / T) at the given codes: [..., Lp, V], [..., Lp] -> [..., Lp]."""
         logp = (logits / temperature).log_softmax(-1)
-        return logp.gather(-1, tuples.clamp(0, self.V - 1)[..., None]).squeeze(-1)
+        return logp.gather(-1, tuples.clamp(0, logits.shape[-1] - 1)[..., None]).squeeze(-1)
+
+    def tuple_logprobs(self, history: torch.Tensor, tuples: torch.Tensor, temperature: float = 1.0):
+        """Per-token log-probs of given tuples: [B, G, Lp] (see :meth:`tuple_logits`)."""
+        return self.gather_logprobs(self.tuple_logits(history, tuples), tuples, temperature)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

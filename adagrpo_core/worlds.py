@@ -40,7 +40,7 @@ class WorldConfig:
     """Users simulated (users with fewer than min_clicks clicks are dropped)."""
     n_items: int = 1500
     """Catalogue size."""
-    n_categories: int = 30
+    n_categories: int = 50
     """Item categories (clusters in latent space)."""
     latent_dim: int = 16
     """Dimension of user tastes and item latent vectors."""
@@ -48,7 +48,7 @@ class WorldConfig:
     """Dimension of the observable item content features."""
     feature_noise: float = 0.5
     """Noise on item features (0 = features reveal the latent vector linearly)."""
-    category_spread: float = 0.5
+    category_spread: float = 0.3
     """Idiosyncratic spread of items around their category centroid (relative)."""
     zipf_exponent: float = 1.1
     """Zipf exponent of the popularity prior (larger = more concentrated)."""
@@ -66,11 +66,11 @@ class WorldConfig:
     """Most slate steps per user."""
     slate_size: int = 10
     """Items shown per step."""
-    exposure_bias: float = 0.5
+    exposure_bias: float = 0.25
     """Logging-policy bias toward popular items, in [0, 1]."""
-    popularity_weight: float = 0.5
+    popularity_weight: float = 1.0
     """Multiplier of log-popularity in the logging policy."""
-    logging_temperature: float = 1.0
+    logging_temperature: float = 0.4
     """Temperature of the logging policy's utility term (smaller = more targeted)."""
     logging_noise: float = 1.0
     """Std of the logging policy's error on the utility it targets (applied in stage 2)."""
@@ -122,7 +122,7 @@ class WorldConfig:
     @classmethod
     def full(cls, **overrides) -> "WorldConfig":
         """Tens of thousands of users, 4,000 items."""
-        base = cls(n_users=30000, n_items=4000, n_categories=60)
+        base = cls(n_users=30000, n_items=4000, n_categories=130)
         return replace(base, **overrides)
 
     @classmethod
