@@ -34,7 +34,7 @@ from .utils import (atomic_save_df, atomic_torch_save, check_int, check_range, r
 class SFTConfig:
     """SFT optimisation and checkpointing."""
 
-    steps: int = 2000
+    steps: int = 600
     """Optimiser steps in total."""
     batch_size: int = 128
     """Windows per step."""
@@ -48,7 +48,7 @@ class SFTConfig:
     """Cosine decay floor, as a fraction of lr."""
     grad_clip: float = 1.0
     """Max global gradient norm (0 = no clipping)."""
-    ckpt_every: int = 250
+    ckpt_every: int = 100
     """Checkpoint + validation every this many steps."""
     eval_samples: int = 1000
     """Validation examples used at checkpoints (a fixed subsample; 0 = all)."""
