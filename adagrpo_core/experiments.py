@@ -106,6 +106,9 @@ def main_results(profile: Profile, ranker_cfg, grpo: GRPOConfig, gate: GateConfi
                 ada_rates = pd.read_csv(out / "steps.csv")["admission_rate"].to_numpy()
             all_rows.append(rows)
     rows = pd.concat(all_rows, ignore_index=True)
+    rank = {n: i for i, n in enumerate(names)}
+    rows = rows.sort_values(["method", "checkpoint", "seed"], key=lambda c: c.map(rank) if c.name == "method" else c,
+                            kind="stable").reset_index(drop=True)
     summary = summarize(rows)
     atomic_save_df(rows, out_root / "rows.csv", index=False)
     atomic_save_df(summary, out_root / "summary.csv", index=False)

@@ -101,9 +101,18 @@ def build_policy(sids: SemanticIDs, cfg: PolicyConfig, device) -> SIDPolicy:
     return SIDPolicy(cfg, torch.as_tensor(sids.codes), sids.vocab_size).to(device)
 
 
+def sids_hash(sids: SemanticIDs) -> str:
+    """Fingerprint of the item -> tuple mapping a checkpoint was trained with."""
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(sids.codes, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
 def load_policy(path, sids: SemanticIDs, device="auto") -> SIDPolicy:
     """Load a policy checkpoint (best.pt / final.pt / last.pt) for the given semantic IDs."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
+    if "sids_hash" in ck and ck["sids_hash"] != sids_hash(sids):
+        raise ValueError(f"{path} was trained with other semantic IDs (sids_hash={ck['sids_hash']}, "
+                         f"given {sids_hash(sids)})")
     model = build_policy(sids, PolicyConfig(**ck["policy_cfg"]), resolve_device(device))
     model.load_state_dict(ck["model"])
     model.eval()
@@ -144,6 +153,8 @@ def train_sft(data: Interactions, sids: SemanticIDs, policy_cfg: PolicyConfig | 
     last = out_dir / "last.pt"
     if resume and last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
+        if ck.get("sids_hash") != sids_hash(sids):
+            raise ValueError(f"{last} was written for other semantic IDs; use another out_dir or resume=False")
         if ck["sft_cfg"] != dataclasses.asdict(cfg) or ck["policy_cfg"] != dataclasses.asdict(policy_cfg):
             raise ValueError(f"{last} was written with other configs; use another out_dir or resume=False")
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"])
@@ -181,15 +192,17 @@ def train_sft(data: Interactions, sids: SemanticIDs, policy_cfg: PolicyConfig | 
             running = []
             log.append(row)
             state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(policy_cfg),
-                     "sft_cfg": dataclasses.asdict(cfg), "step": step, "val_HR@10": m["HR@10"]}
+                     "sft_cfg": dataclasses.asdict(cfg), "step": step, "val_HR@10": m["HR@10"],
+                     "sids_hash": sids_hash(sids)}
             if m["HR@10"] > best:
                 best = m["HR@10"]
                 atomic_torch_save(state, out_dir / "best.pt")
-            atomic_torch_save({**state, "opt": opt.state_dict(), "sched": sched.state_dict(),
-                               "log": log, "best": best, "rng": rng_state()}, last)
             if step == cfg.steps:
                 atomic_torch_save(state, out_dir / "final.pt")
             atomic_save_df(pd.DataFrame(log), out_dir / "log.csv", index=False)
+            # last.pt is the commit point: written after everything else of this checkpoint
+            atomic_torch_save({**state, "opt": opt.state_dict(), "sched": sched.state_dict(),
+                               "log": log, "best": best, "rng": rng_state()}, last)
         if stop_after is not None and step >= stop_after:
             break
     if bar is not None:

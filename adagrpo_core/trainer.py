@@ -36,7 +36,7 @@ from .gate import GateConfig, compute_gate, difficulty, discriminability, sample
 from .grpo import GRPOConfig, combine_losses, group_advantages, grpo_loss_per_sample, nll_per_sample
 from .policy import SIDPolicy
 from .semantic_ids import SemanticIDs
-from .sft import load_policy, validation_subset
+from .sft import load_policy, sids_hash, validation_subset
 from .utils import (atomic_save_df, atomic_torch_save, check_int, check_range, resolve_device,
                     rng_state, seed_everything, set_rng_state)
 
@@ -250,16 +250,17 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
             model.train()
             ckpts.append({"step": step, "val_HR@10": m["HR@10"]})
             state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(model.cfg),
-                     "configs": configs, "step": step, "val_HR@10": m["HR@10"]}
+                     "configs": configs, "step": step, "val_HR@10": m["HR@10"], "sids_hash": sids_hash(sids)}
             if m["HR@10"] > best:
                 best = m["HR@10"]
                 atomic_torch_save(state, out_dir / "best.pt")
-            atomic_torch_save({**state, "opt": opt.state_dict(), "log": log, "ckpts": ckpts, "best": best,
-                               "rng": rng_state(), "gen": gen.get_state()}, last)
             if step == cfg.steps:
                 atomic_torch_save(state, out_dir / "final.pt")
             atomic_save_df(pd.DataFrame(log), out_dir / "steps.csv", index=False)
             atomic_save_df(pd.DataFrame(ckpts), out_dir / "checkpoints.csv", index=False)
+            # last.pt is the commit point: written after everything else of this checkpoint
+            atomic_torch_save({**state, "opt": opt.state_dict(), "log": log, "ckpts": ckpts, "best": best,
+                               "rng": rng_state(), "gen": gen.get_state()}, last)
         if stop_after is not None and step >= stop_after:
             break
     if bar is not None:

@@ -1,0 +1,352 @@
+"""Decoding benchmark: trie-constrained beam search and shared-history rollouts.
+
+Two comparisons on the same model and the same inputs, in one run:
+
+(a) Constrained beam search. ``adagrpo_core.decoding.beam_search`` (the trie is a node-by-code
+    transition table; the allowed codes of all beams are one gather per level) against a
+    reference written here that builds the constraint the way many open-source generative
+    recommenders do, through a HuggingFace-style ``prefix_allowed_tokens_fn``: a Python dict
+    ``{prefix tuple: [allowed codes]}`` built from the catalogue and, at every level, a Python
+    loop over every (context, beam) that turns the beam's prefix into a tuple (``.tolist()``),
+    looks it up and writes the allowed codes into a mask row by row (as
+    ``transformers.PrefixConstrainedLogitsProcessor`` does). Everything else (encoding the
+    history once, the shared-history ``extend`` calls, scoring, top-k, cache reordering) is a
+    line-by-line copy of ``beam_search``, so the only difference is the constraint. Both must
+    return identical tuples, items and scores.
+
+(b) Rollouts. ``sample_rollouts(share_history=True)`` (history encoded once per context, the G
+    samples attend to that cache) against ``share_history=False`` (the history is re-encoded
+    for each of the G samples), same generator seed; tokens must be identical.
+
+The policy has random (untrained) weights: decoding cost does not depend on what the weights
+are. Times are medians over ``--repeats`` runs after one warm-up run.
+
+    python benchmarks/bench_decoding.py                      # batch 256, beam 20, G 8, 2 threads
+    python benchmarks/bench_decoding.py --profile            # + torch.profiler breakdown of beam_search
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from adagrpo_core.decoding import Beams, beam_search, sample_rollouts
+from adagrpo_core.policy import PolicyConfig
+from adagrpo_core.semantic_ids import INVALID, SIDConfig, build_semantic_ids
+from adagrpo_core.sft import build_policy
+from adagrpo_core.worlds import WorldConfig, build_world
+
+NEG_INF = float("-inf")
+
+
+# ---------------------------------------------------------------------- reference constraint
+def build_prefix_dict(codes: np.ndarray) -> dict:
+    """{prefix tuple: sorted list of allowed next codes} for every proper prefix of every item tuple."""
+    allowed = defaultdict(set)
+    for row in codes.tolist():
+        for t in range(len(row)):
+            allowed[tuple(row[:t])].add(row[t])
+    return {k: sorted(v) for k, v in allowed.items()}
+
+
+def make_prefix_allowed_tokens_fn(prefix_dict: dict):
+    """HuggingFace-style callback: (batch_id, prefix tensor) -> list of allowed codes."""
+    def prefix_allowed_tokens_fn(batch_id: int, sent: torch.Tensor) -> list:
+        # a prefix outside the catalogue (only reachable by a dead, -inf beam) allows nothing,
+        # the same as the trie's absorbing invalid node
+        return prefix_dict.get(tuple(sent.tolist()), [])
+    return prefix_allowed_tokens_fn
+
+
+def prefix_constraint_mask(prefixes: torch.Tensor, num_beams: int, fn, vocab_size: int) -> torch.Tensor:
+    """The loop of ``PrefixConstrainedLogitsProcessor``: prefixes [B * num_beams, t] -> additive
+    mask [B * num_beams, V] (0 where allowed, -inf elsewhere), one Python iteration per beam."""
+    mask = torch.full((prefixes.shape[0], vocab_size), NEG_INF, device=prefixes.device)
+    for batch_id, beam_sent in enumerate(prefixes.view(prefixes.shape[0] // num_beams, num_beams, prefixes.shape[-1])):
+        for beam_id, sent in enumerate(beam_sent):
+            allowed = fn(batch_id, sent)
+            if allowed:
+                mask[batch_id * num_beams + beam_id, allowed] = 0
+    return mask
+
+
+class ConstraintTimer:
+    """Accumulates the wall time spent building constraint masks."""
+
+    def __init__(self, device):
+        self.device, self.seconds = device, 0.0
+
+    def __enter__(self):
+        _sync(self.device)
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        _sync(self.device)
+        self.seconds += time.perf_counter() - self.t0
+
+
+@torch.no_grad()
+def beam_search_prefix_fn(model, history, beam_width, trie, prefix_fn, timer=None, record=None) -> Beams:
+    """``beam_search(constrained=True)`` with the trie gather replaced by a prefix_allowed_tokens_fn.
+
+    The trie is used only to turn the final tuples into item ids, exactly as in beam_search.
+    ``record`` (a list) receives the [B * W, t] prefixes that were looked up at every level.
+    """
+    timer = timer or ConstraintTimer(model.device)
+    history = history.to(model.device)
+    B, W, V = history.shape[0], beam_width, model.V
+    cache = model.encode(history)
+    logp0 = model.first_logits(cache).log_softmax(-1)                       # [B, V]
+    with timer:   # level 0: one (empty) prefix per context
+        empty = torch.zeros(B, 0, dtype=torch.long, device=model.device)
+        logp0 = logp0 + prefix_constraint_mask(empty, 1, prefix_fn, V)
+    if record is not None:
+        record.append(empty)
+    k0 = min(W, V)
+    scores, tok = logp0.topk(k0, -1)                                        # [B, k0]
+    if k0 < W:
+        scores = torch.cat([scores, scores.new_full((B, W - k0), NEG_INF)], 1)
+        tok = torch.cat([tok, tok.new_zeros((B, W - k0))], 1)
+    seqs = tok[..., None]                                                   # [B, W, 1]
+    past = None
+    for level in range(1, model.Lp):
+        out, past = model.extend(cache, seqs[..., -1:], level - 1, past)    # [B, W, 1, V]
+        logp = out[:, :, -1].log_softmax(-1)                                # [B, W, V]
+        with timer:
+            prefixes = seqs.reshape(B * W, level)
+            logp = logp + prefix_constraint_mask(prefixes, W, prefix_fn, V).view(B, W, V)
+        if record is not None:
+            record.append(prefixes)
+        total = (scores[..., None] + logp).reshape(B, W * V)
+        scores, flat = total.topk(W, -1)
+        parent, code = flat // V, flat % V
+        seqs = torch.cat([seqs.gather(1, parent[..., None].expand(B, W, seqs.shape[-1])), code[..., None]], -1)
+        past = [tuple(z.gather(1, parent.view(B, W, 1, 1, 1).expand_as(z)) for z in kv) for kv in past]
+    nodes = trie.walk(seqs)
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
+    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, INVALID))
+    return Beams(seqs, scores, items)
+
+
+# ---------------------------------------------------------------------- timing helpers
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats, device):
+    """Warm up once, then the median wall time of ``repeats`` runs; returns (median, all, last result)."""
+    out = fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+def fmt(times):
+    return "[" + ", ".join(f"{t * 1e3:.1f}" for t in times) + "] ms"
+
+
+def load_string(when: str) -> str:
+    try:
+        load = os.getloadavg()
+    except OSError:
+        return f"load average ({when}): n/a"
+    out = f"load average ({when}; 1/5/15 min): " + " / ".join(f"{x:.2f}" for x in load)
+    if when == "at start" and load[0] > max(1.0, (os.cpu_count() or 1) - torch.get_num_threads() + 0.5):
+        out += ("  WARNING: other processes compete for the cores; multi-threaded timings are then "
+                "unreliable (OpenMP workers wait for descheduled peers)")
+    return out
+
+
+# ---------------------------------------------------------------------- profiling
+class _Labelled(torch.nn.Module):
+    """Runs a module inside a profiler label."""
+
+    def __init__(self, inner, tag):
+        super().__init__()
+        self.inner, self.tag = inner, tag
+
+    def forward(self, x):
+        with torch.profiler.record_function(self.tag):
+            return self.inner(x)
+
+
+def _label_method(obj, name, tag):
+    """Shadow obj.name with an instance attribute that runs it inside a profiler label."""
+    fn = getattr(obj, name)
+
+    def wrapped(*a, **k):
+        with torch.profiler.record_function(tag):
+            return fn(*a, **k)
+    setattr(obj, name, wrapped)
+
+
+def profile_beam_search(model, history, beam_width, trie, device, rows=25):
+    """torch.profiler over one constrained beam_search call. The policy's entry points, each
+    block's attention / MLP and the trie lookup are labelled through instance-level wrappers
+    (removed afterwards; nothing in the library is modified)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    methods = [(model, "encode", "policy.encode"), (model, "first_logits", "policy.first_logits"),
+               (model, "extend", "policy.extend"), (trie, "allowed", "trie.allowed"),
+               (trie, "step", "trie.step")]
+    methods += [(blk.attn, "extend", f"block{i}.attn.extend") for i, blk in enumerate(model.blocks)]
+    for obj, name, tag in methods:
+        _label_method(obj, name, tag)
+    mlps = [blk.mlp for blk in model.blocks]
+    for i, blk in enumerate(model.blocks):
+        blk.mlp = _Labelled(blk.mlp, f"block{i}.mlp")
+    try:
+        beam_search(model, history, beam_width, trie=trie, constrained=True)          # warm-up
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.device(device).type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            with record_function("beam_search"):
+                beam_search(model, history, beam_width, trie=trie, constrained=True)
+    finally:
+        for obj, name, _ in methods:
+            delattr(obj, name)
+        for blk, mlp in zip(model.blocks, mlps):
+            blk.mlp = mlp
+    ka = prof.key_averages()
+    total = next(e for e in ka if e.key == "beam_search").cpu_time_total
+    print("\n--- torch.profiler: one constrained beam_search call (profiler overhead included) ---")
+    print(f"{'region (inclusive CPU time)':<30}{'calls':>6}{'ms':>10}{'% of beam_search':>18}")
+    tags = ["beam_search"] + [tag for _, _, tag in methods[:3]]
+    tags += [f"block{i}.{part}" for i in range(len(model.blocks)) for part in ("attn.extend", "mlp")]
+    tags += ["trie.allowed", "trie.step"]
+    for tag in tags:
+        e = next((e for e in ka if e.key == tag), None)
+        if e is not None:
+            print(f"{tag:<30}{e.count:>6}{e.cpu_time_total / 1e3:>10.2f}{100 * e.cpu_time_total / total:>17.1f}%")
+    print(f"\ntop {rows} operators by self CPU time:")
+    print(ka.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=40))
+
+
+# ---------------------------------------------------------------------- main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--batch", type=int, default=256, help="contexts per call")
+    ap.add_argument("--beam", type=int, default=20, help="beam width")
+    ap.add_argument("--G", type=int, default=8, help="rollouts per context")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs (median reported) after one warm-up")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--world", choices=["quick", "tiny"], default="quick")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0, help="model init and rollout generator seed")
+    ap.add_argument("--profile", action="store_true", help="also print a torch.profiler breakdown of beam_search")
+    args = ap.parse_args(argv)
+    if min(args.batch, args.beam, args.G, args.repeats, args.threads) < 1:
+        ap.error("--batch, --beam, --G, --repeats and --threads must be >= 1")
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__} | {platform.python_implementation()} {platform.python_version()} | "
+          f"device {device} | torch threads {torch.get_num_threads()} | os cpus {os.cpu_count()}")
+    print(load_string("at start"))
+
+    t0 = time.perf_counter()
+    world = build_world(WorldConfig.quick() if args.world == "quick" else WorldConfig.tiny())
+    sids = build_semantic_ids(world.item_features, SIDConfig())
+    cfg = PolicyConfig()
+    torch.manual_seed(args.seed)
+    model = build_policy(sids, cfg, device).eval()
+    trie = sids.trie.to(device)
+    ex = world.examples("valid", cfg.max_history)
+    history = torch.as_tensor(ex.history[:args.batch], device=device)
+    B = history.shape[0]
+    print(f"world {args.world}: {world.n_items} items, {world.n_users} users; semantic IDs "
+          f"Lp={sids.length} tokens, V={sids.vocab_size} codes, trie {trie.num_nodes} nodes "
+          f"(setup {time.perf_counter() - t0:.1f} s)")
+    print(f"policy: PolicyConfig() defaults (n_layer={cfg.n_layer}, n_head={cfg.n_head}, n_embd={cfg.n_embd}, "
+          f"max_history={cfg.max_history}), {model.num_params():,} parameters, RANDOM untrained weights "
+          f"(decoding cost does not depend on the weights)")
+    print(f"inputs: {B} validation histories; beam width {args.beam}; G={args.G}; "
+          f"median of {args.repeats} timed runs after 1 warm-up")
+
+    # ------------------------------------------------------------ (a) constrained beam search
+    prefix_dict = build_prefix_dict(sids.codes)
+    prefix_fn = make_prefix_allowed_tokens_fn(prefix_dict)
+    print(f"\n=== (a) trie-constrained beam search (batch {B}, beam {args.beam}) ===")
+    print(f"reference prefix dict: {len(prefix_dict)} prefixes")
+    t_vec, all_vec, bv = timed(lambda: beam_search(model, history, args.beam, trie=trie, constrained=True),
+                               args.repeats, device)
+    timer = ConstraintTimer(device)
+    t_ref, all_ref, br = timed(lambda: beam_search_prefix_fn(model, history, args.beam, trie, prefix_fn, timer),
+                               args.repeats, device)
+    ref_constraint = timer.seconds / (args.repeats + 1)
+    assert torch.equal(bv.tuples, br.tuples), "beam tuples differ"
+    assert torch.equal(bv.items, br.items), "beam items differ"
+    torch.testing.assert_close(bv.scores, br.scores, rtol=1e-6, atol=1e-6)
+    assert (bv.items >= 0).all(), "constrained beams returned an invalid tuple"
+    print(f"identical results: tuples and items equal, scores allclose; all {bv.items.numel()} beams valid items")
+    print(f"vectorised beam_search (trie gather)      : {t_vec * 1e3:9.1f} ms  {fmt(all_vec)}")
+    print(f"reference (per-beam dict prefix_fn loop)  : {t_ref * 1e3:9.1f} ms  {fmt(all_ref)}")
+    print(f"  of which building the constraint masks  : {ref_constraint * 1e3:9.1f} ms (mean per call)")
+    print(f"SPEED-UP end to end (reference / vectorised): {t_ref / t_vec:.1f}x")
+
+    # the constraint alone, on the very prefixes the reference looked up
+    record = []
+    beam_search_prefix_fn(model, history, args.beam, trie, prefix_fn, record=record)
+    levels = [(p, args.beam if p.shape[1] > 0 else 1) for p in record]
+    logits = [torch.randn(p.shape[0], model.V, device=device) for p, _ in levels]
+    nodes = [trie.walk(p) for p, _ in levels]
+
+    def vec_constraint():
+        return [lg.masked_fill(~trie.allowed(n), NEG_INF) for lg, n in zip(logits, nodes)]
+
+    def ref_constraint_fn():
+        return [lg + prefix_constraint_mask(p, nb, prefix_fn, model.V) for lg, (p, nb) in zip(logits, levels)]
+
+    c_vec, call_vec, mv = timed(vec_constraint, args.repeats, device)
+    c_ref, call_ref, mr = timed(ref_constraint_fn, args.repeats, device)
+    assert all(torch.equal(a, b) for a, b in zip(mv, mr)), "constraint masks differ"
+    n_rows = sum(p.shape[0] for p, _ in levels)
+    print(f"constraint only ({len(levels)} levels, {n_rows} prefix rows, identical masks):")
+    print(f"  trie.allowed gather + masked_fill        : {c_vec * 1e3:9.3f} ms  {fmt(call_vec)}")
+    print(f"  dict prefix_allowed_tokens_fn loop       : {c_ref * 1e3:9.3f} ms  {fmt(call_ref)}")
+    print(f"  SPEED-UP constraint only                 : {c_ref / c_vec:.0f}x")
+    print(f"  share of the vectorised beam search left for everything but the constraint: "
+          f"{100 * (1 - c_vec / t_vec):.1f}%")
+
+    # ------------------------------------------------------------ (b) rollouts
+    print(f"\n=== (b) rollouts (batch {B}, G={args.G}, unconstrained sampling, temperature 1) ===")
+
+    def rollouts(share):
+        g = torch.Generator(device=device).manual_seed(args.seed)
+        return sample_rollouts(model, history, args.G, trie=trie, share_history=share, generator=g)
+
+    t_sh, all_sh, rs = timed(lambda: rollouts(True), args.repeats, device)
+    t_re, all_re, rr = timed(lambda: rollouts(False), args.repeats, device)
+    assert torch.equal(rs.tokens, rr.tokens), "rollout tokens differ"
+    assert torch.equal(rs.items, rr.items), "rollout items differ"
+    torch.testing.assert_close(rs.logp, rr.logp, rtol=1e-5, atol=1e-5)
+    print(f"identical results: tokens and items equal, log-probs allclose "
+          f"({rs.tokens.numel()} tokens, {int(rs.valid.sum())}/{rs.valid.numel()} valid tuples)")
+    print(f"share_history=True  (encode once, G share) : {t_sh * 1e3:9.1f} ms  {fmt(all_sh)}")
+    print(f"share_history=False (re-encode per sample) : {t_re * 1e3:9.1f} ms  {fmt(all_re)}")
+    print(f"SPEED-UP (re-encode / shared)              : {t_re / t_sh:.2f}x")
+
+    print("\nsummary: beam search end to end {:.1f}x (>= 20x: {}); constraint alone {:.0f}x (>= 20x: {}); "
+          "rollouts shared history {:.2f}x (> 1: {})".format(
+              t_ref / t_vec, "met" if t_ref / t_vec >= 20 else "NOT met", c_ref / c_vec,
+              "met" if c_ref / c_vec >= 20 else "NOT met", t_re / t_sh, "met" if t_re > t_sh else "NOT met"))
+    print(load_string("at end"))
+
+    if args.profile:
+        profile_beam_search(model, history, args.beam, trie, device)
+
+
+if __name__ == "__main__":
+    main()
