@@ -7,7 +7,6 @@ intervals over seeds. Each run writes into ``out_root/seed<k>/<name>/``; a run w
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 

@@ -45,12 +45,7 @@ def get_sids(world, cfg: SIDConfig, cache_dir=None, world_key: str | None = None
     cache = Path(cache_dir or default_cache_dir())
     key = config_hash(world_key or config_hash(world.cfg), cfg)
 
-    def build():
-        s = build_semantic_ids(world.item_features, cfg)
-        s._trie = None  # rebuilt lazily
-        return s
-    sids = _cached_pickle(cache / "sids" / f"{key}.pkl", build)
-    return sids
+    return _cached_pickle(cache / "sids" / f"{key}.pkl", lambda: build_semantic_ids(world.item_features, cfg))
 
 
 def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,

@@ -26,8 +26,8 @@ from .data import Interactions
 from .evaluate import evaluate_policy
 from .policy import PolicyConfig, SIDPolicy
 from .semantic_ids import SemanticIDs
-from .utils import (atomic_save_df, atomic_torch_save, check_int, check_range, resolve_device, rng_state,
-                    seed_everything, set_rng_state)
+from .utils import (check_int, check_range, resolve_device, rng_state,
+                    seed_everything, set_rng_state, write_checkpoint)
 
 
 @dataclass
@@ -194,15 +194,11 @@ def train_sft(data: Interactions, sids: SemanticIDs, policy_cfg: PolicyConfig | 
             state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(policy_cfg),
                      "sft_cfg": dataclasses.asdict(cfg), "step": step, "val_HR@10": m["HR@10"],
                      "sids_hash": sids_hash(sids)}
-            if m["HR@10"] > best:
-                best = m["HR@10"]
-                atomic_torch_save(state, out_dir / "best.pt")
-            if step == cfg.steps:
-                atomic_torch_save(state, out_dir / "final.pt")
-            atomic_save_df(pd.DataFrame(log), out_dir / "log.csv", index=False)
-            # last.pt is the commit point: written after everything else of this checkpoint
-            atomic_torch_save({**state, "opt": opt.state_dict(), "sched": sched.state_dict(),
-                               "log": log, "best": best, "rng": rng_state()}, last)
+            improved = m["HR@10"] > best
+            best = max(best, m["HR@10"])
+            write_checkpoint(out_dir, state, {"opt": opt.state_dict(), "sched": sched.state_dict(), "log": log,
+                                              "best": best, "rng": rng_state()},
+                             improved, step == cfg.steps, {"log.csv": pd.DataFrame(log)})
         if stop_after is not None and step >= stop_after:
             break
     if bar is not None:

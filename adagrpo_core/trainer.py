@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,8 +37,8 @@ from .grpo import GRPOConfig, combine_losses, group_advantages, grpo_loss_per_sa
 from .policy import SIDPolicy
 from .semantic_ids import SemanticIDs
 from .sft import load_policy, sids_hash, validation_subset
-from .utils import (atomic_save_df, atomic_torch_save, check_int, check_range, resolve_device,
-                    rng_state, seed_everything, set_rng_state)
+from .utils import (atomic_save_df, check_int, check_range, resolve_device,
+                    rng_state, seed_everything, set_rng_state, write_checkpoint)
 
 
 @dataclass
@@ -251,16 +251,12 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
             ckpts.append({"step": step, "val_HR@10": m["HR@10"]})
             state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(model.cfg),
                      "configs": configs, "step": step, "val_HR@10": m["HR@10"], "sids_hash": sids_hash(sids)}
-            if m["HR@10"] > best:
-                best = m["HR@10"]
-                atomic_torch_save(state, out_dir / "best.pt")
-            if step == cfg.steps:
-                atomic_torch_save(state, out_dir / "final.pt")
-            atomic_save_df(pd.DataFrame(log), out_dir / "steps.csv", index=False)
-            atomic_save_df(pd.DataFrame(ckpts), out_dir / "checkpoints.csv", index=False)
-            # last.pt is the commit point: written after everything else of this checkpoint
-            atomic_torch_save({**state, "opt": opt.state_dict(), "log": log, "ckpts": ckpts, "best": best,
-                               "rng": rng_state(), "gen": gen.get_state()}, last)
+            improved = m["HR@10"] > best
+            best = max(best, m["HR@10"])
+            write_checkpoint(out_dir, state, {"opt": opt.state_dict(), "log": log, "ckpts": ckpts, "best": best,
+                                              "rng": rng_state(), "gen": gen.get_state()},
+                             improved, step == cfg.steps,
+                             {"steps.csv": pd.DataFrame(log), "checkpoints.csv": pd.DataFrame(ckpts)})
         if stop_after is not None and step >= stop_after:
             break
     if bar is not None:
@@ -278,15 +274,19 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
     """Test metrics of best.pt and final.pt: HR/NDCG and hallucination from unconstrained beam
     search (as the paper reports them), plus constrained HR@10."""
     out_dir = Path(out_dir)
-    test = data.examples("test", load_policy(out_dir / "final.pt", sids, "cpu").cfg.max_history)
-    if cfg.test_samples and len(test) > cfg.test_samples:
-        test = test.subset(np.sort(np.random.default_rng(cfg.seed + 7).choice(len(test), cfg.test_samples, replace=False)))
-    rows = []
+    rows, test, metrics_at = [], None, {}
     for kind in ("best", "final"):
         path = out_dir / f"{kind}.pt"
         model = load_policy(path, sids, device)
         step = torch.load(path, map_location="cpu", weights_only=False)["step"]
-        m = evaluate_policy(model, sids, test, cfg.eval_beam_width)
+        if test is None:
+            test = data.examples("test", model.cfg.max_history)
+            if cfg.test_samples and len(test) > cfg.test_samples:
+                pick = np.random.default_rng(cfg.seed + 7).choice(len(test), cfg.test_samples, replace=False)
+                test = test.subset(np.sort(pick))
+        if step not in metrics_at:  # best.pt is often the final step: evaluate those weights once
+            metrics_at[step] = evaluate_policy(model, sids, test, cfg.eval_beam_width)
+        m = metrics_at[step]
         rows.append({"method": method, "seed": seed, "checkpoint": kind, "step": step,
                      "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"], "HR@20": m["HR@20_unc"],
                      "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],

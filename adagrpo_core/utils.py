@@ -140,3 +140,21 @@ def default_cache_dir() -> Path:
     ADAGRPO_CACHE overrides; default is ./.cache under the current directory.
     """
     return Path(os.environ.get("ADAGRPO_CACHE", ".cache"))
+
+
+def write_checkpoint(out_dir, state: dict, resume_extra: dict, improved: bool, final: bool,
+                     tables: dict) -> None:
+    """One checkpoint of a training run, in commit order.
+
+    ``best.pt`` (when ``improved``), ``final.pt`` (when ``final``) and the CSV ``tables``
+    ({file name: DataFrame}) first; ``last.pt`` (``state`` plus ``resume_extra``: optimiser, RNG,
+    logs) last, because resuming trusts it: a crash before it leaves the previous checkpoint intact.
+    """
+    out_dir = Path(out_dir)
+    if improved:
+        atomic_torch_save(state, out_dir / "best.pt")
+    if final:
+        atomic_torch_save(state, out_dir / "final.pt")
+    for name, df in tables.items():
+        atomic_save_df(df, out_dir / name, index=False)
+    atomic_torch_save({**state, **resume_extra}, out_dir / "last.pt")

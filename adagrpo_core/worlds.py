@@ -22,7 +22,7 @@ and a true-utility oracle for any (user state, items) batch.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
