@@ -127,8 +127,7 @@ def beam_search(model: SIDPolicy, history: torch.Tensor, beam_width: int, num_re
         seqs = torch.cat([seqs.gather(1, parent[..., None].expand(B, W, seqs.shape[-1])), code[..., None]], -1)
         nodes = trie.step(nodes.gather(1, parent), code)
         if level < model.Lp - 1:  # reorder the beams' key/value cache (not needed after the last level)
-            rows = (torch.arange(B, device=parent.device)[:, None] * W + parent).reshape(-1)
-            past = [tuple(z.flatten(0, 1).index_select(0, rows).view_as(z) for z in kv) for kv in past]
+            past = model.reorder_past(past, parent)
     items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
     items = torch.where(torch.isfinite(scores), items, torch.full_like(items, INVALID))
     return Beams(seqs[:, :num_return], scores[:, :num_return], items[:, :num_return])

@@ -60,14 +60,14 @@ class PolicyConfig:
 class HistoryCache:
     """Keys/values of an encoded history, shared by every continuation of the same context."""
 
-    keys: list          # per layer: [B, h, T, hd]
-    values: list        # per layer: [B, h, T, hd]
-    valid: torch.Tensor  # [B, T] bool, False on padding tokens
+    keys: list           # per layer: [B, h, T, hd]
+    values: list         # per layer: [B, h, T, hd]
+    bias: torch.Tensor   # [B, 1, T] additive attention mask: 0 on history tokens, -inf on padding
     last: torch.Tensor   # [B, C] final hidden state of the last history token (predicts level 0)
 
     def detach(self) -> "HistoryCache":
         return HistoryCache([k.detach() for k in self.keys], [v.detach() for v in self.values],
-                            self.valid, self.last.detach())
+                            self.bias, self.last.detach())
 
 
 class SelfAttention(nn.Module):
@@ -92,27 +92,40 @@ class SelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(x.shape)                            # [B, T, C]
         return self.drop(self.proj(y)), (k, v)
 
-    def extend(self, x, hk, hv, hvalid, past):
+    def forward_last(self, x, mask):
+        """Like forward, but the output only at the last position. x [B, T, C]; mask [B, 1, T, T].
+        Returns y [B, 1, C] and the keys/values of all T positions (what a history cache needs)."""
+        q, k, v = self._split(x)                                          # [B, h, T, hd]
+        y = F.scaled_dot_product_attention(q[:, :, -1:], k, v, attn_mask=mask[:, :, -1:])
+        y = y.transpose(1, 2).reshape(x.shape[0], 1, x.shape[-1])        # [B, 1, C]
+        return self.drop(self.proj(y)), (k, v)
+
+    def extend(self, x, hk, hv, hbias, past):
         """Continuations sharing one history.
 
-        x [B, G, t, C] new tokens; hk, hv [B, h, T, hd] history keys/values; hvalid [B, T];
-        past: None or (k, v) [B, G, h, s, hd] of earlier continuation tokens.
-        Returns y [B, G, t, C] and the continuation's (k, v) [B, G, h, s + t, hd].
+        x [B, G, t, C] new tokens; hk, hv [B, h, T, hd] history keys/values; hbias [B, 1, T]
+        (0 / -inf on padding); past: None or (k, v) [B, G, h, s, hd] of earlier continuation
+        tokens. Returns y [B, G, t, C] and the continuation's (k, v) [B, G, h, s + t, hd].
+        The G continuations of a context are one batched matmul against its history keys.
         """
-        q, k, v = self._split(x)                                          # [B, G, h, t, hd]
+        B, G, t, C = x.shape
+        h, hd, T = self.n_head, self.hd, hk.shape[-2]
+        q, k, v = self.qkv(x).view(B, G, t, 3, h, hd).permute(3, 0, 1, 4, 2, 5)  # 3 x [B, G, h, t, hd]
         if past is not None:
             k, v = torch.cat([past[0], k], -2), torch.cat([past[1], v], -2)
-        t, s_all = q.shape[-2], k.shape[-2]
-        scale = 1.0 / math.sqrt(self.hd)
-        s_hist = torch.einsum("bghtd,bhsd->bghts", q, hk) * scale         # [B, G, h, t, T]
-        s_hist = s_hist.masked_fill(~hvalid[:, None, None, None, :], float("-inf"))
-        s_cont = torch.einsum("bghtd,bghsd->bghts", q, k) * scale         # [B, G, h, t, s_all]
-        causal = torch.ones(t, s_all, dtype=torch.bool, device=x.device).tril(s_all - t)
-        s_cont = s_cont.masked_fill(~causal, float("-inf"))
-        p = torch.cat([s_hist, s_cont], -1).softmax(-1)                   # [B, G, h, t, T + s_all]
-        p_hist, p_cont = p.split([hk.shape[-2], s_all], -1)
-        y = torch.einsum("bghts,bhsd->bghtd", p_hist, hv) + p_cont @ v    # [B, G, h, t, hd]
-        y = y.transpose(-3, -2).reshape(x.shape)                          # [B, G, t, C]
+        s_all = k.shape[-2]
+        q = q.transpose(1, 2) * (1.0 / math.sqrt(hd))                            # [B, h, G, t, hd]
+        bias = hbias[:, None].expand(B, h, 1, T).reshape(B * h, 1, T)
+        s_hist = torch.baddbmm(bias, q.reshape(B * h, G * t, hd),
+                               hk.reshape(B * h, T, hd).transpose(1, 2))        # [B*h, G*t, T]
+        s_cont = torch.einsum("bhgtd,bghsd->bhgts", q, k)                        # [B, h, G, t, s_all]
+        if t > 1:
+            causal = torch.ones(t, s_all, dtype=torch.bool, device=x.device).tril(s_all - t)
+            s_cont = s_cont.masked_fill(~causal, float("-inf"))
+        p = torch.cat([s_hist.view(B, h, G, t, T), s_cont], -1).softmax(-1)    # [B, h, G, t, T + s_all]
+        y_hist = torch.bmm(p[..., :T].reshape(B * h, G * t, T), hv.reshape(B * h, T, hd))
+        y = y_hist.view(B, h, G, t, hd) + torch.einsum("bhgts,bghsd->bhgtd", p[..., T:], v)
+        y = y.permute(0, 2, 3, 1, 4).reshape(B, G, t, C)                         # [B, G, t, C]
         return self.drop(self.proj(y)), (k, v)
 
 
@@ -129,8 +142,14 @@ class Block(nn.Module):
         x = x + a
         return x + self.mlp(self.ln2(x)), kv
 
-    def extend(self, x, hk, hv, hvalid, past):
-        a, kv = self.attn.extend(self.ln1(x), hk, hv, hvalid, past)
+    def forward_last(self, x, mask):
+        """Output at the last position only ([B, 1, C]), keys/values of all positions."""
+        a, kv = self.attn.forward_last(self.ln1(x), mask)
+        x = x[:, -1:] + a
+        return x + self.mlp(self.ln2(x)), kv
+
+    def extend(self, x, hk, hv, hbias, past):
+        a, kv = self.attn.extend(self.ln1(x), hk, hv, hbias, past)
         x = x + a
         return x + self.mlp(self.ln2(x)), kv
 
@@ -186,8 +205,10 @@ class SIDPolicy(nn.Module):
     def _embed(self, ids, levels, cols):
         return self.drop(self.tok_emb(ids) + self.lvl_emb(levels) + self.pos_emb(cols))
 
-    def _run(self, items: torch.Tensor, first_col: int):
-        """Run whole item windows. items [B, W] -> hidden [B, W*Lp, C], per-layer (k, v), valid."""
+    def _run(self, items: torch.Tensor, first_col: int, last_only: bool = False):
+        """Run whole item windows. items [B, W] -> hidden [B, W*Lp, C], per-layer (k, v), valid.
+        ``last_only``: the final block computes its output at the last position only (hidden
+        [B, 1, C]); keys/values are still those of every position. Used to encode histories."""
         ids, levels, cols, valid = self._item_tokens(items, first_col)
         T = ids.shape[1]
         causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
@@ -195,8 +216,11 @@ class SIDPolicy(nn.Module):
         mask = (causal[None] & valid[:, None, :]) | eye[None]                  # pads attend to themselves
         x = self._embed(ids, levels, cols)                                      # [B, T, C]
         kvs = []
-        for blk in self.blocks:
-            x, kv = blk(x, mask[:, None])
+        for i, blk in enumerate(self.blocks):
+            if last_only and i == len(self.blocks) - 1:
+                x, kv = blk.forward_last(x, mask[:, None])
+            else:
+                x, kv = blk(x, mask[:, None])
             kvs.append(kv)
         return self.ln_f(x), kvs, valid
 
@@ -234,11 +258,17 @@ class SIDPolicy(nn.Module):
             raise ValueError(f"history: item id {int(history.max())} >= n_items={self.item_codes.shape[0]}")
         return history
 
-    def encode(self, history: torch.Tensor) -> HistoryCache:
-        """Encode each context's history once. history [B, H'] (-1 left padding)."""
+    def encode(self, history: torch.Tensor, last_only: bool = True) -> HistoryCache:
+        """Encode each context's history once. history [B, H'] (-1 left padding).
+
+        The last block only needs its output at the last position (``last_only``, default);
+        ``last_only=False`` runs every block on every position, as a plain prefill does (same
+        cache up to float rounding; used by the benchmark's generate-style reference)."""
         history = self.check_history(history.to(self.device))
-        hidden, kvs, valid = self._run(history, first_col=self.cfg.max_history - history.shape[1])
-        return HistoryCache([k for k, _ in kvs], [v for _, v in kvs], valid, hidden[:, -1])
+        hidden, kvs, valid = self._run(history, first_col=self.cfg.max_history - history.shape[1],
+                                       last_only=last_only)
+        bias = torch.zeros(valid.shape, device=valid.device).masked_fill(~valid, float("-inf"))
+        return HistoryCache([k for k, _ in kvs], [v for _, v in kvs], bias[:, None], hidden[:, -1])
 
     def first_logits(self, cache: HistoryCache) -> torch.Tensor:
         """Logits of the first token of the next item: [B, V]."""
@@ -247,7 +277,7 @@ class SIDPolicy(nn.Module):
     def extend(self, cache: HistoryCache, codes: torch.Tensor, start_level: int, past=None):
         """Feed continuation tokens. codes [B, G, t] at levels start_level..start_level+t-1 of the
         item at column H. Returns logits [B, G, t, V] (each predicts the following token) and the
-        new per-layer continuation state for the next call.
+        new per-layer continuation state (k, v) [B, G, h, s, hd] for the next call.
         """
         B, G, t = codes.shape
         lvl = torch.arange(start_level, start_level + t, device=codes.device)
@@ -256,9 +286,17 @@ class SIDPolicy(nn.Module):
         x = self._embed(ids, lvl.expand_as(ids), cols)                          # [B, G, t, C]
         new_past = []
         for i, blk in enumerate(self.blocks):
-            x, kv = blk.extend(x, cache.keys[i], cache.values[i], cache.valid, None if past is None else past[i])
+            x, kv = blk.extend(x, cache.keys[i], cache.values[i], cache.bias, None if past is None else past[i])
             new_past.append(kv)
         return self.head(self.ln_f(x)), new_past
+
+    @staticmethod
+    def reorder_past(past, parent: torch.Tensor):
+        """Beam search: the continuation state of the chosen parents. parent [B, W] indexes the
+        G = W continuations of each context; every tensor [B, W, h, s, hd] is re-indexed along W."""
+        B, W = parent.shape
+        rows = (torch.arange(B, device=parent.device)[:, None] * W + parent).reshape(-1)
+        return [tuple(z.flatten(0, 1).index_select(0, rows).view_as(z) for z in kv) for kv in past]
 
     def tuple_logits(self, history: torch.Tensor | None, tuples: torch.Tensor,
                      cache: HistoryCache | None = None) -> torch.Tensor:

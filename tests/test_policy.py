@@ -134,3 +134,41 @@ def test_bad_inputs(tiny):
         PolicyConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="dropout"):
         PolicyConfig(dropout=1.0)
+
+
+def test_encode_last_only_equals_full_prefill(tiny):
+    _, model, history = tiny
+    with torch.no_grad():
+        a, b = model.encode(history), model.encode(history, last_only=False)
+    for x, y in zip(a.keys + a.values + [a.last, a.bias], b.keys + b.values + [b.last, b.bias]):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-6)
+
+
+def test_reorder_past_picks_parents(tiny):
+    _, model, history = tiny
+    B, W = history.shape[0], 3
+    with torch.no_grad():
+        cache = model.encode(history)
+        _, past = model.extend(cache, torch.tensor([[[0], [1], [2]]]).expand(B, W, 1), 0)
+    parent = torch.tensor([[2, 2, 0], [1, 0, 1], [0, 0, 0]])
+    out = model.reorder_past(past, parent)
+    for (k, v), (k2, v2) in zip(past, out):
+        for b in range(B):
+            assert torch.equal(k2[b], k[b, parent[b]]) and torch.equal(v2[b], v[b, parent[b]])
+
+
+def test_benchmark_references_match_beam_search(tiny):
+    """The decoding benchmark's two per-beam dict references return what beam_search returns."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_decoding.py"
+    spec = importlib.util.spec_from_file_location("bench_decoding", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sids, model, history = tiny
+    fn = bench.make_prefix_allowed_tokens_fn(bench.build_prefix_dict(sids.codes))
+    ours = beam_search(model, history, beam_width=4, trie=sids.trie, constrained=True)
+    for ref in (bench.beam_search_generate_style(model, history, 4, sids.trie, fn),
+                bench.beam_search_prefix_fn(model, history, 4, sids.trie, fn)):
+        assert torch.equal(ref.tuples, ours.tuples) and torch.equal(ref.items, ours.items)
+        torch.testing.assert_close(ref.scores, ours.scores, atol=1e-5, rtol=1e-5)
