@@ -110,23 +110,22 @@ class SelfAttention(nn.Module):
         """
         B, G, t, C = x.shape
         h, hd, T = self.n_head, self.hd, hk.shape[-2]
+        scale = 1.0 / math.sqrt(hd)
         q, k, v = self.qkv(x).view(B, G, t, 3, h, hd).permute(3, 0, 1, 4, 2, 5)  # 3 x [B, G, h, t, hd]
         if past is not None:
             k, v = torch.cat([past[0], k], -2), torch.cat([past[1], v], -2)
         s_all = k.shape[-2]
-        q = q.transpose(1, 2) * (1.0 / math.sqrt(hd))                            # [B, h, G, t, hd]
-        bias = hbias[:, None].expand(B, h, 1, T).reshape(B * h, 1, T)
-        s_hist = torch.baddbmm(bias, q.reshape(B * h, G * t, hd),
-                               hk.reshape(B * h, T, hd).transpose(1, 2))        # [B*h, G*t, T]
-        s_cont = torch.einsum("bhgtd,bghsd->bhgts", q, k)                        # [B, h, G, t, s_all]
+        # scores against the shared history: one [G*t, hd] x [hd, T] product per (context, head)
+        s_hist = torch.baddbmm(hbias.repeat_interleave(h, 0), q.transpose(1, 2).reshape(B * h, G * t, hd),
+                               hk.reshape(B * h, T, hd).transpose(1, 2), alpha=scale)  # [B*h, G*t, T]
+        s_cont = (q @ k.transpose(-1, -2)) * scale                                 # [B, G, h, t, s_all]
         if t > 1:
             causal = torch.ones(t, s_all, dtype=torch.bool, device=x.device).tril(s_all - t)
             s_cont = s_cont.masked_fill(~causal, float("-inf"))
-        p = torch.cat([s_hist.view(B, h, G, t, T), s_cont], -1).softmax(-1)    # [B, h, G, t, T + s_all]
-        y_hist = torch.bmm(p[..., :T].reshape(B * h, G * t, T), hv.reshape(B * h, T, hd))
-        y = y_hist.view(B, h, G, t, hd) + torch.einsum("bhgts,bghsd->bhgtd", p[..., T:], v)
-        y = y.permute(0, 2, 3, 1, 4).reshape(B, G, t, C)                         # [B, G, t, C]
-        return self.drop(self.proj(y)), (k, v)
+        p = torch.cat([s_hist.view(B, h, G, t, T), s_cont.transpose(1, 2)], -1).softmax(-1)  # [B, h, G, t, T+s_all]
+        y = torch.bmm(p[..., :T].reshape(B * h, G * t, T), hv.reshape(B * h, T, hd))     # [B*h, G*t, hd]
+        y = y.view(B, h, G, t, hd).transpose(1, 2) + p[..., T:].transpose(1, 2) @ v       # [B, G, h, t, hd]
+        return self.drop(self.proj(y.transpose(2, 3).reshape(B, G, t, C))), (k, v)
 
 
 class Block(nn.Module):

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source tree, installed or not
 from adagrpo_core.gate import GateConfig
 from adagrpo_core.grpo import GRPOConfig
 from adagrpo_core.policy import PolicyConfig
