@@ -266,7 +266,7 @@ class SIDPolicy(nn.Module):
         history = self.check_history(history.to(self.device))
         hidden, kvs, valid = self._run(history, first_col=self.cfg.max_history - history.shape[1],
                                        last_only=last_only)
-        bias = torch.zeros(valid.shape, device=valid.device).masked_fill(~valid, float("-inf"))
+        bias = torch.zeros(valid.shape, device=valid.device, dtype=hidden.dtype).masked_fill(~valid, float("-inf"))
         return HistoryCache([k for k, _ in kvs], [v for _, v in kvs], bias[:, None], hidden[:, -1])
 
     def first_logits(self, cache: HistoryCache) -> torch.Tensor:
