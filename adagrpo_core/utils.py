@@ -117,6 +117,25 @@ def atomic_save_df(df, path: str | os.PathLike, **kwargs) -> None:
         atomic_write_text(path, df.to_csv(**kwargs))
 
 
+def save_table(df, out_dir: str | os.PathLike, name: str, floatfmt: str = ".4f") -> None:
+    """Write a table as ``name.csv`` and ``name.md`` in out_dir, each atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
+    atomic_write_text(out / f"{name}.md", df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+
+
+def save_figure(fig, out_dir: str | os.PathLike, name: str, dpi: int = 120) -> None:
+    """Save a matplotlib figure as ``name.png`` and ``name.pdf`` in out_dir, each atomically."""
+    import io
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for fmt in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+        atomic_write_bytes(out / f"{name}.{fmt}", buf.getvalue())
+
+
 def rng_state() -> dict:
     """Every RNG state a resumed run needs (python, numpy, torch CPU and CUDA)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(),
