@@ -269,6 +269,16 @@ RESULT_COLUMNS = ["method", "seed", "checkpoint", "step", "HR@5", "HR@10", "HR@2
                   "halluc", "HR@10_constrained", "admission_rate"]
 
 
+def test_examples(data: Interactions, max_history: int, cfg: TrainConfig):
+    """The test samples a run is evaluated on: all of them, or ``cfg.test_samples`` drawn with
+    the run's seed (the same draw for every method of that seed, so results pair up)."""
+    test = data.examples("test", max_history)
+    if cfg.test_samples and len(test) > cfg.test_samples:
+        pick = np.random.default_rng(cfg.seed + 7).choice(len(test), cfg.test_samples, replace=False)
+        test = test.subset(np.sort(pick))
+    return test
+
+
 def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method: str, seed: int,
                          cfg: TrainConfig, admission_rate: float, device="auto") -> pd.DataFrame:
     """Test metrics of best.pt and final.pt: HR/NDCG and hallucination from unconstrained beam
@@ -280,10 +290,7 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
         model = load_policy(path, sids, device)
         step = torch.load(path, map_location="cpu", weights_only=False)["step"]
         if test is None:
-            test = data.examples("test", model.cfg.max_history)
-            if cfg.test_samples and len(test) > cfg.test_samples:
-                pick = np.random.default_rng(cfg.seed + 7).choice(len(test), cfg.test_samples, replace=False)
-                test = test.subset(np.sort(pick))
+            test = test_examples(data, model.cfg.max_history, cfg)
         if step not in metrics_at:  # best.pt is often the final step: evaluate those weights once
             metrics_at[step] = evaluate_policy(model, sids, test, cfg.eval_beam_width)
         m = metrics_at[step]

@@ -132,7 +132,8 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, dpi: int = 120) -> N
     out.mkdir(parents=True, exist_ok=True)
     for fmt in ("png", "pdf"):
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+        meta = {"CreationDate": None} if fmt == "pdf" else None   # reproducible bytes
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
         atomic_write_bytes(out / f"{name}.{fmt}", buf.getvalue())
 
 
