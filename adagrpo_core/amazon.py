@@ -1,0 +1,305 @@
+"""Amazon Beauty (5-core), the public benchmark of DESIGN 5.2, and any dataset in its format.
+
+Files (never committed): ``Beauty.txt`` (one line per user, ``user item item ...``, 1-indexed,
+chronological), ``Beauty_item2attributes.json`` (item id -> category/brand attribute ids) and
+``Beauty_letter_semantic_ids.json`` (LETTER's text-derived 4-token semantic IDs; key k is item
+k + 1 of Beauty.txt). :func:`fetch` takes a file from a local folder or downloads it from its
+public source into the cache, and in both cases checks its sha256 before anything is parsed.
+
+Real logs have no impressions, so the ranker is trained on **semi-synthetic exposure**
+(:func:`semi_synthetic_impressions`): every observed click becomes a slate of the clicked item
+plus negatives drawn from a popularity-biased exposure distribution ``q(i) ~ (clicks_i + 1) **
+strength``. Results on this data rest on that assumption; the notebooks say so.
+
+    data = load_amazon("beauty", data_dir="../shared/data/amazon")   # or data_dir=None: download
+    sids = letter_semantic_ids(fetch("Beauty_letter_semantic_ids.json", data_dir))
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import Interactions
+from .semantic_ids import SemanticIDs
+from .utils import check_int, check_range, default_cache_dir
+
+# name -> (sha256, public sources tried in order). Published facts of this split (DESIGN 5.2):
+# 22,363 users, 12,101 items, 198,502 interactions; LETTER IDs: 12,088 distinct tuples.
+FILES = {
+    "Beauty.txt": ("226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8", (
+        "https://raw.githubusercontent.com/aHuiWang/CIKM2020-S3Rec/master/data/Beauty.txt",
+        "https://raw.githubusercontent.com/salesforce/ICLRec/master/data/Beauty.txt")),
+    "Beauty_item2attributes.json": ("129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4", (
+        "https://raw.githubusercontent.com/aHuiWang/CIKM2020-S3Rec/e6c774da92dba847b00ac89e8bfc5c55cc44d378/"
+        "data/Beauty_item2attributes.json",)),
+    "Beauty_letter_semantic_ids.json": ("be3fb890e59b5443824cdebc560ef349191b97f20d3aecad4727de2d6b212c82", (
+        "https://raw.githubusercontent.com/HonghuiBao2000/LETTER/0d4a1153e450d5b79313c0a242c7e764f74b9d58/"
+        "data/Beauty/Beauty.index.json",)),
+}
+DATASETS = {"beauty": ("Beauty.txt", "Beauty_item2attributes.json")}
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify(path: Path, expected: str | None) -> Path:
+    if expected is not None:
+        got = sha256_of(path)
+        if got != expected:
+            raise ValueError(f"{path.name}: sha256 mismatch, expected {expected}, got {got} ({path})")
+    return path
+
+
+def fetch(name: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+          urls: tuple | None = None, sha256: str | None = None, timeout: float = 60.0) -> Path:
+    """Path of a verified copy of ``name``.
+
+    ``data_dir``: a local folder holding the file (checked, used in place). Otherwise the cached
+    copy under ``<cache>/amazon/`` or, when absent, a download from ``urls`` (default: the
+    public sources in :data:`FILES`), written atomically and checked. ``sha256`` defaults to the
+    known sum for the file; a file unknown to :data:`FILES` needs ``sha256`` (or ``sha256=""``
+    to skip the check, e.g. for your own dataset).
+    """
+    known = FILES.get(name)
+    expected = sha256 if sha256 is not None else (known[0] if known else None)
+    if expected is None:
+        raise ValueError(f"name: unknown file {name!r} (known: {sorted(FILES)}); pass sha256=... "
+                         "or sha256='' to skip the check")
+    expected = expected or None
+    if data_dir is not None:
+        path = Path(data_dir) / name
+        if not path.is_file():
+            raise FileNotFoundError(f"data_dir: {name} not found in {data_dir}")
+        return _verify(path, expected)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / "amazon" / name
+    if path.is_file():
+        return _verify(path, expected)
+    urls = urls or (known[1] if known else ())
+    if not urls:
+        raise ValueError(f"urls: no source known for {name!r}; pass urls=... or data_dir=...")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
+                for chunk in iter(lambda: r.read(1 << 20), b""):
+                    f.write(chunk)
+            _verify(Path(tmp), expected)
+            os.replace(tmp, path)
+            return path
+        except Exception as e:  # try the next mirror; report every failure if none works
+            errors.append(f"{url}: {e}")
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError(f"could not fetch {name}:\n  " + "\n  ".join(errors))
+
+
+def parse_sequences(path: str | os.PathLike, min_interactions: int = 3, drop_short: bool = False):
+    """Read ``user item item ...`` lines (1-indexed item ids, chronological).
+
+    Returns (user_ids [n_users], seq_items [total] 0-indexed, seq_offsets [n_users + 1],
+    n_items, dropped) where n_items = the largest item id. Every malformed line raises a
+    ValueError naming the line number and the offending value. Users with fewer than
+    ``min_interactions`` clicks raise too, unless ``drop_short`` (then ``dropped`` counts them).
+    """
+    check_int("min_interactions", min_interactions, lo=1)
+    users, items, offsets, seen, dropped = [], [], [0], set(), 0
+    with open(path, encoding="utf-8") as f:
+        for ln, line in enumerate(f, 1):
+            tok = line.split()
+            if not tok:
+                raise ValueError(f"{Path(path).name} line {ln}: empty line (expected 'user item item ...')")
+            try:
+                vals = [int(t) for t in tok]
+            except ValueError:
+                bad = next(t for t in tok if not t.lstrip("-").isdigit())
+                raise ValueError(f"{Path(path).name} line {ln}: id {bad!r} is not an integer") from None
+            user, seq = vals[0], vals[1:]
+            if user in seen:
+                raise ValueError(f"{Path(path).name} line {ln}: user {user} appears twice")
+            seen.add(user)
+            if not seq:
+                raise ValueError(f"{Path(path).name} line {ln}: user {user} has an empty history (no items)")
+            if min(seq) < 1:
+                raise ValueError(f"{Path(path).name} line {ln}: item id {min(seq)} is out of range "
+                                 "(item ids are 1-indexed)")
+            if len(seq) < min_interactions:
+                if drop_short:
+                    dropped += 1
+                    continue
+                raise ValueError(f"{Path(path).name} line {ln}: user {user} has {len(seq)} interactions; the "
+                                 f"leave-one-out split needs at least min_interactions={min_interactions}")
+            users.append(user)
+            items.extend(seq)
+            offsets.append(offsets[-1] + len(seq))
+    if not users:
+        raise ValueError(f"{Path(path).name}: no usable user lines")
+    seq_items = np.asarray(items, dtype=np.int64) - 1
+    return np.asarray(users), seq_items, np.asarray(offsets, dtype=np.int64), int(seq_items.max()) + 1, dropped
+
+
+def attribute_features(attr_path: str | os.PathLike, n_items: int, dim: int = 32, seed: int = 0,
+                       n_categories: int = 50):
+    """Item features and a category from ``item2attributes.json`` (1-indexed item id -> attribute
+    ids). Features: the multi-hot attribute matrix, TF-IDF weighted, reduced to ``dim`` dims by a
+    truncated SVD, rows L2-normalised (items without attributes get a small random vector).
+    Category: a k-means cluster (``n_categories``) of those features: the raw attributes mix a
+    handful of top-level categories with brands, so no single attribute is a useful category."""
+    check_int("dim", dim, lo=1)
+    check_int("n_categories", n_categories, lo=1)
+    with open(attr_path, encoding="utf-8") as f:
+        raw = json.load(f)
+    rows, cols = [], []
+    for key, attrs in raw.items():
+        try:
+            i = int(key) - 1
+        except ValueError:
+            raise ValueError(f"{Path(attr_path).name}: item key {key!r} is not an integer") from None
+        if 0 <= i < n_items:
+            for a in attrs:
+                rows.append(i)
+                cols.append(int(a))
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    n_attr = int(cols.max()) + 1 if len(cols) else 1
+    m = np.zeros((n_items, n_attr), dtype=np.float32)
+    m[rows, cols] = 1.0
+    df = m.sum(0)
+    idf = np.log((1 + n_items) / (1 + df)).astype(np.float32) + 1.0
+    x = m * idf
+    x -= x.mean(0, keepdims=True)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    k = min(dim, len(s))
+    feats = u[:, :k] * s[:k]
+    if k < dim:
+        feats = np.pad(feats, ((0, 0), (0, dim - k)))
+    rng = np.random.default_rng(seed)
+    empty = m.sum(1) == 0
+    feats[empty] = rng.normal(scale=1e-3, size=(int(empty.sum()), dim))
+    feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-8)
+    import torch
+
+    from .semantic_ids import kmeans
+    gen = torch.Generator().manual_seed(seed)
+    _, codes = kmeans(torch.as_tensor(feats, dtype=torch.float32), min(n_categories, n_items), 50, gen)
+    return feats.astype(np.float32), codes.numpy().astype(np.int64)
+
+
+def letter_semantic_ids(path: str | os.PathLike, n_items: int | None = None) -> SemanticIDs:
+    """LETTER's semantic IDs (``{"k": ["<a_N>", "<b_N>", ...]}``, key k = item k, 0-indexed) as
+    :class:`SemanticIDs`, plus the uniqueness token that separates colliding tuples."""
+    with open(path, encoding="utf-8") as f:
+        raw = json.load(f)
+    keys = sorted(int(k) for k in raw)
+    n = len(keys) if n_items is None else n_items
+    if keys != list(range(len(keys))) or len(keys) < n:
+        missing = sorted(set(range(n)) - set(keys))[:5]
+        raise ValueError(f"{Path(path).name}: keys must be 0..n_items-1; missing e.g. {missing}")
+    codes = []
+    for k in range(n):
+        toks = raw[str(k)]
+        row = []
+        for t in toks:
+            try:
+                row.append(int(t.strip("<>").split("_")[1]))
+            except (IndexError, ValueError):
+                raise ValueError(f"{Path(path).name}: item {k}: token {t!r} is not of the form <x_N>") from None
+        codes.append(row)
+    lens = {len(r) for r in codes}
+    if len(lens) != 1:
+        raise ValueError(f"{Path(path).name}: items have different numbers of tokens: {sorted(lens)}")
+    return SemanticIDs.from_prefix_codes(np.asarray(codes, dtype=np.int64))
+
+
+@dataclass
+class AmazonData(Interactions):
+    """A real click log with the attributes the policy, the ranker and the notebooks need."""
+
+    item_features: np.ndarray = None   # [n_items, d] float32
+    item_category: np.ndarray = None   # [n_items] int64 (-1 = none)
+    impressions: pd.DataFrame = None   # semi-synthetic: user, step, item, position, clicked, hist_len, split
+    user_ids: np.ndarray = None        # [n_users] the ids of the source file
+    name: str = "custom"
+    dropped_users: int = 0
+
+    def summary(self) -> dict:
+        return {"dataset": self.name, "users": self.n_users, "items": int(self.n_items),
+                "interactions": int(len(self.seq_items)), "dropped_users": int(self.dropped_users),
+                "mean_seq_len": float(self.seq_lengths.mean()),
+                "impressions": 0 if self.impressions is None else len(self.impressions)}
+
+
+def semi_synthetic_impressions(data: Interactions, num_negatives: int = 4, strength: float = 1.0,
+                               seed: int = 0) -> pd.DataFrame:
+    """Impressions for a log that has none: every click becomes a slate of ``num_negatives``
+    items drawn from ``q(i) ~ (train clicks_i + 1) ** strength`` (never the clicked item), shown
+    at positions 0..M-1, and the clicked item at position M. Under the cascade reading the
+    user examined and skipped the negatives, so every row is a usable label. ``strength`` = 0
+    is uniform exposure; larger values concentrate exposure on popular items. Columns and splits
+    match the simulated world's log: a click at sequence position p has ``hist_len = p``;
+    positions of the validation / test targets get split 'valid' / 'test'."""
+    check_int("num_negatives", num_negatives, lo=1)
+    check_range("strength", strength, lo=0)
+    rng = np.random.default_rng(seed)
+    lens = data.seq_lengths
+    n_clicks = len(data.seq_items)
+    users = np.repeat(np.arange(data.n_users), lens)
+    pos = np.arange(n_clicks) - np.repeat(data.seq_offsets[:-1], lens)
+    keep = pos >= 1                                             # a click needs a history to be scored
+    users, pos, clicked = users[keep], pos[keep], data.seq_items[keep]
+    split = np.where(pos == lens[users] - 1, "test", np.where(pos == lens[users] - 2, "valid", "train"))
+    q = (data.train_item_counts().astype(np.float64) + 1.0) ** strength
+    q /= q.sum()
+    neg = rng.choice(data.n_items, size=(len(clicked), num_negatives), p=q)
+    clash = neg == clicked[:, None]
+    while clash.any():                                          # redraw negatives equal to the click
+        neg[clash] = rng.choice(data.n_items, size=int(clash.sum()), p=q)
+        clash = neg == clicked[:, None]
+    M = num_negatives
+    items = np.concatenate([neg, clicked[:, None]], 1).reshape(-1)
+    rep = lambda x: np.repeat(x, M + 1)
+    return pd.DataFrame({
+        "user": rep(users), "step": rep(pos), "item": items,
+        "position": np.tile(np.arange(M + 1), len(clicked)),
+        "clicked": np.tile(np.r_[np.zeros(M, dtype=np.int64), 1], len(clicked)),
+        "hist_len": rep(pos), "split": rep(split)})
+
+
+def load_sequences_dataset(seq_path, attr_path=None, name: str = "custom", feature_dim: int = 32,
+                           num_negatives: int = 4, exposure_strength: float = 1.0, seed: int = 0,
+                           min_interactions: int = 3, drop_short: bool = False) -> AmazonData:
+    """Any dataset in the ``user item item ...`` format, with optional item attributes (without
+    them, items get random features). Semi-synthetic impressions are attached for the ranker."""
+    user_ids, seq_items, offsets, n_items, dropped = parse_sequences(seq_path, min_interactions, drop_short)
+    if attr_path is not None:
+        feats, cat = attribute_features(attr_path, n_items, feature_dim, seed)
+    else:
+        feats = np.random.default_rng(seed).normal(size=(n_items, feature_dim)).astype(np.float32)
+        cat = np.full(n_items, -1, dtype=np.int64)
+    data = AmazonData(seq_items, offsets, n_items, item_features=feats, item_category=cat,
+                      user_ids=user_ids, name=name, dropped_users=dropped)
+    data.impressions = semi_synthetic_impressions(data, num_negatives, exposure_strength, seed)
+    return data
+
+
+def load_amazon(dataset: str = "beauty", data_dir=None, cache_dir=None, **kwargs) -> AmazonData:
+    """Amazon ``dataset`` from a local folder (``data_dir``) or its verified public sources."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got dataset={dataset!r}")
+    seq_name, attr_name = DATASETS[dataset]
+    return load_sequences_dataset(fetch(seq_name, data_dir, cache_dir), fetch(attr_name, data_dir, cache_dir),
+                                  name=dataset, **kwargs)
