@@ -226,6 +226,42 @@ def letter_semantic_ids(path: str | os.PathLike, n_items: int | None = None) -> 
 
 
 @dataclass
+class AmazonConfig:
+    """A real dataset in the ``user item item ...`` format, as a cached pipeline stage."""
+
+    dataset: str = "beauty"
+    """Which Amazon dataset (the files in :data:`DATASETS`)."""
+    data_dir: str | None = None
+    """Local folder holding the files; None = $ADAGRPO_AMAZON_DIR, else download into the cache.
+    Not part of the cache key: the files are verified by sha256 whatever their source."""
+    feature_dim: int = 32
+    """Item feature size (truncated SVD of the TF-IDF attribute matrix)."""
+    n_categories: int = 50
+    """Item categories (k-means clusters of the features) for the ranker's category embedding."""
+    num_negatives: int = 4
+    """Semi-synthetic exposure: negatives shown with every observed click."""
+    exposure_strength: float = 1.0
+    """Semi-synthetic exposure: popularity exponent of the negative distribution (0 = uniform)."""
+    semantic_ids: str = "letter"
+    """'letter' (the published text-derived IDs) or 'rqkmeans' (residual k-means on the features)."""
+    seed: int = 0
+    """Seed of the features' tie-breaks, the categories and the exposure draws."""
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got dataset={self.dataset!r}")
+        check_int("feature_dim", self.feature_dim, lo=1)
+        check_int("n_categories", self.n_categories, lo=1)
+        check_int("num_negatives", self.num_negatives, lo=1)
+        check_range("exposure_strength", self.exposure_strength, lo=0)
+        if self.semantic_ids not in ("letter", "rqkmeans"):
+            raise ValueError(f"semantic_ids must be 'letter' or 'rqkmeans', got semantic_ids={self.semantic_ids!r}")
+
+    def resolved_data_dir(self):
+        return self.data_dir if self.data_dir is not None else os.environ.get("ADAGRPO_AMAZON_DIR") or None
+
+
+@dataclass
 class AmazonData(Interactions):
     """A real click log with the attributes the policy, the ranker and the notebooks need."""
 
@@ -235,6 +271,7 @@ class AmazonData(Interactions):
     user_ids: np.ndarray = None        # [n_users] the ids of the source file
     name: str = "custom"
     dropped_users: int = 0
+    cfg: AmazonConfig | None = None    # how it was built (the pipeline's cache key)
 
     def summary(self) -> dict:
         return {"dataset": self.name, "users": self.n_users, "items": int(self.n_items),
@@ -281,12 +318,13 @@ def semi_synthetic_impressions(data: Interactions, num_negatives: int = 4, stren
 
 def load_sequences_dataset(seq_path, attr_path=None, name: str = "custom", feature_dim: int = 32,
                            num_negatives: int = 4, exposure_strength: float = 1.0, seed: int = 0,
-                           min_interactions: int = 3, drop_short: bool = False) -> AmazonData:
+                           min_interactions: int = 3, drop_short: bool = False,
+                           n_categories: int = 50) -> AmazonData:
     """Any dataset in the ``user item item ...`` format, with optional item attributes (without
     them, items get random features). Semi-synthetic impressions are attached for the ranker."""
     user_ids, seq_items, offsets, n_items, dropped = parse_sequences(seq_path, min_interactions, drop_short)
     if attr_path is not None:
-        feats, cat = attribute_features(attr_path, n_items, feature_dim, seed)
+        feats, cat = attribute_features(attr_path, n_items, feature_dim, seed, n_categories)
     else:
         feats = np.random.default_rng(seed).normal(size=(n_items, feature_dim)).astype(np.float32)
         cat = np.full(n_items, -1, dtype=np.int64)
@@ -296,10 +334,28 @@ def load_sequences_dataset(seq_path, attr_path=None, name: str = "custom", featu
     return data
 
 
-def load_amazon(dataset: str = "beauty", data_dir=None, cache_dir=None, **kwargs) -> AmazonData:
-    """Amazon ``dataset`` from a local folder (``data_dir``) or its verified public sources."""
+def load_amazon(dataset: str | AmazonConfig = "beauty", data_dir=None, cache_dir=None, **kwargs) -> AmazonData:
+    """Amazon ``dataset`` from a local folder (``data_dir``) or its verified public sources.
+    ``dataset`` may be an :class:`AmazonConfig`, whose fields then set everything."""
+    if isinstance(dataset, AmazonConfig):
+        cfg = dataset
+        data_dir = cfg.resolved_data_dir() if data_dir is None else data_dir
+        kwargs = dict(feature_dim=cfg.feature_dim, n_categories=cfg.n_categories, num_negatives=cfg.num_negatives,
+                      exposure_strength=cfg.exposure_strength, seed=cfg.seed)
+        dataset = cfg.dataset
+    else:
+        cfg = None
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got dataset={dataset!r}")
     seq_name, attr_name = DATASETS[dataset]
-    return load_sequences_dataset(fetch(seq_name, data_dir, cache_dir), fetch(attr_name, data_dir, cache_dir),
+    data = load_sequences_dataset(fetch(seq_name, data_dir, cache_dir), fetch(attr_name, data_dir, cache_dir),
                                   name=dataset, **kwargs)
+    data.cfg = cfg
+    return data
+
+
+def amazon_semantic_ids(data: AmazonData, data_dir=None, cache_dir=None) -> SemanticIDs:
+    """The dataset's published semantic IDs (LETTER's, for Beauty)."""
+    if data.name != "beauty":
+        raise ValueError(f"published semantic IDs exist for 'beauty' only, got dataset={data.name!r}")
+    return letter_semantic_ids(fetch("Beauty_letter_semantic_ids.json", data_dir, cache_dir), data.n_items)

@@ -238,3 +238,35 @@ def influence_regression(df: pd.DataFrame, only_candidates: bool = True) -> pd.D
     return pd.DataFrame({"term": fit.params.index, "coef": fit.params.values, "se": fit.bse.values,
                          "z": fit.tvalues.values, "p": fit.pvalues.values,
                          "ci_low": ci[0].values, "ci_high": ci[1].values, "n": int(fit.nobs)})
+
+
+def run_stratified(profile, ranker_cfg, cfg: StrataConfig = StrataConfig(), cache_dir=None, split: str = "test",
+                   checkpoint: str = "best", progress: bool = True):
+    """The whole analysis for a pipeline profile (cached world / dataset, SFT base and ranker).
+
+    Returns (per-sample frame with strata, {table name: DataFrame}); the tables are
+    ``table1_aggregate``, ``table2_difficulty``, ``table2_llm_rank``,
+    ``table3_difficulty_x_discriminability`` and ``regression`` (empty when too few samples).
+    Truth-order columns appear when the data has a true utility (the simulated world)."""
+    from .pipeline import get_ranker, get_sft, get_sids, get_world
+    from .ranker import RewardModel
+    from .sft import load_policy
+    if checkpoint not in ("best", "final"):
+        raise ValueError(f"checkpoint must be 'best' or 'final', got checkpoint={checkpoint!r}")
+    world = get_world(profile.world, cache_dir)
+    sids = get_sids(world, profile.sid, cache_dir)
+    policy = load_policy(get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
+                         / f"{checkpoint}.pt", sids)
+    reward = RewardModel.from_ranker(get_ranker(world, ranker_cfg, cache_dir, progress=progress), sids)
+    examples = world.examples(split, profile.policy.max_history)
+    truth = world if hasattr(world, "true_utility") else None
+    df = add_strata(candidate_table(policy, reward, sids, examples, cfg, world=truth, progress=progress), cfg)
+    tables = {"table1_aggregate": influence_table(df, None, cfg),
+              "table2_difficulty": influence_table(df, ["difficulty_q"], cfg),
+              "table2_llm_rank": influence_table(df, ["rank_stratum"], cfg),
+              "table3_difficulty_x_discriminability": influence_table(df, ["difficulty_q", "discrim_q"], cfg)}
+    try:
+        tables["regression"] = influence_regression(df)
+    except ValueError:
+        tables["regression"] = pd.DataFrame()
+    return df, tables

@@ -7,12 +7,13 @@ rebuild it. Every write is atomic, so an interrupted build never leaves a half-w
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .amazon import AmazonConfig, amazon_semantic_ids, load_amazon
 from .policy import PolicyConfig
 from .semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids
-from .sft import SFTConfig, train_sft
+from .sft import SFTConfig, sids_hash, train_sft
 from .utils import atomic_write_bytes, config_hash, default_cache_dir
 from .worlds import World, WorldConfig, build_world
 
@@ -21,7 +22,7 @@ from .worlds import World, WorldConfig, build_world
 class Profile:
     """All configs of the expensive, cached stages."""
 
-    world: WorldConfig = field(default_factory=WorldConfig.quick)
+    world: WorldConfig | AmazonConfig = field(default_factory=WorldConfig.quick)
     sid: SIDConfig = field(default_factory=SIDConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -36,15 +37,32 @@ def _cached_pickle(path: Path, build):
     return obj
 
 
-def get_world(cfg: WorldConfig, cache_dir=None, progress: bool = False) -> World:
+def data_key(cfg) -> str:
+    """Cache key of a world / dataset config (a real dataset's local folder is not part of it:
+    its files are verified by sha256 whatever their source)."""
+    if isinstance(cfg, AmazonConfig):
+        cfg = replace(cfg, data_dir=None)
+    return config_hash(cfg)
+
+
+def get_world(cfg: WorldConfig | AmazonConfig, cache_dir=None, progress: bool = False):
+    """The simulated world for a WorldConfig, the real dataset for an AmazonConfig (cached)."""
     cache = Path(cache_dir or default_cache_dir())
+    if isinstance(cfg, AmazonConfig):
+        return _cached_pickle(cache / "datasets" / f"{data_key(cfg)}.pkl", lambda: load_amazon(cfg, cache_dir=cache))
     return _cached_pickle(cache / "worlds" / f"{config_hash(cfg)}.pkl", lambda: build_world(cfg, progress))
 
 
 def get_sids(world, cfg: SIDConfig, cache_dir=None, world_key: str | None = None) -> SemanticIDs:
+    """Residual k-means IDs of the items' features, or a real dataset's published IDs when its
+    config asks for them (``AmazonConfig.semantic_ids == 'letter'``; ``cfg`` is then unused)."""
     cache = Path(cache_dir or default_cache_dir())
-    key = config_hash(world_key or config_hash(world.cfg), cfg)
-
+    wcfg = getattr(world, "cfg", None)
+    if isinstance(wcfg, AmazonConfig) and wcfg.semantic_ids == "letter":
+        key = config_hash(world_key or data_key(wcfg), "letter")
+        return _cached_pickle(cache / "sids" / f"{key}.pkl",
+                              lambda: amazon_semantic_ids(world, wcfg.resolved_data_dir(), cache))
+    key = config_hash(world_key or data_key(wcfg), cfg)
     return _cached_pickle(cache / "sids" / f"{key}.pkl", lambda: build_semantic_ids(world.item_features, cfg))
 
 
@@ -52,7 +70,7 @@ def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConf
             world_key: str | None = None, progress: bool = True) -> Path:
     """Train (or resume, or reuse) the SFT policy; returns the folder holding best.pt / final.pt."""
     cache = Path(cache_dir or default_cache_dir())
-    key = config_hash(world_key or config_hash(world.cfg), sids.codes.tobytes().hex()[:64], policy_cfg, sft_cfg)
+    key = config_hash(world_key or data_key(world.cfg), sids_hash(sids), policy_cfg, sft_cfg)
     out = cache / "sft" / key
     if not (out / "final.pt").exists():
         train_sft(world, sids, policy_cfg, sft_cfg, out_dir=out, resume=True, progress=progress)
@@ -63,7 +81,7 @@ def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, 
     """Train (or reuse) the ranker for a world; returns the loaded ranker."""
     from .ranker import load_ranker, train_ranker
     cache = Path(cache_dir or default_cache_dir())
-    key = config_hash(world_key or config_hash(world.cfg), ranker_cfg)
+    key = config_hash(world_key or data_key(world.cfg), ranker_cfg)
     path = cache / "rankers" / f"{key}.pt"
     if path.exists():
         return load_ranker(path)

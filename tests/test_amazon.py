@@ -169,3 +169,42 @@ def test_real_beauty_files_match_the_published_facts():
     sids = letter_semantic_ids(SHARED / "Beauty_letter_semantic_ids.json", n_items)
     assert sids.n_items == 12101 and sids.collisions_before_uniqueness == 13
     assert len(np.unique(sids.codes, axis=0)) == 12101
+
+
+def test_pipeline_runs_on_a_real_format_dataset_without_truth(tmp_path, monkeypatch):
+    """AmazonConfig through the cached pipeline: dataset, LETTER-style IDs, SFT, ranker, and the
+    stratified analysis (no truth columns: a real log has no true utility)."""
+    from dataclasses import replace
+
+    from adagrpo_core import amazon
+    from adagrpo_core.amazon import AmazonConfig
+    from adagrpo_core.analysis import StrataConfig, run_stratified
+    from adagrpo_core.cli import profile_configs
+    from adagrpo_core.pipeline import get_sids, get_world
+    from adagrpo_core.policy import PolicyConfig
+    from adagrpo_core.sft import SFTConfig
+    folder = tmp_path / "beauty"
+    folder.mkdir()
+    seq, attr = small_dataset(tmp_path, n_users=80, n_items=30)
+    (folder / "Beauty.txt").write_bytes(seq.read_bytes())
+    (folder / "Beauty_item2attributes.json").write_bytes(attr.read_bytes())
+    rng = np.random.default_rng(0)
+    ids = {str(k): [f"<a_{rng.integers(4)}>", f"<b_{rng.integers(4)}>"] for k in range(30)}
+    (folder / "Beauty_letter_semantic_ids.json").write_text(json.dumps(ids))
+    files = {n: (sha(folder / n), ()) for n in amazon.FILES}
+    monkeypatch.setattr(amazon, "FILES", files)
+    monkeypatch.setenv("ADAGRPO_AMAZON_DIR", str(folder))
+    prof, rcfg, *_ = profile_configs("amazon")
+    prof = replace(prof, world=AmazonConfig(feature_dim=8, n_categories=4),
+                   policy=PolicyConfig(n_embd=16, max_history=5),
+                   sft=SFTConfig(steps=6, ckpt_every=3, eval_samples=20, warmup_steps=2))
+    cache = tmp_path / "cache"
+    data = get_world(prof.world, cache)
+    assert data.summary()["users"] == 80 and get_world(prof.world, cache).n_items == data.n_items   # cached
+    sids = get_sids(data, prof.sid, cache)
+    assert sids.length == 3 and sids.n_items == 30
+    df, tables = run_stratified(prof, replace(rcfg, max_epochs=1), StrataConfig(top_n=10, k=5, n_boot=50),
+                                cache, progress=False)
+    assert len(df) == 80 and "hit_truth" not in df
+    assert tables["table1_aggregate"].n.iloc[0] == 80
+    assert tables["table3_difficulty_x_discriminability"].n.sum() == 80
