@@ -208,3 +208,13 @@ def test_pipeline_runs_on_a_real_format_dataset_without_truth(tmp_path, monkeypa
     assert len(df) == 80 and "hit_truth" not in df
     assert tables["table1_aggregate"].n.iloc[0] == 80
     assert tables["table3_difficulty_x_discriminability"].n.sum() == 80
+    # the CLI commands the GPU machine runs (no Jupyter there), on the same small profile
+    from adagrpo_core import cli
+    small = (prof, replace(rcfg, max_epochs=1), *profile_configs("amazon")[2:])
+    monkeypatch.setattr(cli, "profile_configs", lambda name: small)
+    out = tmp_path / "figures"
+    assert cli.reproduce("amazon", out, cache) == 0
+    assert cli.stratified_cmd("amazon", out, cache, top_n=10, k=5) == 0
+    written = {p.name for p in out.iterdir()}
+    assert {"sft_vs_most_popular_amazon.csv", "stratified_table1_aggregate_amazon_test.md"} <= written
+    assert not any(n.startswith("world_exposure_concentration") for n in written)   # needs a true utility
