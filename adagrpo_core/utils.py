@@ -157,9 +157,16 @@ def set_rng_state(state: dict) -> None:
 def default_cache_dir() -> Path:
     """Where expensive artefacts (worlds, checkpoints, rankers) are cached by config hash.
 
-    ADAGRPO_CACHE overrides; default is ./.cache under the current directory.
+    ADAGRPO_CACHE overrides. Otherwise, when the package runs from its source tree, the
+    checkout's own ``.cache/`` (so the CLI, the notebooks, which run in ``notebooks/``, and the
+    tests' subprocesses share one cache); for an installed package, ``./.cache``.
     """
-    return Path(os.environ.get("ADAGRPO_CACHE", ".cache"))
+    if os.environ.get("ADAGRPO_CACHE"):
+        return Path(os.environ["ADAGRPO_CACHE"])
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "adagrpo_core").is_dir():
+        return root / ".cache"
+    return Path(".cache")
 
 
 def write_checkpoint(out_dir, state: dict, resume_extra: dict, improved: bool, final: bool,

@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 import pandas as pd
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -133,7 +135,11 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("ADAGRPO_CACHE", str(tmp_path / "c"))
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("ADAGRPO_CACHE")
-    assert str(default_cache_dir()) == ".cache"
+    # from the source tree: the checkout's .cache, whatever the working directory (notebooks run
+    # in notebooks/ and must share the CLI's cache)
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    assert default_cache_dir() == root / ".cache"
 
 
 # ---------------------------------------------------------------- config hash
