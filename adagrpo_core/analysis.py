@@ -136,13 +136,13 @@ def candidate_table(model: SIDPolicy, reward, sids: SemanticIDs, examples: Examp
 
 def _quantile_labels(x: pd.Series, bins: int, names: tuple[str, str]) -> pd.Series:
     """Equal-count bins of x (ranks break ties), labelled e.g. 'Q1 (easiest)' .. 'Q4 (hardest)'."""
-    if bins == 1:
+    bins = min(bins, len(x))          # fewer samples than bins: one sample per bin
+    if bins <= 1:
         return pd.Series(pd.Categorical(["all"] * len(x)), index=x.index)
     q = pd.qcut(x.rank(method="first"), bins, labels=False)
     labels = [f"Q{i + 1}" + (f" ({names[0]})" if i == 0 else f" ({names[1]})" if i == bins - 1 else "")
               for i in range(bins)]
-    out = pd.Series(pd.Categorical.from_codes(q.fillna(-1).astype(int), labels), index=x.index)
-    return out
+    return pd.Series(pd.Categorical.from_codes(q.astype(int), labels), index=x.index)
 
 
 def add_strata(df: pd.DataFrame, cfg: StrataConfig = StrataConfig()) -> pd.DataFrame:

@@ -125,3 +125,13 @@ def test_candidate_table_rejects_empty_examples(tiny_world, tiny_sids):
     empty = tiny_world.examples("test", 5).subset(np.arange(0))
     with pytest.raises(ValueError, match="examples"):
         candidate_table(model, ScoreByItemId(), tiny_sids, empty)
+
+
+def test_strata_with_fewer_samples_than_bins():
+    df = pd.DataFrame({"llm_rank": [0, -1, 3], "target_logp": [-1.0, -5.0, -2.0],
+                       "discriminability": [0.5, np.nan, np.nan], "hit_llm": [True, False, True],
+                       "hit_rm": [True, False, False]})
+    df["delta"] = df.hit_rm.astype(int) - df.hit_llm.astype(int)
+    s = add_strata(df, StrataConfig(difficulty_bins=4, discrim_bins=2, n_boot=50))
+    assert s.difficulty_q.nunique() == 3 and list(s.discrim_q.astype(str)) == ["all", "undefined", "undefined"]
+    assert influence_table(s, ["difficulty_q", "discrim_q"], StrataConfig(n_boot=50)).n.sum() == 3
