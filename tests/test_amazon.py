@@ -4,6 +4,7 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from adagrpo_core.amazon import (FILES, attribute_features, fetch, letter_semant
                                  load_sequences_dataset, parse_sequences, semi_synthetic_impressions)
 from adagrpo_core.ranker import RankerConfig, train_ranker
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon"
+# the real files: $ADAGRPO_AMAZON_DIR, else a shared data folder beside the checkout
+SHARED = Path(os.environ.get("ADAGRPO_AMAZON_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon")
 
 
 def write(tmp_path, name, text):
