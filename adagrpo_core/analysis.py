@@ -104,9 +104,11 @@ def candidate_table(model: SIDPolicy, reward, sids: SemanticIDs, examples: Examp
         sl = slice(s, s + cfg.batch_size)
         hist = torch.as_tensor(examples.history[sl], device=model.device)
         target = torch.as_tensor(examples.target[sl], device=model.device)
-        beams = beam_search(model, hist, cfg.top_n, trie=trie, constrained=True)
+        cache = model.encode(hist)                                              # shared by both passes
+        beams = beam_search(model, None, cfg.top_n, trie=trie, constrained=True, cache=cache)
         cands = beams.items                                                     # [b, N], -1 = missing
-        lp = model.tuple_logprobs(hist, codes[target][:, None]).sum(-1)[:, 0]   # [b]
+        tgt = codes[target][:, None]                                            # [b, 1, Lp]
+        lp = model.gather_logprobs(model.tuple_logits(None, tgt, cache), tgt).sum(-1)[:, 0]  # [b]
         scored = reward.score_items(hist, torch.cat([cands.clamp(min=0), target[:, None]], 1)).float()
         rows.append((cands.cpu().numpy(), lp.cpu().numpy(), scored.cpu().numpy()))
     model.train(was_training)
@@ -176,15 +178,18 @@ def add_strata(df: pd.DataFrame, cfg: StrataConfig = StrataConfig()) -> pd.DataF
     return df
 
 
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """Exact (two-sided binomial) McNemar p-value from the two discordant counts."""
+    from scipy.stats import binomtest
+    n = a_only + b_only
+    return float(binomtest(b_only, n, 0.5).pvalue) if n else 1.0
+
+
 def mcnemar_exact(hit_a: np.ndarray, hit_b: np.ndarray) -> tuple[int, int, float]:
     """Exact McNemar test on paired hits: (b = a hit & b miss, c = a miss & b hit, two-sided p)."""
-    from statsmodels.stats.contingency_tables import mcnemar
     a, b = np.asarray(hit_a, bool), np.asarray(hit_b, bool)
     n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
-    if n01 + n10 == 0:
-        return n01, n10, 1.0
-    table = [[int((a & b).sum()), n01], [n10, int((~a & ~b).sum())]]
-    return n01, n10, float(mcnemar(table, exact=True).pvalue)
+    return n01, n10, mcnemar_p(n01, n10)
 
 
 def bootstrap_ci(x: np.ndarray, n_boot: int, alpha: float, rng: np.random.Generator) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .utils import atomic_save_df, atomic_write_text
+from .utils import save_table
 
 
 def profile_configs(profile: str):
@@ -58,11 +58,6 @@ def profile_configs(profile: str):
 PROFILES = ("quick", "full", "tiny", "amazon")
 
 
-def _write_table(df, out: Path, name: str) -> None:
-    atomic_save_df(df, out / f"{name}.csv", index=False)
-    atomic_write_text(out / f"{name}.md", df.to_markdown(index=False, floatfmt=".4f") + "\n")
-
-
 def reproduce(profile: str, out: Path, cache_dir=None) -> int:
     """World summary and exposure bias, semantic IDs, SFT vs most-popular, ranker reliability."""
     from .experiments import sft_reference
@@ -78,20 +73,20 @@ def reproduce(profile: str, out: Path, cache_dir=None) -> int:
     if hasattr(world, "true_utility"):   # the simulated world: exposure against true demand
         conc = exposure_concentration(world).reset_index()
         print(conc.round(3).to_markdown(index=False))
-        _write_table(conc, out, f"world_exposure_concentration{sfx}")
+        save_table(conc, out, f"world_exposure_concentration{sfx}")
     sids = get_sids(world, prof.sid, cache_dir)
     print(f"semantic IDs: {sids.length} tokens, codebooks {sids.codebook_sizes}, "
           f"collisions before the uniqueness token: {sids.collisions_before_uniqueness}")
     ref = sft_reference(prof, cache_dir)
     print(ref[["method", "HR@5", "HR@10", "HR@20", "NDCG@10", "halluc"] +
               [c for c in ("HR@10_unc", "halluc_unc") if c in ref]].round(4).to_markdown(index=False))
-    _write_table(ref, out, f"sft_vs_most_popular{sfx}")
+    save_table(ref, out, f"sft_vs_most_popular{sfx}")
     ranker = get_ranker(world, rcfg, cache_dir)
     report = reliability_report(world, ranker)
     for name, df in report.items():
         df = df.reset_index() if df.index.name else df
         print(f"\nranker reliability: {name}\n" + df.round(4).to_markdown(index=False))
-        _write_table(df, out, f"ranker_reliability_{name}{sfx}")
+        save_table(df, out, f"ranker_reliability_{name}{sfx}")
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; tables in {out}/")
     return 0
 
@@ -104,8 +99,8 @@ def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Pa
     rows, summary = main_results(prof, rcfg, grpo, gate, train, seeds=seeds, out_root=runs / profile,
                                  cache_dir=cache_dir)
     print(summary.round(4).to_markdown(index=False))
-    _write_table(rows, out, f"main_results_rows_{profile}")
-    _write_table(summary, out, f"main_results_{profile}")
+    save_table(rows, out, f"main_results_rows_{profile}")
+    save_table(summary, out, f"main_results_{profile}")
     return 0
 
 
@@ -120,7 +115,7 @@ def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test",
     for name, df in tables.items():
         print(f"\n{name}\n" + (df.round(4).to_markdown(index=False) if len(df) else "(too few samples)"))
         if len(df):
-            _write_table(df, out, f"stratified_{name}_{profile}_{split}")
+            save_table(df, out, f"stratified_{name}_{profile}_{split}")
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; tables in {out}/")
     return 0
 

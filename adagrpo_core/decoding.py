@@ -85,13 +85,14 @@ class Beams:
 
 
 @torch.no_grad()
-def beam_search(model: SIDPolicy, history: torch.Tensor, beam_width: int, num_return: int | None = None,
-                trie: Trie | None = None, constrained: bool = True) -> Beams:
+def beam_search(model: SIDPolicy, history: torch.Tensor | None, beam_width: int, num_return: int | None = None,
+                trie: Trie | None = None, constrained: bool = True, cache=None) -> Beams:
     """Batched beam search over the Lp token levels.
 
     Returns the ``num_return`` (<= beam_width) highest-scoring tuples per context. Constrained
     mode only ever extends prefixes in the trie, so every returned tuple is a catalogue item
     (rows with fewer valid tuples than requested are padded with score -inf, item -1).
+    ``cache``: an already encoded history (:meth:`SIDPolicy.encode`), used instead of ``history``.
     """
     check_int("beam_width", beam_width, lo=1)
     num_return = beam_width if num_return is None else num_return
@@ -100,9 +101,8 @@ def beam_search(model: SIDPolicy, history: torch.Tensor, beam_width: int, num_re
         raise ValueError("trie is required (to decode tuples into items)")
     if trie.device != model.device:
         trie = trie.to(model.device)
-    history = history.to(model.device)
-    B, W, V = history.shape[0], beam_width, model.V
-    cache = model.encode(history)
+    cache = model.encode(history.to(model.device)) if cache is None else cache
+    B, W, V = cache.last.shape[0], beam_width, model.V
     # level 0: one "beam" per context expands to the top W first codes
     logp0 = model.first_logits(cache).log_softmax(-1)                       # [B, V]
     root = trie.root(B)

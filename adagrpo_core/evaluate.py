@@ -37,9 +37,12 @@ def ranked_items(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_w
 
 
 def evaluate_policy(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_width: int = 20,
-                    ks=(5, 10, 20), modes=MODES, batch_size: int = 256, progress: bool = False) -> dict:
+                    ks=(5, 10, 20), modes=MODES, batch_size: int = 256, progress: bool = False,
+                    ranked_out: dict | None = None) -> dict:
     """Metrics per decoding mode, flattened into one dict: e.g. ``HR@10`` (constrained) and
-    ``HR@10_unc``, ``halluc_unc`` (unconstrained). Beam width must be >= max(ks)."""
+    ``HR@10_unc``, ``halluc_unc`` (unconstrained). Beam width must be >= max(ks).
+    ``ranked_out``: a dict that receives each mode's ranked items [n, max(ks)] (for per-sample
+    analyses such as paired tests, without a second beam search)."""
     if beam_width < max(ks):
         raise ValueError(f"beam_width must be >= max(ks)={max(ks)}, got beam_width={beam_width}")
     out = {}
@@ -47,6 +50,8 @@ def evaluate_policy(model: SIDPolicy, sids: SemanticIDs, examples: Examples, bea
         check_choice("mode", mode, MODES)
         ranked = ranked_items(model, sids, examples, beam_width, max(ks), mode == "constrained",
                               batch_size, progress)
+        if ranked_out is not None:
+            ranked_out[mode] = ranked
         suffix = "" if mode == "constrained" else "_unc"
         out.update({k + suffix: float(v) for k, v in ranking_metrics(ranked, examples.target, ks).items()})
     out["n"] = len(examples)

@@ -17,8 +17,8 @@ from scipy import stats
 from .gate import GateConfig
 from .grpo import GRPOConfig
 from .pipeline import Profile, get_ranker, get_sft, get_sids, get_world
-from .trainer import TrainConfig, make_reward, run_method, test_examples
-from .utils import atomic_save_df, atomic_write_bytes
+from .trainer import TrainConfig, hits_path, make_reward, run_method, test_examples
+from .utils import atomic_save_df, atomic_save_npy
 
 
 @dataclass
@@ -118,24 +118,20 @@ def run_hits(run_dir, data, sids, cfg: TrainConfig, kind: str = "best", k: int =
              constrained: bool = False) -> np.ndarray:
     """Per-test-sample hit@k of one run's checkpoint (``best`` or ``final``), in the order of
     :func:`~adagrpo_core.trainer.test_examples`. Unconstrained beam search by default, as the
-    main table reports. Cached next to the checkpoint as ``hits_<kind>_k<k>[_c].npy``."""
-    import io
-
+    main table reports. Read from the file evaluate_checkpoints wrote (hits@10), else computed
+    and cached next to the checkpoint (:func:`~adagrpo_core.trainer.hits_path`)."""
     from .evaluate import ranked_items
     from .sft import load_policy
     if kind not in ("best", "final"):
         raise ValueError(f"kind must be 'best' or 'final', got kind={kind!r}")
-    run_dir = Path(run_dir)
-    cache = run_dir / f"hits_{kind}_k{k}{'_c' if constrained else ''}.npy"
-    if cache.exists():
-        return np.load(cache)
-    model = load_policy(run_dir / f"{kind}.pt", sids, cfg.device)
+    path = hits_path(run_dir, kind, k, constrained)
+    if path.exists():        # written by evaluate_checkpoints (k = 10) or by an earlier call
+        return np.load(path)
+    model = load_policy(Path(run_dir) / f"{kind}.pt", sids, cfg.device)
     test = test_examples(data, model.cfg.max_history, cfg)
     ranked = ranked_items(model, sids, test, max(cfg.eval_beam_width, k), k, constrained)
     hits = (ranked[:, :k] == test.target[:, None]).any(1)
-    buf = io.BytesIO()
-    np.save(buf, hits)
-    atomic_write_bytes(cache, buf.getvalue())
+    atomic_save_npy(path, hits)
     return hits
 
 
@@ -146,8 +142,7 @@ def paired_tests(profile: Profile, train: TrainConfig, pairs, seeds=(0, 1, 2), o
     ``out_root/seed<k>/``. One row per (pair, seed), plus a row per pair that pools the
     discordant pairs over seeds (a stratified McNemar; the seeds share test users, so read the
     pooled p-value as indicative)."""
-    from .analysis import mcnemar_exact
-    from scipy.stats import binomtest
+    from .analysis import mcnemar_exact, mcnemar_p
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     out_root, rows = Path(out_root), []
@@ -163,8 +158,7 @@ def paired_tests(profile: Profile, train: TrainConfig, pairs, seeds=(0, 1, 2), o
             rows.append({"method": method, "reference": ref, "seed": str(seed), "n": len(a),
                          f"HR@{k}_method": a.mean(), f"HR@{k}_reference": b.mean(), "diff": a.mean() - b.mean(),
                          "method_only_hits": n_method_only, "reference_only_hits": n_ref_only, "mcnemar_p": p})
-        n_disc = sum(pooled)
-        p = float(binomtest(pooled[1], n_disc, 0.5).pvalue) if n_disc else 1.0
+        p = mcnemar_p(*pooled)
         sub = [r for r in rows if r["method"] == method and r["reference"] == ref]
         rows.append({"method": method, "reference": ref, "seed": "pooled", "n": sum(r["n"] for r in sub),
                      f"HR@{k}_method": np.mean([r[f"HR@{k}_method"] for r in sub]),

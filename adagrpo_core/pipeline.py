@@ -15,7 +15,7 @@ from .policy import PolicyConfig
 from .semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids
 from .sft import SFTConfig, sids_hash, train_sft
 from .utils import atomic_write_bytes, config_hash, default_cache_dir
-from .worlds import World, WorldConfig, build_world
+from .worlds import WorldConfig, build_world
 
 
 @dataclass

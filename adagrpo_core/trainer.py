@@ -37,7 +37,7 @@ from .grpo import GRPOConfig, combine_losses, group_advantages, grpo_loss_per_sa
 from .policy import SIDPolicy
 from .semantic_ids import SemanticIDs
 from .sft import load_policy, sids_hash, validation_subset
-from .utils import (atomic_save_df, check_int, check_range, resolve_device,
+from .utils import (atomic_save_df, atomic_save_npy, check_int, check_range, resolve_device,
                     rng_state, seed_everything, set_rng_state, write_checkpoint)
 
 
@@ -269,6 +269,14 @@ RESULT_COLUMNS = ["method", "seed", "checkpoint", "step", "HR@5", "HR@10", "HR@2
                   "halluc", "HR@10_constrained", "admission_rate"]
 
 
+HITS_K = 10   # evaluate_checkpoints stores per-sample hits@HITS_K of each checkpoint
+
+
+def hits_path(run_dir, kind: str, k: int, constrained: bool) -> Path:
+    """Where a run keeps the per-test-sample hits@k of its ``best`` or ``final`` checkpoint."""
+    return Path(run_dir) / f"hits_{kind}_k{k}{'_c' if constrained else ''}.npy"
+
+
 def test_examples(data: Interactions, max_history: int, cfg: TrainConfig):
     """The test samples a run is evaluated on: all of them, or ``cfg.test_samples`` drawn with
     the run's seed (the same draw for every method of that seed, so results pair up)."""
@@ -284,7 +292,7 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
     """Test metrics of best.pt and final.pt: HR/NDCG and hallucination from unconstrained beam
     search (as the paper reports them), plus constrained HR@10."""
     out_dir = Path(out_dir)
-    rows, test, metrics_at = [], None, {}
+    rows, test, metrics_at, ranked_at = [], None, {}, {}
     for kind in ("best", "final"):
         path = out_dir / f"{kind}.pt"
         model = load_policy(path, sids, device)
@@ -292,8 +300,13 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
         if test is None:
             test = test_examples(data, model.cfg.max_history, cfg)
         if step not in metrics_at:  # best.pt is often the final step: evaluate those weights once
-            metrics_at[step] = evaluate_policy(model, sids, test, cfg.eval_beam_width)
+            ranked = {}
+            metrics_at[step] = evaluate_policy(model, sids, test, cfg.eval_beam_width, ranked_out=ranked)
+            ranked_at[step] = ranked
         m = metrics_at[step]
+        for mode, r in ranked_at[step].items():   # per-sample hits for the paired tests
+            atomic_save_npy(hits_path(out_dir, kind, HITS_K, mode == "constrained"),
+                            (r[:, :HITS_K] == test.target[:, None]).any(1))
         rows.append({"method": method, "seed": seed, "checkpoint": kind, "step": step,
                      "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"], "HR@20": m["HR@20_unc"],
                      "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],

@@ -117,6 +117,14 @@ def atomic_save_df(df, path: str | os.PathLike, **kwargs) -> None:
         atomic_write_text(path, df.to_csv(**kwargs))
 
 
+def atomic_save_npy(path: str | os.PathLike, array) -> None:
+    """np.save, atomically."""
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def save_table(df, out_dir: str | os.PathLike, name: str, floatfmt: str = ".4f") -> None:
     """Write a table as ``name.csv`` and ``name.md`` in out_dir, each atomically."""
     out = Path(out_dir)

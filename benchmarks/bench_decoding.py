@@ -88,8 +88,8 @@ def prefix_constraint_mask(prefixes: torch.Tensor, num_beams: int, fn, vocab_siz
     return mask
 
 
-class ConstraintTimer:
-    """Accumulates the wall time spent building constraint masks."""
+class SectionTimer:
+    """Accumulates the wall time spent inside a `with` block (a constraint, a prefill, ...)."""
 
     def __init__(self, device):
         self.device, self.seconds = device, 0.0
@@ -110,7 +110,7 @@ def beam_search_prefix_fn(model, history, beam_width, trie, prefix_fn, timer=Non
     The trie is used only to turn the final tuples into item ids, exactly as in beam_search.
     ``record`` (a list) receives the [B * W, t] prefixes that were looked up at every level.
     """
-    timer = timer or ConstraintTimer(model.device)
+    timer = timer or SectionTimer(model.device)
     history = history.to(model.device)
     B, W, V = history.shape[0], beam_width, model.V
     cache = model.encode(history)
@@ -163,9 +163,9 @@ def beam_search_generate_style(model, history, beam_width, trie, prefix_fn, time
 
     The top-k bookkeeping is the same tensor code as ``beam_search`` (transformers' own Python
     ``BeamSearchScorer`` loop is not reproduced), so the returned beams must be identical.
-    ``timers``: optional dict of ConstraintTimer for "prefill", "constraint" and "reorder".
+    ``timers``: optional dict of SectionTimer for "prefill", "constraint" and "reorder".
     """
-    timers = timers if timers is not None else defaultdict(lambda: ConstraintTimer(model.device))
+    timers = timers if timers is not None else defaultdict(lambda: SectionTimer(model.device))
     history = history.to(model.device)
     B, W, V = history.shape[0], beam_width, model.V
     rows_per_beam = torch.arange(B * W, device=model.device)
@@ -376,8 +376,8 @@ def main(argv=None):
     prefix_fn = make_prefix_allowed_tokens_fn(prefix_dict)
     print(f"\n=== (a) trie-constrained beam search (batch {B}, beam {args.beam}) ===")
     print(f"reference prefix dict: {len(prefix_dict)} prefixes")
-    gen_timers = defaultdict(lambda: ConstraintTimer(device))
-    timer = ConstraintTimer(device)
+    gen_timers = defaultdict(lambda: SectionTimer(device))
+    timer = SectionTimer(device)
     vec_r, gen_r, ref_r = timed([
         lambda: beam_search(model, history, args.beam, trie=trie, constrained=True),
         lambda: beam_search_generate_style(model, history, args.beam, trie, prefix_fn, gen_timers),

@@ -1,6 +1,4 @@
 """RL trainer: method identities on real batches, resumption, controls and bad input."""
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
