@@ -1,6 +1,7 @@
-"""Experiment drivers shared by the CLI, the notebooks and the benchmarks.
+"""Experiment drivers shared by the CLI and the notebooks.
 
-:func:`main_results` trains every method of DESIGN 3 from one cached SFT base and one cached
+:func:`main_results` trains every method (nll, mix(lambda), adagrpo, random, inverse, oracle and
+the ablations) from one cached SFT base and one cached
 ranker, for several seeds, and returns the per-run rows plus a summary with 95% confidence
 intervals over seeds. Each run writes into ``out_root/seed<k>/<name>/``; a run whose
 ``results.csv`` exists is reused, so an interrupted sweep resumes where it stopped.
@@ -12,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .gate import GateConfig
-from .grpo import GRPOConfig
-from .pipeline import Profile, get_ranker, get_sft, get_sids, get_world
-from .trainer import TrainConfig, hits_path, make_reward, run_method, test_examples
-from .utils import atomic_save_df, atomic_save_npy
+from .configs import Profile
+from .eval.evaluate import evaluate_policy, most_popular, run_hits, test_examples
+from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci
+from .model.policy import load_policy
+from .pipeline import get_ranker, get_sft, get_sids, get_world
+from .reward.reward_model import RewardModel
+from .train.rl import run_method
+from .utils import atomic_save_df
 
 
 @dataclass
@@ -40,15 +43,6 @@ def default_methods(lams=(0.1, 0.5, 1.0)) -> list[MethodSpec]:
     return specs
 
 
-def _mean_ci(x: np.ndarray, level: float = 0.95):
-    x = np.asarray(x, dtype=float)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, float("nan")
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return m, float(half)
-
-
 def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", "halluc",
                                            "HR@10_constrained", "admission_rate")) -> pd.DataFrame:
     """Mean and 95% t-interval half-width over seeds, per (method, checkpoint)."""
@@ -56,15 +50,50 @@ def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", 
     for (name, ckpt), g in rows.groupby(["method", "checkpoint"], sort=False):
         r = {"method": name, "checkpoint": ckpt, "seeds": len(g)}
         for m in metrics:
-            r[m], r[m + "_ci"] = _mean_ci(g[m].to_numpy())
+            r[m], r[m + "_ci"] = mean_ci(g[m].to_numpy())
         out.append(r)
     return pd.DataFrame(out)
 
 
-def main_results(profile: Profile, ranker_cfg, grpo: GRPOConfig, gate: GateConfig, train: TrainConfig,
-                 methods: list[MethodSpec] | None = None, seeds=(0, 1, 2), out_root="runs/main",
-                 cache_dir=None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and evaluate every method for every seed. Returns (rows, summary)."""
+def control_methods(oracle_thresholds=(0.5, 0.8, 0.9), default_threshold: float = 0.5) -> list[MethodSpec]:
+    """Notebook 04's controls: adagrpo, random per step and by mean, inverse, the two
+    single-diagnostic gates, oracle at each threshold and pure GRPO."""
+    specs = [MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random"),
+             MethodSpec("random(mean)", "random", gate={"random_rate_mode": "mean"}),
+             MethodSpec("inverse", "inverse"), MethodSpec("difficulty-only", "difficulty"),
+             MethodSpec("discriminability-only", "discriminability")]
+    specs += [MethodSpec("oracle" if t == default_threshold else f"oracle({t:g})", "oracle",
+                         gate={"oracle_threshold": t}) for t in oracle_thresholds]
+    return specs + [MethodSpec("grpo", "grpo")]
+
+
+def frontier_methods(lams=(0.1, 0.25, 0.5, 1.0, 2.0)) -> list[MethodSpec]:
+    """Notebook 06's frontier: nll, the fixed mixture at each lambda, and adagrpo."""
+    return ([MethodSpec("nll", "nll")] + [MethodSpec(f"mix({lam:g})", "mix", grpo={"lam": lam}) for lam in lams]
+            + [MethodSpec("adagrpo", "adagrpo")])
+
+
+def run_dir(out_root, seed: int, name: str) -> Path:
+    """The folder of one run: ``out_root/seed<k>/<name>/``."""
+    return Path(out_root) / f"seed{seed}" / name
+
+
+# per-step metric columns written before they took TRL's names
+_OLD_STEP_COLUMNS = {"reward_mean": "reward", "zero_std_share": "frac_reward_zero_std",
+                     "clip_frac": "clip_ratio/region_mean"}
+
+
+def read_steps(out_root, seeds, names) -> pd.DataFrame:
+    """Every run's per-step metrics (``steps.csv``) with ``method`` and ``seed`` columns; runs
+    that do not exist are skipped. Columns of older runs are renamed to the current names."""
+    logs = [pd.read_csv(run_dir(out_root, s, n) / "steps.csv").rename(columns=_OLD_STEP_COLUMNS).assign(method=n, seed=s)
+            for s in seeds for n in names if (run_dir(out_root, s, n) / "steps.csv").exists()]
+    return pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["method", "seed", "step"])
+
+
+def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seeds=(0, 1, 2),
+                 out_root="runs/main", cache_dir=None, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and evaluate every method for every seed of a profile. Returns (rows, summary)."""
     methods = methods or default_methods()
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
@@ -74,8 +103,8 @@ def main_results(profile: Profile, ranker_cfg, grpo: GRPOConfig, gate: GateConfi
     world = get_world(profile.world, cache_dir, progress)
     sids = get_sids(world, profile.sid, cache_dir)
     sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
-    ranker = get_ranker(world, ranker_cfg, cache_dir, progress=progress)
-    reward = make_reward(ranker, sids, train)
+    ranker = get_ranker(world, profile.ranker, cache_dir, progress=progress)
+    reward = RewardModel(ranker, sids, profile.reward)
 
     def oracle_utility(batch, items):
         return world.true_utility(world.states_for(batch), items)
@@ -87,11 +116,11 @@ def main_results(profile: Profile, ranker_cfg, grpo: GRPOConfig, gate: GateConfi
     for seed in seeds:
         ada_rates = None
         for spec in order:
-            out = out_root / f"seed{seed}" / spec.name
+            out = run_dir(out_root, seed, spec.name)
             res_path = out / "results.csv"
-            gcfg = replace(gate, method=spec.method, **spec.gate)
-            pcfg = replace(grpo, **spec.grpo)
-            tcfg = replace(train, seed=seed)
+            gcfg = replace(profile.gate, method=spec.method, **spec.gate)
+            pcfg = replace(profile.grpo, **spec.grpo)
+            tcfg = replace(profile.rl, seed=seed)
             if spec.method == "random":
                 if gcfg.random_rate_mode == "mean" and gcfg.random_rate is None:
                     gcfg = replace(gcfg, random_rate=float(np.mean(ada_rates)))
@@ -114,44 +143,22 @@ def main_results(profile: Profile, ranker_cfg, grpo: GRPOConfig, gate: GateConfi
     return rows, summary
 
 
-def run_hits(run_dir, data, sids, cfg: TrainConfig, kind: str = "best", k: int = 10,
-             constrained: bool = False) -> np.ndarray:
-    """Per-test-sample hit@k of one run's checkpoint (``best`` or ``final``), in the order of
-    :func:`~adagrpo_core.trainer.test_examples`. Unconstrained beam search by default, as the
-    main table reports. Read from the file evaluate_checkpoints wrote (hits@10), else computed
-    and cached next to the checkpoint (:func:`~adagrpo_core.trainer.hits_path`)."""
-    from .evaluate import ranked_items
-    from .sft import load_policy
-    if kind not in ("best", "final"):
-        raise ValueError(f"kind must be 'best' or 'final', got kind={kind!r}")
-    path = hits_path(run_dir, kind, k, constrained)
-    if path.exists():        # written by evaluate_checkpoints (k = 10) or by an earlier call
-        return np.load(path)
-    model = load_policy(Path(run_dir) / f"{kind}.pt", sids, cfg.device)
-    test = test_examples(data, model.cfg.max_history, cfg)
-    ranked = ranked_items(model, sids, test, max(cfg.eval_beam_width, k), k, constrained)
-    hits = (ranked[:, :k] == test.target[:, None]).any(1)
-    atomic_save_npy(path, hits)
-    return hits
-
-
-def paired_tests(profile: Profile, train: TrainConfig, pairs, seeds=(0, 1, 2), out_root="runs/main",
+def paired_tests(profile: Profile, pairs, seeds=(0, 1, 2), out_root="runs/main",
                  kind: str = "best", k: int = 10, cache_dir=None) -> pd.DataFrame:
     """Exact McNemar tests of per-sample hits between two methods trained with the same seed
     (same SFT base, same test samples). ``pairs``: [(method, reference), ...] run names under
     ``out_root/seed<k>/``. One row per (pair, seed), plus a row per pair that pools the
     discordant pairs over seeds (a stratified McNemar; the seeds share test users, so read the
     pooled p-value as indicative)."""
-    from .analysis import mcnemar_exact, mcnemar_p
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     out_root, rows = Path(out_root), []
     for method, ref in pairs:
         pooled = [0, 0]
         for seed in seeds:
-            tcfg = replace(train, seed=seed)
-            a = run_hits(out_root / f"seed{seed}" / method, world, sids, tcfg, kind, k)
-            b = run_hits(out_root / f"seed{seed}" / ref, world, sids, tcfg, kind, k)
+            tcfg = replace(profile.rl, seed=seed)
+            a = run_hits(run_dir(out_root, seed, method), world, sids, tcfg, kind, k)
+            b = run_hits(run_dir(out_root, seed, ref), world, sids, tcfg, kind, k)
             n_ref_only, n_method_only, p = mcnemar_exact(b, a)
             pooled[0] += n_ref_only
             pooled[1] += n_method_only
@@ -171,17 +178,25 @@ def paired_tests(profile: Profile, train: TrainConfig, pairs, seeds=(0, 1, 2), o
 def sft_reference(profile: Profile, cache_dir=None, test_samples: int = 0, seed: int = 0,
                   beam_width: int = 20) -> pd.DataFrame:
     """Test metrics of the SFT base (best and final checkpoints) and the most-popular baseline."""
-    from .evaluate import evaluate_policy, most_popular
-    from .sft import load_policy
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir)
-    test = world.examples("test", profile.policy.max_history)
-    if test_samples and len(test) > test_samples:
-        test = test.subset(np.sort(np.random.default_rng(seed + 7).choice(len(test), test_samples, replace=False)))
+    test = test_examples(world, profile.policy.max_history, test_samples, seed)
     rows = []
     for kind in ("best", "final"):
         m = evaluate_policy(load_policy(sft_dir / f"{kind}.pt", sids), sids, test, beam_width)
         rows.append({"method": f"sft-{kind}", **m})
     rows.append({"method": "most-popular", **most_popular(world, test)})
     return pd.DataFrame(rows)
+
+
+def paired_tests_both(profile: Profile, pairs, seeds, out_root, k: int = 10,
+                      cache_dir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`paired_tests` at the best and the final checkpoint (a ``checkpoint`` column), and
+    the pooled rows with Holm-adjusted p-values over all of them (``p_holm``)."""
+    tests = pd.concat([paired_tests(profile, pairs, seeds=seeds, out_root=out_root, kind=kind, k=k,
+                                    cache_dir=cache_dir).assign(checkpoint=kind) for kind in ("best", "final")],
+                      ignore_index=True)
+    pooled = tests[tests.seed == "pooled"].copy()
+    pooled["p_holm"] = holm(pooled.mcnemar_p.to_numpy())
+    return tests, pooled

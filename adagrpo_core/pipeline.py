@@ -7,31 +7,29 @@ rebuild it. Every write is atomic, so an interrupted build never leaves a half-w
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field, replace
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
-from .amazon import AmazonConfig, amazon_semantic_ids, load_amazon
-from .policy import PolicyConfig
-from .semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids
-from .sft import SFTConfig, sids_hash, train_sft
-from .utils import atomic_write_bytes, config_hash, default_cache_dir
-from .worlds import WorldConfig, build_world
-
-
-@dataclass
-class Profile:
-    """All configs of the expensive, cached stages."""
-
-    world: WorldConfig | AmazonConfig = field(default_factory=WorldConfig.quick)
-    sid: SIDConfig = field(default_factory=SIDConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
+from .data.amazon import AmazonConfig, amazon_semantic_ids, load_amazon
+from .model.policy import PolicyConfig
+from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids
+from .configs import SFTConfig
+from .model.semantic_ids import sids_hash
+from .train.sft import train_sft
+from .utils import DamagedFileError, atomic_write_bytes, load_checkpoint, config_hash, default_cache_dir
+from .data.world import WorldConfig, build_world
 
 
 def _cached_pickle(path: Path, build):
+    """The object pickled at ``path``, else build it and write it there atomically. A damaged
+    entry (truncated, empty, not a pickle) is a cache miss: it is rebuilt, with a warning."""
     if path.exists():
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except Exception as e:  # a cache entry is never trusted blindly: rebuild it
+            warnings.warn(f"cache entry {path} is damaged ({type(e).__name__}: {e}); rebuilding it")
     obj = build()
     atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
     return obj
@@ -72,6 +70,14 @@ def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConf
     cache = Path(cache_dir or default_cache_dir())
     key = config_hash(world_key or data_key(world.cfg), sids_hash(sids), policy_cfg, sft_cfg)
     out = cache / "sft" / key
+    if (out / "final.pt").exists():
+        try:
+            load_checkpoint(out / "final.pt")
+            load_checkpoint(out / "best.pt")
+        except (DamagedFileError, FileNotFoundError) as e:
+            warnings.warn(f"SFT cache {out} is damaged ({e}); retraining it")
+            for f in out.glob("*.pt"):
+                f.unlink()
     if not (out / "final.pt").exists():
         train_sft(world, sids, policy_cfg, sft_cfg, out_dir=out, resume=True, progress=progress)
     return out
@@ -79,11 +85,15 @@ def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConf
 
 def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, progress: bool = True):
     """Train (or reuse) the ranker for a world; returns the loaded ranker."""
-    from .ranker import load_ranker, train_ranker
+    from .reward.ranker import load_ranker
+    from .reward.training import train_ranker
     cache = Path(cache_dir or default_cache_dir())
     key = config_hash(world_key or data_key(world.cfg), ranker_cfg)
     path = cache / "rankers" / f"{key}.pt"
     if path.exists():
-        return load_ranker(path)
+        try:
+            return load_ranker(path)
+        except DamagedFileError as e:
+            warnings.warn(f"{e}; retraining the ranker")
     ranker, _ = train_ranker(world, ranker_cfg, checkpoint_path=path, progress=progress)
     return ranker

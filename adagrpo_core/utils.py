@@ -33,6 +33,21 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
+def check_device(name: str, value: Any) -> None:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' (any torch device string); 'cuda' needs CUDA here."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string such as 'auto', 'cpu' or 'cuda', got {name}={value!r}")
+    if value == "auto":
+        return
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be 'auto' or a torch device such as 'cpu' or 'cuda', "
+                         f"got {name}={value!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={value!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
+
+
 def check_choice(name: str, value: Any, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {name}={value!r}")
@@ -162,6 +177,26 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def repo_root() -> Path | None:
+    """The checkout this package runs from (it has pyproject.toml next to adagrpo_core/), or None
+    for an installed package."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "adagrpo_core").is_dir() else None
+
+
+def default_figures_dir() -> Path:
+    """Where tables and figures go: the checkout's ``figures/`` whatever the working directory
+    (notebooks run in ``notebooks/``), else ``./figures``."""
+    root = repo_root()
+    return root / "figures" if root else Path("figures")
+
+
+def default_runs_dir() -> Path:
+    """Where run folders go: the checkout's ``runs/``, else ``./runs``."""
+    root = repo_root()
+    return root / "runs" if root else Path("runs")
+
+
 def default_cache_dir() -> Path:
     """Where expensive artefacts (worlds, checkpoints, rankers) are cached by config hash.
 
@@ -171,25 +206,21 @@ def default_cache_dir() -> Path:
     """
     if os.environ.get("ADAGRPO_CACHE"):
         return Path(os.environ["ADAGRPO_CACHE"])
-    root = Path(__file__).resolve().parents[1]
-    if (root / "pyproject.toml").is_file() and (root / "adagrpo_core").is_dir():
-        return root / ".cache"
-    return Path(".cache")
+    root = repo_root()
+    return root / ".cache" if root else Path(".cache")
 
 
-def write_checkpoint(out_dir, state: dict, resume_extra: dict, improved: bool, final: bool,
-                     tables: dict) -> None:
-    """One checkpoint of a training run, in commit order.
+class DamagedFileError(ValueError):
+    """A cached or checkpoint file that cannot be read (truncated, empty, not what it claims)."""
 
-    ``best.pt`` (when ``improved``), ``final.pt`` (when ``final``) and the CSV ``tables``
-    ({file name: DataFrame}) first; ``last.pt`` (``state`` plus ``resume_extra``: optimiser, RNG,
-    logs) last, because resuming trusts it: a crash before it leaves the previous checkpoint intact.
-    """
-    out_dir = Path(out_dir)
-    if improved:
-        atomic_torch_save(state, out_dir / "best.pt")
-    if final:
-        atomic_torch_save(state, out_dir / "final.pt")
-    for name, df in tables.items():
-        atomic_save_df(df, out_dir / name, index=False)
-    atomic_torch_save({**state, **resume_extra}, out_dir / "last.pt")
+
+def load_checkpoint(path, weights_only: bool = False) -> dict:
+    """torch.load on CPU that names the file when it is damaged, and says what to do."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # truncated zip, empty file, unpickling errors: all mean "damaged"
+        raise DamagedFileError(f"{path} is damaged or truncated ({type(e).__name__}: {e}); "
+                               "delete it to rebuild it") from e

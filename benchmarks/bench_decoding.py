@@ -22,8 +22,8 @@ Two comparisons on the same model and the same inputs, in one run:
     All three must return identical tuples and items (scores allclose). The constraint alone is
     also timed on the very prefixes reference 2 looked up.
 
-(b) Rollouts. ``sample_rollouts(share_history=True)`` (history encoded once per context, the G
-    samples attend to that cache) against ``share_history=False`` (the history is re-encoded
+(b) Rollouts. ``sample_rollouts`` (history encoded once per context, the G
+    samples attend to that cache) against ``sample_rollouts_reencoding`` (the history is re-encoded
     for each of the G samples), same generator seed; tokens must be identical.
 
 The policy has random (untrained) weights: decoding cost does not depend on what the weights
@@ -48,11 +48,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source tree, installed or not
-from adagrpo_core.decoding import Beams, beam_search, sample_rollouts
-from adagrpo_core.policy import HistoryCache, PolicyConfig
-from adagrpo_core.semantic_ids import INVALID, SIDConfig, build_semantic_ids
-from adagrpo_core.sft import build_policy
-from adagrpo_core.worlds import WorldConfig, build_world
+from adagrpo_core.model.decoding import Beams, Rollouts, beam_search, sample_rollouts
+from adagrpo_core.model.policy import HistoryCache, PolicyConfig
+from adagrpo_core.data.interactions import NO_ITEM
+from adagrpo_core.model.semantic_ids import SIDConfig, build_semantic_ids
+from adagrpo_core.model.policy import build_policy
+from adagrpo_core.data.world import WorldConfig, build_world
 
 NEG_INF = float("-inf")
 
@@ -141,8 +142,8 @@ def beam_search_prefix_fn(model, history, beam_width, trie, prefix_fn, timer=Non
         seqs = torch.cat([seqs.gather(1, parent[..., None].expand(B, W, seqs.shape[-1])), code[..., None]], -1)
         past = model.reorder_past(past, parent)
     nodes = trie.walk(seqs)
-    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
-    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, INVALID))
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
+    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, NO_ITEM))
     return Beams(seqs, scores, items)
 
 
@@ -196,9 +197,17 @@ def beam_search_generate_style(model, history, beam_width, trie, prefix_fn, time
                     past = [tuple(z.index_select(0, rows) for z in kv) for kv in past]
     scores = torch.where(scores > -1e8, scores, torch.full_like(scores, NEG_INF))
     nodes = trie.walk(seqs)
-    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
-    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, INVALID))
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
+    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, NO_ITEM))
     return Beams(seqs, scores, items)
+
+
+def sample_rollouts_reencoding(model, history, G, trie, generator) -> Rollouts:
+    """The reference for (b): every sample encodes its own copy of the history (G copies per
+    context), then samples one tuple; same draws as the shared-history sampler."""
+    r = sample_rollouts(model, history.repeat_interleave(G, 0), 1, trie=trie, generator=generator)
+    B = history.shape[0]
+    return Rollouts(*(z.reshape(B, G, *z.shape[2:]) for z in (r.tokens, r.logp, r.items, r.valid)))
 
 
 def same_beams(a: Beams, b: Beams, name: str, tol: float = 1e-5) -> str:
@@ -431,7 +440,9 @@ def main(argv=None):
 
     def rollouts(share):
         g = torch.Generator(device=device).manual_seed(args.seed)
-        return sample_rollouts(model, history, args.G, trie=trie, share_history=share, generator=g)
+        if share:
+            return sample_rollouts(model, history, args.G, trie=trie, generator=g)
+        return sample_rollouts_reencoding(model, history, args.G, trie, g)
 
     sh_r, re_r = timed([lambda: rollouts(True), lambda: rollouts(False)], args.repeats, device)
     (t_sh, all_sh, rs), (t_re, all_re, rr) = sh_r, re_r

@@ -17,14 +17,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source tree, installed or not
-from adagrpo_core.gate import GateConfig
-from adagrpo_core.grpo import GRPOConfig
-from adagrpo_core.policy import PolicyConfig
-from adagrpo_core.ranker import Ranker, RankerConfig, RewardModel
-from adagrpo_core.semantic_ids import SIDConfig, build_semantic_ids
-from adagrpo_core.sft import build_policy
-from adagrpo_core.trainer import grpo_step_loss
-from adagrpo_core.worlds import WorldConfig, build_world
+from adagrpo_core.rl.gate import GateConfig
+from adagrpo_core.rl.grpo import GRPOConfig
+from adagrpo_core.model.policy import PolicyConfig
+from adagrpo_core.reward.ranker import Ranker, RankerConfig
+from adagrpo_core.reward.reward_model import RewardConfig, RewardModel
+from adagrpo_core.model.semantic_ids import SIDConfig, build_semantic_ids
+from adagrpo_core.model.policy import build_policy
+from adagrpo_core.rl.step import compute_loss, sample_and_score
+from adagrpo_core.data.world import WorldConfig, build_world
 
 
 def main():
@@ -42,16 +43,18 @@ def main():
     sids = build_semantic_ids(world.item_features, SIDConfig())
     model = build_policy(sids, PolicyConfig(), a.device).train()
     ranker = Ranker(RankerConfig(device=a.device), world.item_features, world.item_category).to(a.device).eval()
-    reward = RewardModel(ranker, sids, output="prob")
+    reward = RewardModel(ranker, sids, RewardConfig(output="prob"))
     batch = world.examples("train", model.cfg.max_history).subset(range(a.batch))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     grpo = GRPOConfig(num_generations=a.G)
     gen = torch.Generator(device=a.device).manual_seed(0)
+    codes, trie = torch.as_tensor(sids.codes, device=a.device), sids.trie.to(a.device)
 
     def step(method):
-        out = grpo_step_loss(model, None, reward, batch, sids, grpo, GateConfig(method=method), gen)
+        gate = GateConfig(method=method)
+        loss, _ = compute_loss(sample_and_score(model, reward, batch, codes, trie, grpo, gate, gen), grpo, gate)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         opt.step()
 
     times = {}

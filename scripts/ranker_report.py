@@ -14,9 +14,10 @@ import time
 import pandas as pd
 import torch
 
-from adagrpo_core.ranker import RankerConfig, reliability_by_bias
+from adagrpo_core.reward.ranker import RankerConfig
+from adagrpo_core.reward.reliability import reliability_by_bias
 from adagrpo_core.utils import atomic_save_df
-from adagrpo_core.worlds import WorldConfig
+from adagrpo_core.data.world import WorldConfig
 
 
 def wide(long: pd.DataFrame, table: str) -> pd.DataFrame:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from adagrpo_core.semantic_ids import SIDConfig, build_semantic_ids
-from adagrpo_core.worlds import WorldConfig, build_world
+from adagrpo_core.model.semantic_ids import SIDConfig, build_semantic_ids
+from adagrpo_core.data.world import WorldConfig, build_world
 
 
 @pytest.fixture(scope="session")

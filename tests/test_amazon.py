@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adagrpo_core.amazon import (FILES, attribute_features, fetch, letter_semantic_ids, load_amazon,
-                                 load_sequences_dataset, parse_sequences, semi_synthetic_impressions)
-from adagrpo_core.ranker import RankerConfig, train_ranker
+from adagrpo_core.data.amazon import FILES, attribute_features, fetch, letter_semantic_ids, load_amazon, load_sequences_dataset, parse_sequences, semi_synthetic_impressions
+from adagrpo_core.reward.ranker import RankerConfig
+from adagrpo_core.reward.training import train_ranker
 
 # the real files: $ADAGRPO_AMAZON_DIR, else a shared data folder beside the checkout
 SHARED = Path(os.environ.get("ADAGRPO_AMAZON_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon")
@@ -131,7 +131,7 @@ def test_semi_synthetic_impressions_follow_the_log(tmp_path):
 
 
 def test_exposure_strength_concentrates_negatives():
-    from adagrpo_core.data import Interactions
+    from adagrpo_core.data.interactions import Interactions
     rng = np.random.default_rng(0)
     seqs = [rng.zipf(1.5, 6).clip(1, 200) - 1 for _ in range(400)]
     data = Interactions(np.concatenate(seqs), np.r_[0, np.cumsum([len(s) for s in seqs])], 200)
@@ -178,13 +178,13 @@ def test_pipeline_runs_on_a_real_format_dataset_without_truth(tmp_path, monkeypa
     stratified analysis (no truth columns: a real log has no true utility)."""
     from dataclasses import replace
 
-    from adagrpo_core import amazon
-    from adagrpo_core.amazon import AmazonConfig
-    from adagrpo_core.analysis import StrataConfig, run_stratified
-    from adagrpo_core.cli import profile_configs
+    from adagrpo_core.data import amazon
+    from adagrpo_core.data.amazon import AmazonConfig
+    from adagrpo_core.eval.strata import StrataConfig, run_stratified
+    from adagrpo_core.configs import get_profile
     from adagrpo_core.pipeline import get_sids, get_world
-    from adagrpo_core.policy import PolicyConfig
-    from adagrpo_core.sft import SFTConfig
+    from adagrpo_core.model.policy import PolicyConfig
+    from adagrpo_core.configs import SFTConfig
     folder = tmp_path / "beauty"
     folder.mkdir()
     seq, attr = small_dataset(tmp_path, n_users=80, n_items=30)
@@ -196,24 +196,23 @@ def test_pipeline_runs_on_a_real_format_dataset_without_truth(tmp_path, monkeypa
     files = {n: (sha(folder / n), ()) for n in amazon.FILES}
     monkeypatch.setattr(amazon, "FILES", files)
     monkeypatch.setenv("ADAGRPO_AMAZON_DIR", str(folder))
-    prof, rcfg, *_ = profile_configs("amazon")
+    prof = get_profile("amazon")
     prof = replace(prof, world=AmazonConfig(feature_dim=8, n_categories=4),
                    policy=PolicyConfig(n_embd=16, max_history=5),
-                   sft=SFTConfig(steps=6, ckpt_every=3, eval_samples=20, warmup_steps=2))
+                   sft=SFTConfig(steps=6, ckpt_every=3, eval_samples=20, warmup_steps=2),
+                   ranker=replace(prof.ranker, max_epochs=1))
     cache = tmp_path / "cache"
     data = get_world(prof.world, cache)
     assert data.summary()["users"] == 80 and get_world(prof.world, cache).n_items == data.n_items   # cached
     sids = get_sids(data, prof.sid, cache)
     assert sids.length == 3 and sids.n_items == 30
-    df, tables = run_stratified(prof, replace(rcfg, max_epochs=1), StrataConfig(top_n=10, k=5, n_boot=50),
-                                cache, progress=False)
+    df, tables = run_stratified(prof, StrataConfig(top_n=10, k=5, n_boot=50), cache, progress=False)
     assert len(df) == 80 and "hit_truth" not in df
     assert tables["table1_aggregate"].n.iloc[0] == 80
     assert tables["table3_difficulty_x_discriminability"].n.sum() == 80
     # the CLI commands the GPU machine runs (no Jupyter there), on the same small profile
     from adagrpo_core import cli
-    small = (prof, replace(rcfg, max_epochs=1), *profile_configs("amazon")[2:])
-    monkeypatch.setattr(cli, "profile_configs", lambda name: small)
+    monkeypatch.setattr(cli, "get_profile", lambda name: prof)
     out = tmp_path / "figures"
     assert cli.reproduce("amazon", out, cache) == 0
     assert cli.stratified_cmd("amazon", out, cache, top_n=10, k=5) == 0

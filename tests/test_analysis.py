@@ -5,19 +5,19 @@ import pytest
 import torch
 from scipy import stats
 
-from adagrpo_core.analysis import (StrataConfig, _auc_of_target, _hit_after_resort, add_strata,
-                                   bootstrap_ci, candidate_table, influence_regression,
-                                   influence_table, mcnemar_exact)
-from adagrpo_core.decoding import beam_search
-from adagrpo_core.policy import PolicyConfig
-from adagrpo_core.sft import build_policy
+from adagrpo_core.eval.strata import StrataConfig, _hit_after_resort, add_strata, candidate_table, influence_regression, influence_table
+from adagrpo_core.eval.metrics import target_auc
+from adagrpo_core.eval.stats import bootstrap_ci, mcnemar_exact
+from adagrpo_core.model.decoding import beam_search
+from adagrpo_core.model.policy import PolicyConfig
+from adagrpo_core.model.policy import build_policy
 
 
 def test_auc_of_target_counts_strictly_below_and_half_ties():
     t = np.array([0.5, 0.5, 0.5])
     other = np.array([[0.1, 0.9, 0.5], [0.1, 0.2, 0.3], [0.7, 0.8, 0.9]])
     valid = np.array([[True, True, True], [True, True, False], [False, False, False]])
-    auc = _auc_of_target(t, other, valid)
+    auc = target_auc(t, other, valid)
     assert auc[0] == pytest.approx((1 + 0 + 0.5) / 3) and auc[1] == 1.0 and np.isnan(auc[2])
 
 

@@ -2,8 +2,11 @@
 import numpy as np
 import pytest
 
-from adagrpo_core.cli import profile_configs
-from adagrpo_core.experiments import MethodSpec, main_results, paired_tests, run_hits
+from dataclasses import replace
+
+from adagrpo_core.configs import get_profile
+from adagrpo_core.experiments import MethodSpec, main_results, paired_tests
+from adagrpo_core.eval.evaluate import run_hits
 from adagrpo_core.pipeline import get_sids, get_world
 
 
@@ -11,11 +14,10 @@ from adagrpo_core.pipeline import get_sids, get_world
 def tiny_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     cache = tmp_path_factory.mktemp("cache")
-    prof, rcfg, grpo, gate, train = profile_configs("tiny")
+    prof = get_profile("tiny")
     methods = [MethodSpec("nll", "nll"), MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
-    rows, summary = main_results(prof, rcfg, grpo, gate, train, methods=methods, seeds=(0, 1),
-                                 out_root=root, cache_dir=cache, progress=False)
-    return prof, train, root, cache, rows, summary
+    rows, summary = main_results(prof, methods=methods, seeds=(0, 1), out_root=root, cache_dir=cache, progress=False)
+    return prof, prof.rl, root, cache, rows, summary
 
 
 def test_main_results_rows_and_summary(tiny_runs):
@@ -32,7 +34,6 @@ def test_run_hits_reproduce_the_reported_hr(tiny_runs):
     world = get_world(prof.world, cache)
     sids = get_sids(world, prof.sid, cache)
     for (method, seed, kind), r in rows.set_index(["method", "seed", "checkpoint"]).iterrows():
-        from dataclasses import replace
         hits = run_hits(root / f"seed{seed}" / method, world, sids, replace(train, seed=seed), kind, 10)
         assert len(hits) == train.test_samples
         assert hits.mean() == pytest.approx(r["HR@10"], abs=1e-12)
@@ -41,7 +42,7 @@ def test_run_hits_reproduce_the_reported_hr(tiny_runs):
 
 def test_paired_tests_counts_are_consistent(tiny_runs):
     prof, train, root, cache, rows, _ = tiny_runs
-    t = paired_tests(prof, train, [("adagrpo", "random"), ("adagrpo", "nll")], seeds=(0, 1),
+    t = paired_tests(prof, [("adagrpo", "random"), ("adagrpo", "nll")], seeds=(0, 1),
                      out_root=root, kind="best", cache_dir=cache)
     assert list(t.seed) == ["0", "1", "pooled"] * 2
     for _, g in t.groupby(["method", "reference"]):

@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from adagrpo_core.grpo import (GRPOConfig, combine_losses, group_advantages,
-                               grpo_loss_per_sample, nll_per_sample)
+from adagrpo_core.rl.grpo import GRPOConfig, combine_losses, group_advantages, grpo_loss_per_sample, nll_per_sample
 
 D = torch.float64
 

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from adagrpo_core.metrics import (hallucination_rate, hr_at_k, ndcg_at_k, ranking_metrics,
-                                  target_rank, topk_from_scores)
+from adagrpo_core.eval.metrics import hallucination_rate, hr_at_k, ndcg_at_k, ranking_metrics, target_rank, topk_from_scores
 
 LOG2_3 = 1 / math.log2(3)   # NDCG gain at rank 1
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from adagrpo_core.decoding import beam_search, sample_rollouts
-from adagrpo_core.policy import PolicyConfig, SIDPolicy
-from adagrpo_core.semantic_ids import SemanticIDs
+from adagrpo_core.model.decoding import beam_search, sample_rollouts
+from adagrpo_core.model.policy import PolicyConfig, SIDPolicy
+from adagrpo_core.model.semantic_ids import SemanticIDs
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,8 @@ def test_rollouts_shared_history_equals_reencoding(tiny):
     g1 = torch.Generator().manual_seed(3)
     g2 = torch.Generator().manual_seed(3)
     a = sample_rollouts(model, history, 8, trie=sids.trie, generator=g1)
-    b = sample_rollouts(model, history, 8, trie=sids.trie, generator=g2, share_history=False)
+    r = sample_rollouts(model, history.repeat_interleave(8, 0), 1, trie=sids.trie, generator=g2)  # re-encoding
+    b = type(r)(*(z.reshape(3, 8, *z.shape[2:]) for z in (r.tokens, r.logp, r.items, r.valid)))
     assert a.tokens.shape == (3, 8, 3)
     assert torch.equal(a.tokens, b.tokens)
     torch.testing.assert_close(a.logp, b.logp, atol=1e-5, rtol=1e-5)

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from adagrpo_core.ranker import (RankerConfig, RewardModel, auc, grouped_impressions,
-                                 impression_histories, load_ranker, reliability_report,
-                                 train_ranker)
+from adagrpo_core.reward.ranker import RankerConfig, load_ranker
+from adagrpo_core.reward.reward_model import RewardConfig, RewardModel
+from adagrpo_core.eval.metrics import auc
+from adagrpo_core.data.impressions import grouped_impressions, impression_histories
+from adagrpo_core.reward.reliability import reliability_report
+from adagrpo_core.reward.training import train_ranker
 
 FAST = dict(embed_dim=16, attention_hidden=16, mlp_hidden=(32,), max_epochs=4, patience=2,
             batch_size=1024, device="cpu")
@@ -152,7 +155,7 @@ def rollouts(tiny_world, tiny_sids):
 def test_reward_shapes_and_valid_scores(trained, tiny_sids, rollouts, output):
     ranker, _, _ = trained
     history, tuples, items = rollouts
-    reward = RewardModel(ranker, tiny_sids, output=output)
+    reward = RewardModel(ranker, tiny_sids, RewardConfig(output=output))
     r = reward(history, torch.as_tensor(tuples))
     assert r.shape == (4, 5) and r.dtype == torch.float32 and not r.requires_grad
     np.testing.assert_array_equal(reward.decode(tuples).numpy(), items)
@@ -169,18 +172,17 @@ def test_reward_invalid_handling(trained, tiny_sids, rollouts):
     ranker, _, _ = trained
     history, tuples, items = rollouts
     valid = torch.as_tensor(items >= 0)
-    fixed = RewardModel(ranker, tiny_sids, output="logit", invalid_reward=-5.0)(history, tuples)
+    fixed = RewardModel(ranker, tiny_sids, RewardConfig(output="logit", invalid_reward=-5.0))(history, tuples)
     assert (fixed[~valid] == -5.0).all()
-    prob = RewardModel(ranker, tiny_sids, output="prob")(history, tuples)
+    prob = RewardModel(ranker, tiny_sids, RewardConfig(output="prob"))(history, tuples)
     assert (prob[~valid] == -1.0).all() and (prob[valid] >= 0).all()
-    logit = RewardModel(ranker, tiny_sids, output="logit")(history, tuples)
+    logit = RewardModel(ranker, tiny_sids, RewardConfig(output="logit"))(history, tuples)
     for row in range(3):                        # penalty = the row's lowest valid score - 1
         v = valid[row]
         assert (logit[row, ~v] == logit[row, v].min() - 1).all()
         assert (logit[row, ~v] < logit[row, v].min()).all()
     assert (logit[3] == -10.0).all()            # no valid item in the row
-    cfg_default = RewardModel.from_ranker(ranker, tiny_sids)
-    assert cfg_default.output == ranker.cfg.output
+    assert RewardModel(ranker, tiny_sids).output == RewardConfig().output == "prob"   # one owner, one default
 
 
 # ------------------------------------------------------------------------------ validation
@@ -189,8 +191,9 @@ def test_reward_invalid_handling(trained, tiny_sids, rollouts):
     ("mlp_hidden", (32, 0)), ("invalid_reward", float("nan")), ("max_history", 2.5),
 ])
 def test_invalid_config_names_field_and_value(field, value):
+    cls = RewardConfig if field in ("output", "invalid_reward") else RankerConfig
     with pytest.raises(ValueError, match=field) as info:
-        RankerConfig(**{field: value})
+        cls(**{field: value})
     assert repr(value) in str(info.value) or str(value) in str(info.value)
 
 
@@ -213,7 +216,7 @@ def test_bad_training_data_raises_before_work(tiny_world):
 def test_reward_rejects_bad_arguments(trained, tiny_sids):
     ranker, _, _ = trained
     with pytest.raises(ValueError, match="output='foo'"):
-        RewardModel(ranker, tiny_sids, output="foo")
+        RewardConfig(output="foo")
     reward = RewardModel(ranker, tiny_sids)
     with pytest.raises(ValueError, match="items"):
         reward.score_items(np.full((2, 3), -1), np.full((2, 4), ranker.n_items))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from adagrpo_core.semantic_ids import (INVALID, SemanticIDs, SIDConfig, Trie, add_uniqueness_token,
-                                       build_semantic_ids)
+from adagrpo_core.data.interactions import NO_ITEM
+from adagrpo_core.model.semantic_ids import SIDConfig, SemanticIDs, Trie, add_uniqueness_token, build_semantic_ids
 
 
 def _valid_set(sids):
@@ -163,9 +163,9 @@ def test_trie_step_matches_table_and_handles_out_of_range(tiny_sids):
     root = trie.root(4)
     assert root.tolist() == [0, 0, 0, 0]
     # out-of-range codes and the invalid node all give -1
-    nodes = torch.tensor([0, 0, 0, 0, INVALID, INVALID])
+    nodes = torch.tensor([0, 0, 0, 0, NO_ITEM, NO_ITEM])
     codes = torch.tensor([-1, V, V + 10, -7, first[0], 0])
-    assert trie.step(nodes, codes).tolist() == [INVALID] * 6
+    assert trie.step(nodes, codes).tolist() == [NO_ITEM] * 6
     # a batch of valid steps from the root
     kids = trie.step(trie.root(len(first)), torch.tensor(first))
     assert (kids > 0).all() and len(set(kids.tolist())) == len(first)
@@ -173,13 +173,13 @@ def test_trie_step_matches_table_and_handles_out_of_range(tiny_sids):
     # codes that are in range but unused at the root give -1
     unused = [c for c in range(V) if c not in first]
     if unused:
-        assert (trie.step(trie.root(len(unused)), torch.tensor(unused)) == INVALID).all()
+        assert (trie.step(trie.root(len(unused)), torch.tensor(unused)) == NO_ITEM).all()
     # step on a 2-D batch keeps the shape
     out = trie.step(torch.zeros(2, 3, dtype=torch.long), torch.tensor([[first[0]] * 3, [-1, V, first[-1]]]))
     assert out.shape == (2, 3)
-    assert out[1, 0] == INVALID and out[1, 1] == INVALID and out[1, 2] >= 0
+    assert out[1, 0] == NO_ITEM and out[1, 1] == NO_ITEM and out[1, 2] >= 0
     # allowed of the invalid node is all False, of a 2-D batch is [..., V]
-    assert not trie.allowed(torch.tensor([INVALID])).any()
+    assert not trie.allowed(torch.tensor([NO_ITEM])).any()
     assert trie.allowed(torch.zeros(2, 3, dtype=torch.long)).shape == (2, 3, V)
 
 
@@ -192,10 +192,10 @@ def test_trie_on_hand_made_codes():
     assert trie.allowed(n01).tolist() == [[True, True, False]]
     n1 = trie.walk(torch.tensor([[1]]))
     assert trie.allowed(n1).tolist() == [[True, False, False]]
-    assert trie.walk(torch.tensor([[2]])).tolist() == [INVALID]
+    assert trie.walk(torch.tensor([[2]])).tolist() == [NO_ITEM]
     assert trie.walk(torch.zeros(3, 0, dtype=torch.long)).tolist() == [0, 0, 0]
     got = trie.lookup(torch.tensor([[0, 1, 1], [1, 0, 0], [1, 0, 1], [0, 2, 0], [2, 2, 2], [0, 1, 3]]))
-    assert got.tolist() == [1, 3, INVALID, 2, INVALID, INVALID]
+    assert got.tolist() == [1, 3, NO_ITEM, 2, NO_ITEM, NO_ITEM]
     with pytest.raises(ValueError, match="length"):
         trie.lookup(torch.tensor([[0, 1]]))
     moved = trie.to("cpu")
@@ -232,7 +232,7 @@ def test_from_prefix_codes_with_collisions():
     assert s.codebook_sizes == (4, 4, 3)
     assert s.vocab_size == 4
     np.testing.assert_array_equal(s.decode(s.codes), np.arange(7))
-    assert s.decode([[0, 1, 3], [0, 1, 2], [3, 2, 1]]).tolist() == [INVALID, 3, INVALID]
+    assert s.decode([[0, 1, 3], [0, 1, 2], [3, 2, 1]]).tolist() == [NO_ITEM, 3, NO_ITEM]
     # given codebook size
     s8 = SemanticIDs.from_prefix_codes(prefix, codebook_size=8)
     assert s8.codebook_sizes == (8, 8, 3)

@@ -12,16 +12,20 @@ import pandas as pd
 import pytest
 import torch
 
-from adagrpo_core.data import Interactions
-from adagrpo_core.evaluate import evaluate_policy, most_popular, ranked_items
-from adagrpo_core.policy import PolicyConfig
-from adagrpo_core.sft import SFTConfig, build_policy, load_policy, nll_loss, train_sft, validation_subset
+from adagrpo_core.data.interactions import Interactions
+from adagrpo_core.eval.evaluate import evaluate_policy, most_popular, ranked_items
+from adagrpo_core.model.policy import PolicyConfig
+from adagrpo_core.configs import SFTConfig
+from adagrpo_core.model.policy import build_policy, load_policy
+from adagrpo_core.train.sft import nll_loss, train_sft
+from adagrpo_core.eval.evaluate import validation_subset
 
 PCFG = PolicyConfig(n_layer=1, n_head=2, n_embd=16, max_history=5)
 
 
 def scfg(**overrides) -> SFTConfig:
-    base = dict(steps=6, ckpt_every=3, batch_size=32, eval_samples=50, eval_beam_width=10, device="cpu")
+    base = dict(steps=6, ckpt_every=3, batch_size=32, eval_samples=50, eval_beam_width=10, warmup_steps=2,
+                device="cpu")
     return SFTConfig(**{**base, **overrides})
 
 
@@ -72,7 +76,7 @@ def test_resume_after_interruption_reproduces_uninterrupted_run(run_a, tiny_worl
     assert list(b.history["step"]) == [3, 6]
     assert_same_weights(run_a.model, b.model)
     pd.testing.assert_frame_equal(run_a.history, b.history, check_exact=True)
-    assert (run_a.out_dir / "log.csv").read_text() == (out_b / "log.csv").read_text()
+    assert (run_a.out_dir / "checkpoints.csv").read_text() == (out_b / "checkpoints.csv").read_text()
     for name in ("best.pt", "final.pt", "last.pt"):
         ca = torch.load(run_a.out_dir / name, map_location="cpu", weights_only=False)
         cb = torch.load(out_b / name, map_location="cpu", weights_only=False)
@@ -89,7 +93,7 @@ def test_resuming_a_finished_run_changes_nothing(run_a, tiny_world, tiny_sids, t
     again = train(tiny_world, tiny_sids, out)
     assert_same_weights(run_a.model, again.model)
     pd.testing.assert_frame_equal(run_a.history, again.history, check_exact=True)
-    assert (out / "log.csv").read_text() == (run_a.out_dir / "log.csv").read_text()
+    assert (out / "checkpoints.csv").read_text() == (run_a.out_dir / "checkpoints.csv").read_text()
 
 
 def test_resume_with_other_config_raises(run_a, tiny_world, tiny_sids, tmp_path):
@@ -113,10 +117,10 @@ def test_bad_sft_config_names_the_field(field, value):
 # ------------------------------------------------------------------ checkpoints
 def test_checkpoint_files_and_best_checkpoint_matches_log(run_a, tiny_world, tiny_sids):
     out = run_a.out_dir
-    for name in ("best.pt", "final.pt", "last.pt", "log.csv"):
+    for name in ("best.pt", "final.pt", "last.pt", "checkpoints.csv"):
         assert (out / name).exists(), name
     assert run_a.best_path == out / "best.pt" and run_a.final_path == out / "final.pt"
-    log = pd.read_csv(out / "log.csv")
+    log = pd.read_csv(out / "checkpoints.csv")
     assert list(log["step"]) == [3, 6]
     assert list(log.columns) == ["step", "train_loss", "val_HR@10", "lr"]
     np.testing.assert_allclose(log["val_HR@10"], run_a.history["val_HR@10"])
@@ -137,7 +141,7 @@ def test_checkpoint_files_and_best_checkpoint_matches_log(run_a, tiny_world, tin
     final = load_policy(out / "final.pt", tiny_sids, device="cpu")
     assert_same_weights(final, run_a.model)
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
-    assert last["step"] == 6 and last["log"] == run_a.history.to_dict("records")
+    assert last["step"] == 6 and last["ckpts"] == run_a.history.to_dict("records")
 
 
 # ------------------------------------------------------------------ determinism and learning

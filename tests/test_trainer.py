@@ -3,12 +3,18 @@ import numpy as np
 import pytest
 import torch
 
-from adagrpo_core.gate import GateConfig
-from adagrpo_core.grpo import GRPOConfig
-from adagrpo_core.policy import PolicyConfig
-from adagrpo_core.ranker import Ranker, RankerConfig, RewardModel
-from adagrpo_core.sft import SFTConfig, load_policy, train_sft
-from adagrpo_core.trainer import TrainConfig, grpo_step_loss, run_method, train_rl
+from adagrpo_core.rl.gate import GateConfig
+from adagrpo_core.rl.grpo import GRPOConfig
+from adagrpo_core.model.policy import PolicyConfig
+from adagrpo_core.reward.ranker import Ranker, RankerConfig
+from adagrpo_core.reward.reward_model import RewardModel
+from adagrpo_core.configs import SFTConfig
+from adagrpo_core.model.policy import load_policy
+from adagrpo_core.train.sft import train_sft
+from adagrpo_core.configs import RLConfig
+from adagrpo_core.reward.reward_model import RewardConfig
+from adagrpo_core.rl.step import compute_loss, sample_and_score
+from adagrpo_core.train.rl import run_method, train_rl
 
 PCFG = PolicyConfig(n_layer=1, n_head=2, n_embd=16, max_history=5)
 
@@ -16,13 +22,26 @@ PCFG = PolicyConfig(n_layer=1, n_head=2, n_embd=16, max_history=5)
 @pytest.fixture(scope="module")
 def setup(tiny_world, tiny_sids, tmp_path_factory):
     out = tmp_path_factory.mktemp("sft")
-    train_sft(tiny_world, tiny_sids, PCFG, SFTConfig(steps=4, ckpt_every=2, batch_size=32, eval_samples=40,
+    train_sft(tiny_world, tiny_sids, PCFG, SFTConfig(steps=4, ckpt_every=2, batch_size=32, eval_samples=40, warmup_steps=2,
                                                        device="cpu"), out_dir=out, progress=False)
     torch.manual_seed(0)
     ranker = Ranker(RankerConfig(device="cpu"), tiny_world.item_features, tiny_world.item_category).eval()
-    reward = RewardModel(ranker, tiny_sids, output="prob")
+    reward = RewardModel(ranker, tiny_sids, RewardConfig(output="prob"))
     batch = tiny_world.examples("train", PCFG.max_history).subset(range(24))
     return tiny_world, tiny_sids, out / "best.pt", reward, batch
+
+
+class StepOut:
+    def __init__(self, loss, metrics, gate):
+        self.loss, self.metrics, self.gate = loss, metrics, gate
+
+
+def grpo_step_loss(model, ref_model, reward, batch, sids, grpo, gate_cfg, gen, target_rate=None, true_utility=None):
+    """One step's loss through the trainer's two stages (sample-and-score, then the loss)."""
+    scored = sample_and_score(model, reward, batch, torch.as_tensor(sids.codes), sids.trie, grpo, gate_cfg, gen,
+                              target_rate, true_utility)
+    loss, metrics = compute_loss(scored, grpo, gate_cfg, ref_model)
+    return StepOut(loss, metrics, scored.gate)
 
 
 def step_loss(setup, method, seed=0, grpo=None, **gate_kw):
@@ -60,7 +79,7 @@ def test_grpo_term_changes_the_loss_and_metrics_are_finite(setup):
     mix, _ = step_loss(setup, "mix", grpo=GRPOConfig(num_generations=4, lam=5.0))
     nll, _ = step_loss(setup, "nll")
     assert torch.isfinite(mix.loss)
-    for k in ("mean_d", "mean_a", "reward_mean", "reward_std", "zero_std_share", "clip_frac", "kl"):
+    for k in ("mean_d", "mean_a", "reward", "reward_std", "frac_reward_zero_std", "clip_ratio/region_mean", "kl"):
         assert np.isfinite(mix.metrics[k]), k
     assert 0 <= mix.metrics["mean_d"] <= 1 and 0 <= mix.metrics["mean_a"] <= 1
     # on-policy: group-normalised advantages have zero mean, so the GRPO loss value is ~0 ...
@@ -104,19 +123,19 @@ def test_zero_variance_rewards_give_finite_nll_only_gradient(setup):
                              GateConfig(method=method), torch.Generator().manual_seed(0))
         assert torch.isfinite(out.loss)
         losses[method] = out
-    assert losses["mix"].metrics["zero_std_share"] == 1.0
+    assert losses["mix"].metrics["frac_reward_zero_std"] == 1.0
     torch.testing.assert_close(losses["mix"].loss, losses["nll"].loss, atol=1e-6, rtol=1e-6)
 
 
 def test_train_rl_changes_parameters_logs_and_resumes(setup, tmp_path):
     world, sids, ckpt, reward, batch = setup
     grpo, gate = GRPOConfig(num_generations=4), GateConfig(method="adagrpo", tau=0.2, rho=0.3)
-    cfg = TrainConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=30, device="cpu")
+    cfg = RLConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=30, device="cpu")
     a = train_rl(world, sids, ckpt, reward, grpo, gate, cfg, tmp_path / "a", progress=False)
     before = load_policy(ckpt, sids, "cpu").state_dict()
     assert any(not torch.equal(before[k], v) for k, v in a.model.state_dict().items())
-    cols = {"admission_rate", "mean_d", "mean_a", "reward_mean", "reward_std", "zero_std_share",
-            "clip_frac", "kl", "nll", "grpo_loss"}
+    cols = {"admission_rate", "mean_d", "mean_a", "reward", "reward_std", "frac_reward_zero_std",
+            "clip_ratio/region_mean", "kl", "nll", "grpo_loss", "nonfinite_scores"}
     assert cols <= set(a.steps.columns) and len(a.steps) == 4
     assert (tmp_path / "a" / "steps.csv").exists() and (tmp_path / "a" / "final.pt").exists()
     # interrupted at step 2, resumed: identical to the uninterrupted run
@@ -131,7 +150,7 @@ def test_train_rl_changes_parameters_logs_and_resumes(setup, tmp_path):
 
 def test_random_control_matches_reference_rate(setup, tmp_path):
     world, sids, ckpt, reward, batch = setup
-    cfg = TrainConfig(steps=6, batch_size=64, ckpt_every=6, eval_samples=20, device="cpu")
+    cfg = RLConfig(steps=6, batch_size=64, ckpt_every=6, eval_samples=20, device="cpu")
     rates = [0.25] * 6
     res = train_rl(world, sids, ckpt, reward, GRPOConfig(num_generations=2), GateConfig(method="random"),
                    cfg, tmp_path, reference_rates=rates, progress=False)
@@ -142,7 +161,7 @@ def test_random_control_matches_reference_rate(setup, tmp_path):
 
 def test_run_method_returns_rows_per_checkpoint(setup, tmp_path):
     world, sids, ckpt, reward, batch = setup
-    cfg = TrainConfig(steps=2, batch_size=16, ckpt_every=1, eval_samples=20, test_samples=40, device="cpu")
+    cfg = RLConfig(steps=2, batch_size=16, ckpt_every=1, eval_samples=20, test_samples=40, device="cpu")
     rows = run_method(world, sids, ckpt, reward, GRPOConfig(num_generations=2), GateConfig(method="adagrpo"),
                       cfg, tmp_path, progress=False)
     assert list(rows["checkpoint"]) == ["best", "final"]
@@ -154,7 +173,7 @@ def test_run_method_returns_rows_per_checkpoint(setup, tmp_path):
 
 def test_bad_input(setup, tmp_path):
     world, sids, ckpt, reward, batch = setup
-    cfg = TrainConfig(steps=2, batch_size=16, device="cpu")
+    cfg = RLConfig(steps=2, batch_size=16, device="cpu")
     with pytest.raises(ValueError, match="reference_rates"):
         train_rl(world, sids, ckpt, reward, GRPOConfig(), GateConfig(method="random"), cfg, tmp_path, progress=False)
     with pytest.raises(ValueError, match="true_utility"):
@@ -170,6 +189,6 @@ def test_bad_input(setup, tmp_path):
     with pytest.raises(ValueError, match="num_generations"):
         GRPOConfig(num_generations=1)
     with pytest.raises(ValueError, match="batch_size"):
-        TrainConfig(batch_size=1)
-    with pytest.raises(ValueError, match="reward_output"):
-        TrainConfig(reward_output="rank")
+        RLConfig(batch_size=1)
+    with pytest.raises(ValueError, match="output"):
+        RewardConfig(output="rank")

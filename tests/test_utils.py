@@ -16,11 +16,8 @@ import pytest
 import torch
 
 from adagrpo_core import utils
-from adagrpo_core.utils import (atomic_save_df, atomic_torch_save, atomic_write_bytes,
-                                atomic_write_text, check_choice, check_int, check_range,
-                                config_hash, default_cache_dir, resolve_device, rng_state,
-                                seed_everything, set_rng_state)
-from adagrpo_core.worlds import WorldConfig
+from adagrpo_core.utils import atomic_save_df, atomic_torch_save, atomic_write_bytes, atomic_write_text, check_choice, check_int, check_range, config_hash, default_cache_dir, resolve_device, rng_state, seed_everything, set_rng_state
+from adagrpo_core.data.world import WorldConfig
 
 
 @dataclasses.dataclass

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adagrpo_core.data import PAD, Examples, Interactions
-from adagrpo_core.worlds import (WorldConfig, build_world, exposure_concentration, gini,
-                                 top_share)
+from adagrpo_core.data.interactions import Examples, Interactions, NO_ITEM
+from adagrpo_core.data.world import WorldConfig, build_world, exposure_concentration
+from adagrpo_core.eval.metrics import gini, top_share
 
 IMPRESSION_COLUMNS = ["user", "step", "item", "position", "clicked", "hist_len", "split"]
 
@@ -168,7 +168,7 @@ def test_leave_one_out_split(tiny_world, H):
             want = w.seq_items[max(start, ci - H):ci]
             row = ex.history[i]
             n_pad = H - len(want)
-            assert (row[:n_pad] == PAD).all()
+            assert (row[:n_pad] == NO_ITEM).all()
             assert np.array_equal(row[n_pad:], want)
         assert np.array_equal(ex.hist_len, np.minimum(pos[ex.click_index], H))
     if H == 50:  # long window: histories of the test split hold all but the last click

@@ -1,4 +1,4 @@
-"""Amazon Beauty (5-core), the public benchmark of DESIGN 5.2, and any dataset in its format.
+"""Amazon Beauty (5-core), the public benchmark, and any dataset in its `user item item ...` format.
 
 Files (never committed): ``Beauty.txt`` (one line per user, ``user item item ...``, 1-indexed,
 chronological), ``Beauty_item2attributes.json`` (item id -> category/brand attribute ids) and
@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Interactions
-from .semantic_ids import SemanticIDs
-from .utils import check_int, check_range, default_cache_dir
+from .interactions import Interactions
+from ..model.semantic_ids import SemanticIDs
+from ..utils import check_int, check_range, default_cache_dir
 
-# name -> (sha256, public sources tried in order). Published facts of this split (DESIGN 5.2):
+# name -> (sha256, public sources tried in order). Published facts of this split:
 # 22,363 users, 12,101 items, 198,502 interactions; LETTER IDs: 12,088 distinct tuples.
 FILES = {
     "Beauty.txt": ("226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8", (
@@ -193,7 +193,7 @@ def attribute_features(attr_path: str | os.PathLike, n_items: int, dim: int = 32
     feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-8)
     import torch
 
-    from .semantic_ids import kmeans
+    from ..model.semantic_ids import kmeans
     gen = torch.Generator().manual_seed(seed)
     _, codes = kmeans(torch.as_tensor(feats, dtype=torch.float32), min(n_categories, n_items), 50, gen)
     return feats.astype(np.float32), codes.numpy().astype(np.int64)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .utils import check_choice, check_int
+from ..utils import check_choice, check_int
 
 SPLITS = ("train", "valid", "test")
-PAD = -1  # history padding item id
+NO_ITEM = -1  # the one "no item" id: history padding, an invalid (hallucinated) tuple, a missing beam
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Interactions:
         # history window [max(start, idx - H), idx), left-padded
         offs = np.arange(-max_history, 0)[None, :] + idx[:, None]   # [n, H]
         valid = offs >= start[:, None]
-        history = np.where(valid, self.seq_items[np.clip(offs, 0, None)], PAD)
+        history = np.where(valid, self.seq_items[np.clip(offs, 0, None)], NO_ITEM)
         return Examples(users=users, history=history, target=self.seq_items[idx], click_index=idx)
 
     def train_windows(self, max_len: int) -> np.ndarray:
@@ -119,7 +119,7 @@ class Interactions:
             end = len(s)
             while end >= 2:
                 begin = max(0, end - max_len)
-                w = np.full(max_len, PAD, dtype=np.int64)
+                w = np.full(max_len, NO_ITEM, dtype=np.int64)
                 w[max_len - (end - begin):] = s[begin:end]
                 rows.append(w)
                 end = begin + 1

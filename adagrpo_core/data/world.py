@@ -1,4 +1,4 @@
-"""Simulated e-commerce world with known ground truth (DESIGN 5.1).
+"""Simulated e-commerce world with known ground truth.
 
 Generative story (all vectorised over users; one loop over time steps):
 
@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import Interactions
-from .utils import check_int, check_range
+from .interactions import Interactions
+from ..eval.metrics import gini, top_share
+from ..utils import check_int, check_range
 
 
 @dataclass
@@ -327,23 +328,6 @@ def pop_by_cat(cat, pop, n_cat):
 
 
 # ------------------------------------------------------------------ exposure bias
-def gini(x) -> float:
-    """Gini coefficient of a non-negative vector (0 = equal, -> 1 = concentrated)."""
-    x = np.sort(np.asarray(x, dtype=np.float64))
-    n = len(x)
-    if n == 0 or x.sum() == 0:
-        return 0.0
-    cum = np.cumsum(x)
-    return float((n + 1 - 2 * (cum / cum[-1]).sum()) / n)
-
-
-def top_share(x, frac: float = 0.1) -> float:
-    """Share of the total held by the top ``frac`` of entries."""
-    x = np.sort(np.asarray(x, dtype=np.float64))[::-1]
-    k = max(1, int(round(frac * len(x))))
-    return float(x[:k].sum() / max(x.sum(), 1e-12))
-
-
 def exposure_concentration(world: World, n_states: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Concentration of impressions per item against the concentration of true demand.
 

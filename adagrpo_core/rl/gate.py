@@ -1,4 +1,4 @@
-"""AdaGRPO's per-sample gate: when to trust the reward model (DESIGN 2 and 3).
+"""AdaGRPO's per-sample gate: when to trust the reward model.
 
 The idea in plain words. GRPO with a learned ranker as reward only helps where the ranker
 is right, and it only matters where the policy is still unsure. So every sample keeps its
@@ -24,11 +24,10 @@ Copy-paste friendly: this file needs only torch and three small validators.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 
-from .utils import check_choice, check_int, check_range
+from ..utils import check_choice, check_int, check_range
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,21 +178,17 @@ def oracle_gate(ranker_scores: torch.Tensor, true_utility: torch.Tensor, valid: 
 # methods and config
 
 
-class Method(NamedTuple):
-    w_nll: float  # weight of the NLL term
-    gate: str     # which samples get the GRPO term
-
-
-METHODS: dict[str, Method] = {  # DESIGN table 3
-    "nll": Method(1.0, "none (continued SFT)"),
-    "grpo": Method(0.0, "all (pure GRPO)"),
-    "mix": Method(1.0, "all (fixed NLL-GRPO mixture)"),
-    "adagrpo": Method(1.0, "d >= tau and a >= rho"),
-    "random": Method(1.0, "Bernoulli(p), p = AdaGRPO's admission rate"),
-    "difficulty": Method(1.0, "d >= tau"),
-    "discriminability": Method(1.0, "a >= rho"),
-    "inverse": Method(1.0, "not (d >= tau and a >= rho)"),
-    "oracle": Method(1.0, "rank agreement(ranker, true utility) >= oracle_threshold"),
+# The NLL weight of each method; the gate each one uses is in compute_gate.
+METHODS: dict[str, float] = {
+    "nll": 1.0,               # continued SFT: no GRPO term
+    "grpo": 0.0,              # pure GRPO: every sample, no NLL term
+    "mix": 1.0,               # fixed NLL-GRPO mixture: every sample
+    "adagrpo": 1.0,           # d >= tau and a >= rho
+    "random": 1.0,            # Bernoulli(p), p = AdaGRPO's admission rate
+    "difficulty": 1.0,        # d >= tau
+    "discriminability": 1.0,  # a >= rho
+    "inverse": 1.0,           # not (d >= tau and a >= rho)
+    "oracle": 1.0,            # rank agreement(ranker, true utility) >= oracle_threshold
 }
 
 
@@ -228,8 +223,8 @@ class GateConfig:
 
     @property
     def w_nll(self) -> float:
-        """The NLL weight this method uses (DESIGN table 3)."""
-        return METHODS[self.method].w_nll
+        """The NLL weight this method uses (0 for pure GRPO, else 1)."""
+        return METHODS[self.method]
 
 
 def compute_gate(cfg: GateConfig, d: torch.Tensor, a: torch.Tensor, *,

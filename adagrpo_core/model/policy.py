@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .utils import check_int, check_range
+from ..utils import check_int, check_range
 
 
 @dataclass
@@ -238,11 +238,11 @@ class SIDPolicy(nn.Module):
         logits = self.head(hidden[:, :-1])                                      # [B, T-1, V]
         targets = self.item_codes[windows.clamp(min=0)].reshape(B, -1)[:, 1:]   # [B, T-1]
         prev_real = torch.cat([torch.zeros_like(windows[:, :1], dtype=torch.bool), windows[:, :-1] >= 0], 1)
-        counts = ((windows >= 0) & prev_real)[..., None].expand(B, W, self.Lp).reshape(B, -1)[:, 1:]
-        return logits, targets, counts
+        predicted = ((windows >= 0) & prev_real)[..., None].expand(B, W, self.Lp).reshape(B, -1)[:, 1:]
+        return logits, targets, predicted
 
     # ------------------------------------------------------------------ decoding
-    def check_history(self, history: torch.Tensor) -> torch.Tensor:
+    def prepare_history(self, history: torch.Tensor) -> torch.Tensor:
         """Validate and right-align a [B, H'] history (-1 padded on the left) to at most H columns."""
         if history.ndim != 2:
             raise ValueError(f"history must be [batch, H], got shape={tuple(history.shape)}")
@@ -262,8 +262,8 @@ class SIDPolicy(nn.Module):
 
         The last block only needs its output at the last position (``last_only``, default);
         ``last_only=False`` runs every block on every position, as a plain prefill does (same
-        cache up to float rounding; used by the benchmark's generate-style reference)."""
-        history = self.check_history(history.to(self.device))
+        cache up to float rounding)."""
+        history = self.prepare_history(history.to(self.device))
         hidden, kvs, valid = self._run(history, first_col=self.cfg.max_history - history.shape[1],
                                        last_only=last_only)
         bias = torch.zeros(valid.shape, device=valid.device, dtype=hidden.dtype).masked_fill(~valid, float("-inf"))
@@ -323,3 +323,22 @@ class SIDPolicy(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def build_policy(sids, cfg: PolicyConfig, device) -> SIDPolicy:
+    """A freshly initialised policy over the tuples of ``sids`` (a SemanticIDs)."""
+    return SIDPolicy(cfg, torch.as_tensor(sids.codes), sids.vocab_size).to(device)
+
+
+def load_policy(path, sids, device="auto") -> SIDPolicy:
+    """Load a policy checkpoint (best.pt / final.pt / last.pt) for the given semantic IDs."""
+    from ..utils import load_checkpoint, resolve_device
+    from .semantic_ids import sids_hash
+    ck = load_checkpoint(path)
+    if "sids_hash" in ck and ck["sids_hash"] != sids_hash(sids):
+        raise ValueError(f"{path} was trained with other semantic IDs (sids_hash={ck['sids_hash']}, "
+                         f"given {sids_hash(sids)})")
+    model = build_policy(sids, PolicyConfig(**ck["policy_cfg"]), resolve_device(device))
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from .policy import SIDPolicy
-from .semantic_ids import INVALID, Trie
-from .utils import check_int, check_range
+from ..data.interactions import NO_ITEM
+from .semantic_ids import Trie
+from ..utils import check_int, check_range
 
 NEG_INF = float("-inf")
 
@@ -35,14 +36,13 @@ def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> t
 @torch.no_grad()
 def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: int,
                     temperature: float = 1.0, trie: Trie | None = None, constrained: bool = False,
-                    share_history: bool = True, generator: torch.Generator | None = None,
-                    cache=None) -> Rollouts:
+                    generator: torch.Generator | None = None, cache=None) -> Rollouts:
     """Sample ``num_generations`` (G) tuples per context.
 
     history [B, H'] item ids (-1 left padding). Unconstrained by default, so invalid tuples
     (hallucinations) can appear; ``constrained=True`` masks codes that leave the trie.
-    ``share_history=False`` re-encodes the history once per sample (the slow reference, kept for
-    the benchmark; results are the same distribution). ``cache``: an already encoded history
+    The history is encoded once per context and the G samples attend to that one cache.
+    ``cache``: an already encoded history
     (:meth:`SIDPolicy.encode`), reused instead of encoding ``history`` again.
     """
     check_int("num_generations", num_generations, lo=1)
@@ -52,11 +52,6 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
     if trie.device != model.device:
         trie = trie.to(model.device)
     B, G = (history.shape[0] if cache is None else cache.last.shape[0]), num_generations
-    if not share_history:   # reference: every sample encodes its own copy of the history
-        history = history.to(model.device)
-        r = sample_rollouts(model, history.repeat_interleave(G, 0), 1, temperature, trie,
-                            constrained, True, generator)
-        return Rollouts(*(z.reshape(B, G, *z.shape[2:]) for z in (r.tokens, r.logp, r.items, r.valid)))
     cache = model.encode(history.to(model.device)) if cache is None else cache.detach()
     nodes = trie.root(B * G).view(B, G)                                     # [B, G]
     logits = model.first_logits(cache)[:, None, :].expand(B, G, model.V)    # [B, G, V]
@@ -73,7 +68,7 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
         tokens.append(tok)
         logps.append(logp.gather(-1, tok[..., None]).squeeze(-1))
         nodes = trie.step(nodes, tok)
-    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
     return Rollouts(torch.stack(tokens, -1), torch.stack(logps, -1), items, items >= 0)
 
 
@@ -128,6 +123,6 @@ def beam_search(model: SIDPolicy, history: torch.Tensor | None, beam_width: int,
         nodes = trie.step(nodes.gather(1, parent), code)
         if level < model.Lp - 1:  # reorder the beams' key/value cache (not needed after the last level)
             past = model.reorder_past(past, parent)
-    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, INVALID))
-    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, INVALID))
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
+    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, NO_ITEM))
     return Beams(seqs[:, :num_return], scores[:, :num_return], items[:, :num_return])

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .utils import check_int
-
-INVALID = -1  # item id / node id meaning "no such item / prefix"
+from ..data.interactions import NO_ITEM  # item / node id meaning "no such item / prefix"
+from ..utils import check_int
 
 
 @dataclass
 class SIDConfig:
-    """Residual k-means semantic IDs (DESIGN 6)."""
+    """Residual k-means (RQ-KMeans) semantic IDs: L levels of K codes, plus a uniqueness token."""
 
     num_levels: int = 3
     """L: residual k-means levels (>= 1)."""
@@ -117,9 +116,9 @@ class Trie:
             n_nodes += len(uniq)
         if len(np.unique(parent)) != n_items:
             raise ValueError("codes contain duplicate tuples: every item needs a unique tuple")
-        table = np.full((n_nodes, vocab_size), INVALID, dtype=np.int64)
+        table = np.full((n_nodes, vocab_size), NO_ITEM, dtype=np.int64)
         table[np.concatenate(rows), np.concatenate(cols)] = np.concatenate(children)
-        leaf_item = np.full(n_nodes, INVALID, dtype=np.int64)
+        leaf_item = np.full(n_nodes, NO_ITEM, dtype=np.int64)
         leaf_item[parent] = np.arange(n_items)
         depth = np.zeros(n_nodes, dtype=np.int64)
         for t, ch in enumerate(children):
@@ -155,7 +154,7 @@ class Trie:
         """Advance each prefix by one code. Invalid stays invalid; out-of-range codes -> invalid."""
         in_range = (codes >= 0) & (codes < self.vocab_size) & (nodes >= 0)
         nxt = self.table[nodes.clamp(min=0), codes.clamp(0, self.vocab_size - 1)]
-        return torch.where(in_range, nxt, torch.full_like(nxt, INVALID))
+        return torch.where(in_range, nxt, torch.full_like(nxt, NO_ITEM))
 
     def walk(self, prefixes: torch.Tensor) -> torch.Tensor:
         """prefixes [..., t] -> node ids [...] (-1 when the prefix is not in the trie)."""
@@ -170,7 +169,7 @@ class Trie:
             raise ValueError(f"tuples must have length {self.length}, got shape={tuple(tuples.shape)}")
         nodes = self.walk(tuples.to(self.device).long())
         safe = nodes.clamp(min=0)
-        return torch.where(nodes >= 0, self.leaf_item[safe], torch.full_like(nodes, INVALID))
+        return torch.where(nodes >= 0, self.leaf_item[safe], torch.full_like(nodes, NO_ITEM))
 
 
 @dataclass
@@ -266,3 +265,9 @@ def build_semantic_ids(features: np.ndarray, cfg: SIDConfig | None = None) -> Se
         residual = residual - centroids[codes]
     prefix = np.stack(levels, axis=1)
     return SemanticIDs.from_prefix_codes(prefix, codebook_size=cfg.codebook_size)
+
+
+def sids_hash(sids: SemanticIDs) -> str:
+    """Fingerprint of the item -> tuple mapping a checkpoint was trained with."""
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(sids.codes, dtype=np.int64).tobytes()).hexdigest()[:16]

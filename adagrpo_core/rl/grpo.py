@@ -1,4 +1,4 @@
-"""GRPO as pure functions (DESIGN 2): group advantages, the clipped per-sample loss, the NLL
+"""GRPO as pure functions: group advantages, the clipped per-sample loss, the NLL
 term and the gated combination of the two.
 
 Shapes: B samples, G rollouts (generations) per sample, L tokens per rollout (the semantic-ID
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .utils import check_choice, check_int, check_range
+from ..utils import check_choice, check_int, check_range
 
 SCALE_REWARDS = ("group", "none")
 NORMALIZE = ("batch", "admitted")

@@ -1,4 +1,4 @@
-"""The stratified analysis of the paper's Tables 1-3 (DESIGN 4): where does the ranker help?
+"""The stratified analysis of the paper's Tables 1-3: where does the ranker help?
 
 From a trained SFT policy, each test sample gets the top-N valid candidates of trie-constrained
 beam search in policy order ("LLM order"). The ranker re-sorts the same candidates ("RM order").
@@ -23,11 +23,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import Examples
-from .decoding import beam_search
-from .policy import SIDPolicy
-from .semantic_ids import SemanticIDs
-from .utils import check_int, check_range
+from ..data.interactions import Examples
+from ..model.decoding import beam_search
+from ..model.policy import SIDPolicy
+from ..model.semantic_ids import SemanticIDs
+from ..utils import check_int, check_range
+from .metrics import target_auc
+from .stats import bootstrap_ci, mcnemar_exact
 
 RANK_BINS = (1, 5, 10, 20)   # LLM-order rank strata: 1, 2-5, 6-10, 11-20, then "absent"
 
@@ -61,15 +63,6 @@ class StrataConfig:
         check_int("n_boot", self.n_boot, lo=10)
         check_range("alpha", self.alpha, 0, 1, lo_open=True, hi_open=True)
         check_int("batch_size", self.batch_size, lo=1)
-
-
-def _auc_of_target(target_score: np.ndarray, other: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Share of the valid other candidates scored strictly below the target (+0.5 per tie).
-    target_score [n], other [n, C], valid [n, C] -> [n] (NaN where no valid other candidate)."""
-    below = ((other < target_score[:, None]) + 0.5 * (other == target_score[:, None])) * valid
-    cnt = valid.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 0, below.sum(1) / np.maximum(cnt, 1), np.nan)
 
 
 def _hit_after_resort(cands: np.ndarray, scores: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
@@ -124,13 +117,13 @@ def candidate_table(model: SIDPolicy, reward, sids: SemanticIDs, examples: Examp
     df = pd.DataFrame({
         "user": examples.users, "target": target, "llm_rank": rank, "target_logp": logp,
         "n_candidates": (cands >= 0).sum(1),
-        "discriminability": _auc_of_target(rm_t, rm_c, others),
+        "discriminability": target_auc(rm_t, rm_c, others),
         "hit_llm": (rank >= 0) & (rank < k),
         "hit_rm": _hit_after_resort(cands, rm_c, target, k),
     })
     if world is not None:
         u = world.true_utility(world.states_for(examples), np.concatenate([np.maximum(cands, 0), target[:, None]], 1))
-        df["truth_discriminability"] = _auc_of_target(u[:, -1], u[:, :-1], others)
+        df["truth_discriminability"] = target_auc(u[:, -1], u[:, :-1], others)
         df["hit_truth"] = _hit_after_resort(cands, u[:, :-1], target, k)
     df["delta"] = df["hit_rm"].astype(int) - df["hit_llm"].astype(int)
     return df
@@ -178,29 +171,6 @@ def add_strata(df: pd.DataFrame, cfg: StrataConfig = StrataConfig()) -> pd.DataF
     return df
 
 
-def mcnemar_p(a_only: int, b_only: int) -> float:
-    """Exact (two-sided binomial) McNemar p-value from the two discordant counts."""
-    from scipy.stats import binomtest
-    n = a_only + b_only
-    return float(binomtest(b_only, n, 0.5).pvalue) if n else 1.0
-
-
-def mcnemar_exact(hit_a: np.ndarray, hit_b: np.ndarray) -> tuple[int, int, float]:
-    """Exact McNemar test on paired hits: (b = a hit & b miss, c = a miss & b hit, two-sided p)."""
-    a, b = np.asarray(hit_a, bool), np.asarray(hit_b, bool)
-    n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
-    return n01, n10, mcnemar_p(n01, n10)
-
-
-def bootstrap_ci(x: np.ndarray, n_boot: int, alpha: float, rng: np.random.Generator) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of x (vectorised over resamples)."""
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) == 0:
-        return float("nan"), float("nan")
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
-    return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
-
-
 def influence_table(df: pd.DataFrame, by: list[str] | None = None,
                     cfg: StrataConfig = StrataConfig()) -> pd.DataFrame:
     """Per group of ``by`` (None = all samples): n, HR@K in LLM, RM (and truth) order, the RM
@@ -245,24 +215,34 @@ def influence_regression(df: pd.DataFrame, only_candidates: bool = True) -> pd.D
                          "ci_low": ci[0].values, "ci_high": ci[1].values, "n": int(fit.nobs)})
 
 
-def run_stratified(profile, ranker_cfg, cfg: StrataConfig = StrataConfig(), cache_dir=None, split: str = "test",
-                   checkpoint: str = "best", progress: bool = True):
-    """The whole analysis for a pipeline profile (cached world / dataset, SFT base and ranker).
+def load_context(profile, cache_dir=None, checkpoint: str = "best", run_dir=None, progress: bool = True):
+    """(world, sids, policy, reward) of a profile: the cached world / dataset and ranker, and the
+    policy of ``run_dir`` (any run folder holding best.pt / final.pt; None = the SFT base)."""
+    from pathlib import Path
+    from ..model.policy import load_policy
+    from ..pipeline import get_ranker, get_sft, get_sids, get_world
+    from ..reward.reward_model import RewardModel
+    if checkpoint not in ("best", "final"):
+        raise ValueError(f"checkpoint must be 'best' or 'final', got checkpoint={checkpoint!r}")
+    if run_dir is not None and not (Path(run_dir) / f"{checkpoint}.pt").is_file():
+        raise ValueError(f"run_dir={str(run_dir)!r} holds no {checkpoint}.pt (a finished run folder is needed)")
+    world = get_world(profile.world, cache_dir)
+    sids = get_sids(world, profile.sid, cache_dir)
+    folder = run_dir or get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
+    policy = load_policy(Path(folder) / f"{checkpoint}.pt", sids)
+    reward = RewardModel(get_ranker(world, profile.ranker, cache_dir, progress=progress), sids, profile.reward)
+    return world, sids, policy, reward
+
+
+def run_stratified(profile, cfg: StrataConfig = StrataConfig(), cache_dir=None, split: str = "test",
+                   checkpoint: str = "best", run_dir=None, progress: bool = True):
+    """The whole analysis for a profile, of the SFT base (``run_dir=None``) or of any run folder.
 
     Returns (per-sample frame with strata, {table name: DataFrame}); the tables are
     ``table1_aggregate``, ``table2_difficulty``, ``table2_llm_rank``,
     ``table3_difficulty_x_discriminability`` and ``regression`` (empty when too few samples).
     Truth-order columns appear when the data has a true utility (the simulated world)."""
-    from .pipeline import get_ranker, get_sft, get_sids, get_world
-    from .ranker import RewardModel
-    from .sft import load_policy
-    if checkpoint not in ("best", "final"):
-        raise ValueError(f"checkpoint must be 'best' or 'final', got checkpoint={checkpoint!r}")
-    world = get_world(profile.world, cache_dir)
-    sids = get_sids(world, profile.sid, cache_dir)
-    policy = load_policy(get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
-                         / f"{checkpoint}.pt", sids)
-    reward = RewardModel.from_ranker(get_ranker(world, ranker_cfg, cache_dir, progress=progress), sids)
+    world, sids, policy, reward = load_context(profile, cache_dir, checkpoint, run_dir, progress)
     examples = world.examples(split, profile.policy.max_history)
     truth = world if hasattr(world, "true_utility") else None
     df = add_strata(candidate_table(policy, reward, sids, examples, cfg, world=truth, progress=progress), cfg)
@@ -275,3 +255,58 @@ def run_stratified(profile, ranker_cfg, cfg: StrataConfig = StrataConfig(), cach
     except ValueError:
         tables["regression"] = pd.DataFrame()
     return df, tables
+
+
+@torch.no_grad()
+def explore_stratum(profile, df: pd.DataFrame, difficulty_q: int, discrim_q: int, n_examples: int = 3,
+                    cfg: StrataConfig = StrataConfig(), cache_dir=None, split: str = "test",
+                    checkpoint: str = "best", run_dir=None, seed: int = 0) -> list[dict]:
+    """A few samples of one (difficulty, discriminability) cell, to read what the strata mean.
+
+    ``difficulty_q`` / ``discrim_q``: 1-based quantile bins (1 = easiest / least discriminable).
+    Returns one dict per sample: ``history`` (item ids with their category), ``target`` and
+    ``candidates``, a DataFrame of the top-N candidates in LLM order with their policy
+    log-likelihood, ranker score, RM-order rank, the true click probability (simulated world)
+    and the target marked."""
+    check_int("difficulty_q", difficulty_q, lo=1, hi=cfg.difficulty_bins)
+    check_int("discrim_q", discrim_q, lo=1, hi=cfg.discrim_bins)
+    check_int("n_examples", n_examples, lo=1)
+    pick_d = df["difficulty_q"].cat.categories[difficulty_q - 1]
+    cats = [c for c in df["discrim_q"].cat.categories if c != "undefined"]
+    if discrim_q > len(cats):
+        raise ValueError(f"discrim_q must be <= {len(cats)} (defined bins), got discrim_q={discrim_q}")
+    cell = np.flatnonzero(((df["difficulty_q"] == pick_d) & (df["discrim_q"] == cats[discrim_q - 1])).to_numpy())
+    if len(cell) == 0:
+        return []
+    chosen = np.sort(np.random.default_rng(seed).choice(cell, min(n_examples, len(cell)), replace=False))
+    world, sids, policy, reward = load_context(profile, cache_dir, checkpoint, run_dir, progress=False)
+    ex = world.examples(split, profile.policy.max_history).subset(chosen)
+    hist = torch.as_tensor(ex.history, device=policy.device)
+    cache = policy.encode(hist)
+    cands = beam_search(policy, None, cfg.top_n, trie=sids.trie.to(policy.device), constrained=True,
+                        cache=cache).items                                              # [n, N]
+    codes = torch.as_tensor(sids.codes, device=policy.device)[cands.clamp(min=0)]       # [n, N, Lp]
+    logp = policy.gather_logprobs(policy.tuple_logits(None, codes, cache), codes).sum(-1).cpu().numpy()
+    score = reward.score_items(hist, cands.clamp(min=0)).float().cpu().numpy()
+    cands = cands.cpu().numpy()
+    truth = (world.click_probability(world.states_for(ex), np.maximum(cands, 0))
+             if hasattr(world, "true_utility") else None)
+    category = getattr(world, "item_category", None)
+    out = []
+    for i in range(len(ex)):
+        ok = cands[i] >= 0
+        items = cands[i][ok]
+        rm_rank = np.empty(len(items), dtype=int)
+        rm_rank[np.argsort(-score[i][ok], kind="stable")] = np.arange(1, len(items) + 1)
+        table = pd.DataFrame({"llm_rank": np.arange(1, len(items) + 1), "rm_rank": rm_rank, "item": items,
+                              "policy_logp": logp[i][ok], "ranker_score": score[i][ok]})
+        if category is not None:
+            table.insert(3, "category", category[items])
+        if truth is not None:
+            table["true_click_prob"] = truth[i][ok]
+        table["is_target"] = items == ex.target[i]
+        h = ex.history[i][ex.history[i] >= 0]
+        out.append({"sample": int(chosen[i]), "user": int(ex.users[i]), "target": int(ex.target[i]),
+                    "history": [f"{j} (c{category[j]})" if category is not None else str(j) for j in h],
+                    "candidates": table})
+    return out

@@ -1,0 +1,184 @@
+"""Every config of the package in one place, and the named profiles (one object each).
+
+The configs of the training stages live here: :class:`LoopConfig` holds what SFT and RL share
+(the one training loop reads it), :class:`SFTConfig` and :class:`RLConfig` add their own fields.
+The configs of a component stay next to the component so that a file can be copied on its own
+(``GateConfig`` in ``rl/gate.py``, ``GRPOConfig`` in ``rl/grpo.py``, ``WorldConfig`` in
+``data/world.py`` ...) and are re-exported here. :class:`Profile` holds one of each, and
+:func:`get_profile` returns the named ones: ``quick`` (the default, CPU), ``full``, ``tiny``
+(tests and smoke runs) and ``amazon`` (Amazon Beauty).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from .data.amazon import AmazonConfig
+from .data.world import WorldConfig
+from .eval.strata import StrataConfig
+from .model.policy import PolicyConfig
+from .model.semantic_ids import SIDConfig
+from .reward.ranker import RankerConfig
+from .reward.reward_model import RewardConfig
+from .rl.gate import GateConfig
+from .rl.grpo import GRPOConfig
+from .utils import check_device, check_int, check_range
+
+__all__ = ["AmazonConfig", "GateConfig", "GRPOConfig", "LoopConfig", "PolicyConfig", "Profile", "PROFILES",
+           "RankerConfig", "RewardConfig", "RLConfig", "SFTConfig", "SIDConfig", "StrataConfig", "WorldConfig",
+           "get_profile"]
+
+
+@dataclass
+class LoopConfig:
+    """What every training stage shares: optimisation, checkpoint cadence and validation."""
+
+    steps: int = 200
+    """Optimiser steps in total."""
+    batch_size: int = 64
+    """Samples per step."""
+    lr: float = 3e-4
+    """AdamW (peak) learning rate."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    grad_clip: float = 1.0
+    """Max global gradient norm (0 = no clipping)."""
+    ckpt_every: int = 50
+    """Checkpoint + validation HR@10 every this many steps (and at the last step)."""
+    eval_samples: int = 1000
+    """Validation examples used at checkpoints (a fixed subsample; 0 = all)."""
+    eval_beam_width: int = 20
+    """Beam width of the validation (and test) beam search."""
+    seed: int = 0
+    """Seeds random, numpy and torch, the data order (and the RL rollout sampler)."""
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu' or 'cuda'."""
+
+    min_batch_size = 1       # class constants, not fields: what each stage needs at least
+    min_beam_width = 10
+
+    def __post_init__(self):
+        check_int("steps", self.steps, lo=1)
+        check_int("batch_size", self.batch_size, lo=self.min_batch_size)
+        check_range("lr", self.lr, lo=0, lo_open=True)
+        check_range("weight_decay", self.weight_decay, lo=0)
+        check_range("grad_clip", self.grad_clip, lo=0)
+        check_int("ckpt_every", self.ckpt_every, lo=1)
+        check_int("eval_samples", self.eval_samples, lo=0)
+        check_int("eval_beam_width", self.eval_beam_width, lo=self.min_beam_width)
+        check_int("seed", self.seed, lo=0)
+        check_device("device", self.device)
+
+
+@dataclass
+class SFTConfig(LoopConfig):
+    """Supervised fine-tuning: AdamW, linear warm-up then cosine decay to min_lr_ratio * lr."""
+
+    steps: int = 600
+    """Optimiser steps in total."""
+    batch_size: int = 128
+    """Windows per step."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    ckpt_every: int = 100
+    """Checkpoint + validation every this many steps."""
+    warmup_steps: int = 100
+    """Linear warm-up steps (at most ``steps``)."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay floor, as a fraction of lr."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("warmup_steps", self.warmup_steps, lo=0, hi=self.steps)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
+
+
+@dataclass
+class RLConfig(LoopConfig):
+    """RL fine-tuning from the SFT checkpoint (one update per batch, TRL's num_iterations=1)."""
+
+    batch_size: int = 64
+    """B: training contexts per step (each gets num_generations rollouts); >= 2 for in-batch negatives."""
+    test_samples: int = 0
+    """Test examples a run is evaluated on (0 = all), drawn with the run's seed."""
+
+    min_batch_size = 2
+    min_beam_width = 20      # test evaluation reports HR@20
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("test_samples", self.test_samples, lo=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# profiles
+
+
+@dataclass
+class Profile:
+    """Every config of one experiment: data, IDs, policy, SFT, ranker, reward, GRPO, gate and RL."""
+
+    name: str = "quick"
+    """The profile's name (tables carry it)."""
+    world: WorldConfig | AmazonConfig = field(default_factory=WorldConfig.quick)
+    """The simulated world, or a real dataset (AmazonConfig)."""
+    sid: SIDConfig = field(default_factory=SIDConfig)
+    """Residual k-means semantic IDs (unused when a dataset brings its own)."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """The generative policy's size."""
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """Supervised fine-tuning of the policy."""
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    """The click model trained on impressions."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """What the reward serves (RL and the stratified analysis)."""
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    """GRPO knobs and loss weights."""
+    gate: GateConfig = field(default_factory=GateConfig)
+    """The gate (method, tau, rho, M ...)."""
+    rl: RLConfig = field(default_factory=RLConfig)
+    """RL optimisation, checkpoints and evaluation."""
+
+    @property
+    def is_simulated(self) -> bool:
+        """True on the simulated world (true utility known)."""
+        return isinstance(self.world, WorldConfig)
+
+    def with_rl_steps(self, steps: int) -> "Profile":
+        """A copy with ``steps`` RL steps (0 keeps the profile's); checkpoints no sparser than that."""
+        if not steps:
+            return self
+        check_int("steps", steps, lo=1)
+        return replace(self, rl=replace(self.rl, steps=steps, ckpt_every=min(self.rl.ckpt_every, steps)))
+
+    def configs(self) -> dict:
+        """{field name: config} for every config of the profile (for hashing and config.json)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+
+
+PROFILES = ("quick", "full", "tiny", "amazon")
+
+
+def get_profile(name: str) -> Profile:
+    """The named profile: 'quick' (default, CPU), 'full', 'tiny' (tests) or 'amazon' (Beauty)."""
+    if name == "quick":
+        return Profile(name="quick")
+    if name == "full":
+        return Profile(name="full", world=WorldConfig.full(), sid=SIDConfig(num_levels=3, codebook_size=64),
+                       policy=PolicyConfig(n_layer=4, n_embd=128, max_history=20),
+                       sft=SFTConfig(steps=4000, batch_size=256, ckpt_every=500),
+                       rl=RLConfig(steps=1000, batch_size=128, ckpt_every=100))
+    if name == "tiny":
+        return Profile(name="tiny", world=WorldConfig.tiny(), sid=SIDConfig(num_levels=2, codebook_size=8),
+                       policy=PolicyConfig(n_embd=32, max_history=5),
+                       sft=SFTConfig(steps=30, ckpt_every=10, eval_samples=50, warmup_steps=10),
+                       ranker=RankerConfig(max_epochs=2), grpo=GRPOConfig(num_generations=4),
+                       rl=RLConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=50, test_samples=100))
+    if name == "amazon":
+        # Amazon Beauty with LETTER's semantic IDs; the files come from $ADAGRPO_AMAZON_DIR or a
+        # verified download. The ranker learns from semi-synthetic exposure (see data/amazon.py).
+        return Profile(name="amazon", world=AmazonConfig(), policy=PolicyConfig(n_embd=64, max_history=20),
+                       sft=SFTConfig(steps=3000, batch_size=128, ckpt_every=500, eval_samples=2000),
+                       rl=RLConfig(steps=200, batch_size=64, ckpt_every=50, eval_samples=2000, test_samples=5000))
+    raise ValueError(f"profile must be one of {list(PROFILES)}, got profile={name!r}")

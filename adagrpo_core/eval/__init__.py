@@ -1,0 +1,1 @@
+"""Evaluation: metrics, statistics, beam-search evaluation of checkpoints, the stratified analysis."""

@@ -1,0 +1,148 @@
+"""Evaluation of a policy on held-out samples: HR@K, NDCG@K and the hallucination rate from beam
+search, in two modes (trie-constrained, and unconstrained where invalid tuples can appear); the
+fixed validation and test draws; the test metrics of a run's best and final checkpoints with the
+per-sample hits the paired tests use; the most-popular baseline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.interactions import Examples, Interactions
+from ..model.decoding import beam_search
+from .metrics import ranking_metrics
+from ..model.policy import SIDPolicy, load_policy
+from ..model.semantic_ids import SemanticIDs
+from ..utils import atomic_save_npy, check_choice, check_int, load_checkpoint
+
+MODES = ("constrained", "unconstrained")
+
+
+def ranked_items(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_width: int = 20,
+                 num_return: int | None = None, constrained: bool = True, batch_size: int = 256,
+                 progress: bool = False) -> np.ndarray:
+    """Beam-search top-N item ids for every example: [n, N], -1 = invalid tuple."""
+    check_int("batch_size", batch_size, lo=1)
+    trie = sids.trie.to(model.device)
+    was_training = model.training
+    model.eval()
+    out = []
+    rng = range(0, len(examples), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        rng = tqdm(rng, desc="beam search", leave=False)
+    for s in rng:
+        h = torch.as_tensor(examples.history[s:s + batch_size], device=model.device)
+        beams = beam_search(model, h, beam_width, num_return, trie=trie, constrained=constrained)
+        out.append(beams.items.cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, num_return or beam_width), dtype=np.int64)
+
+
+def evaluate_policy(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_width: int = 20,
+                    ks=(5, 10, 20), modes=MODES, batch_size: int = 256, progress: bool = False,
+                    ranked_out: dict | None = None) -> dict:
+    """Metrics per decoding mode, flattened into one dict: e.g. ``HR@10`` (constrained) and
+    ``HR@10_unc``, ``halluc_unc`` (unconstrained). Beam width must be >= max(ks).
+    ``ranked_out``: a dict that receives each mode's ranked items [n, max(ks)] (for per-sample
+    analyses such as paired tests, without a second beam search)."""
+    if beam_width < max(ks):
+        raise ValueError(f"beam_width must be >= max(ks)={max(ks)}, got beam_width={beam_width}")
+    out = {}
+    for mode in modes:
+        check_choice("mode", mode, MODES)
+        ranked = ranked_items(model, sids, examples, beam_width, max(ks), mode == "constrained",
+                              batch_size, progress)
+        if ranked_out is not None:
+            ranked_out[mode] = ranked
+        suffix = "" if mode == "constrained" else "_unc"
+        out.update({k + suffix: float(v) for k, v in ranking_metrics(ranked, examples.target, ks).items()})
+    out["n"] = len(examples)
+    return out
+
+
+def most_popular(data: Interactions, examples: Examples, ks=(5, 10, 20)) -> dict:
+    """Most-popular baseline: the same top items (by training clicks) for every user."""
+    counts = data.train_item_counts()
+    top = np.argsort(-counts, kind="stable")[:max(ks)]
+    ranked = np.broadcast_to(top, (len(examples), len(top)))
+    out = {k: float(v) for k, v in ranking_metrics(ranked, examples.target, ks).items()}
+    out["n"] = len(examples)
+    return out
+
+
+def draw_subset(examples: Examples, n: int, seed: int) -> Examples:
+    """A fixed subsample of n examples (all when n is 0 or at least their number), drawn with
+    ``seed`` and kept in the original order."""
+    if n and len(examples) > n:
+        examples = examples.subset(np.sort(np.random.default_rng(seed).choice(len(examples), n, replace=False)))
+    return examples
+
+
+def validation_subset(data: Interactions, max_history: int, n: int, seed: int) -> Examples:
+    """The validation samples of a training run's checkpoints (n = 0: all), drawn with its seed."""
+    return draw_subset(data.examples("valid", max_history), n, seed)
+
+
+def test_examples(data: Interactions, max_history: int, n: int, seed: int) -> Examples:
+    """The test samples a run is evaluated on: all (n = 0) or n drawn with ``seed + 7``, so every
+    method of a seed gets the same draw and the results pair up."""
+    return draw_subset(data.examples("test", max_history), n, seed + 7)
+
+
+RESULT_COLUMNS = ["method", "seed", "checkpoint", "step", "HR@5", "HR@10", "HR@20", "NDCG@10",
+                  "halluc", "HR@10_constrained", "admission_rate"]
+HITS_K = 10   # evaluate_checkpoints stores per-sample hits@HITS_K of each checkpoint
+
+
+def hits_path(run_dir, kind: str, k: int, constrained: bool) -> Path:
+    """Where a run keeps the per-test-sample hits@k of its ``best`` or ``final`` checkpoint."""
+    return Path(run_dir) / f"hits_{kind}_k{k}{'_c' if constrained else ''}.npy"
+
+
+def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method: str, seed: int,
+                         cfg, admission_rate: float, device="auto") -> pd.DataFrame:
+    """Test metrics of a run's best.pt and final.pt: HR/NDCG and hallucination from unconstrained
+    beam search (as the paper reports them), plus constrained HR@10. ``cfg``: the RLConfig
+    (test_samples, eval_beam_width). Writes the per-sample hits next to the checkpoints."""
+    out_dir = Path(out_dir)
+    rows, test, metrics_at, ranked_at = [], None, {}, {}
+    for kind in ("best", "final"):
+        path = out_dir / f"{kind}.pt"
+        model = load_policy(path, sids, device)
+        step = load_checkpoint(path)["step"]
+        if test is None:
+            test = test_examples(data, model.cfg.max_history, cfg.test_samples, cfg.seed)
+        if step not in metrics_at:  # best.pt is often the final step: evaluate those weights once
+            ranked = {}
+            metrics_at[step] = evaluate_policy(model, sids, test, cfg.eval_beam_width, ranked_out=ranked)
+            ranked_at[step] = ranked
+        m = metrics_at[step]
+        for mode, r in ranked_at[step].items():   # per-sample hits for the paired tests
+            atomic_save_npy(hits_path(out_dir, kind, HITS_K, mode == "constrained"),
+                            (r[:, :HITS_K] == test.target[:, None]).any(1))
+        rows.append({"method": method, "seed": seed, "checkpoint": kind, "step": step,
+                     "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"], "HR@20": m["HR@20_unc"],
+                     "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],
+                     "HR@10_constrained": m["HR@10"], "admission_rate": admission_rate})
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def run_hits(run_dir, data: Interactions, sids: SemanticIDs, cfg, kind: str = "best", k: int = 10,
+             constrained: bool = False) -> np.ndarray:
+    """Per-test-sample hit@k of one run's checkpoint (``best`` or ``final``), in the order of
+    :func:`test_examples`. Unconstrained beam search by default, as the main table reports. Read
+    from the file evaluate_checkpoints wrote (hits@10), else computed and cached next to the
+    checkpoint (:func:`hits_path`)."""
+    check_choice("kind", kind, ("best", "final"))
+    path = hits_path(run_dir, kind, k, constrained)
+    if path.exists():        # written by evaluate_checkpoints (k = 10) or by an earlier call
+        return np.load(path)
+    model = load_policy(Path(run_dir) / f"{kind}.pt", sids, cfg.device)
+    test = test_examples(data, model.cfg.max_history, cfg.test_samples, cfg.seed)
+    ranked = ranked_items(model, sids, test, max(cfg.eval_beam_width, k), k, constrained)
+    hits = (ranked[:, :k] == test.target[:, None]).any(1)
+    atomic_save_npy(path, hits)
+    return hits

@@ -1,0 +1,164 @@
+"""The notebooks' figures: each function takes tables the package computed and returns a figure.
+
+Labels never sit on top of each other: points that need a name get a legend entry, not an
+annotation next to the point.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def _ci(x) -> np.ndarray:
+    return np.nan_to_num(np.asarray(x, dtype=float))
+
+
+def exposure_curve(world):
+    """Impressions per item, items sorted by impressions (log-log)."""
+    imp = np.sort(np.bincount(world.impressions["item"], minlength=world.n_items))[::-1]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.loglog(np.arange(1, len(imp) + 1), np.maximum(imp, 1))
+    ax.set_xlabel("item rank by impressions"); ax.set_ylabel("impressions")
+    ax.set_title(f"exposure, exposure_bias={world.cfg.exposure_bias}")
+    fig.tight_layout()
+    return fig
+
+
+def ranker_pairwise(pw: pd.DataFrame):
+    """Pairwise accuracy (ground truth vs random negatives) by exposure bucket, ranker vs truth."""
+    pw = pw[pw["bucket"].astype(str) != "all"]
+    x = np.arange(len(pw))
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(x, pw["acc_random"], "o-", label="ranker")
+    if "truth_acc_random" in pw:
+        ax.plot(x, pw["truth_acc_random"], "s--", label="true utility")
+    ax.set_xticks(x); ax.set_xlabel("exposure bucket (0 = rarest)"); ax.set_ylabel("pairwise accuracy vs random negatives")
+    ax.legend(); fig.tight_layout()
+    return fig
+
+
+def influence_by_difficulty(t2: pd.DataFrame, t2r: pd.DataFrame, k: int):
+    """RM (and true-utility) influence on HR@k by difficulty quantile and by LLM-order rank."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, t, col, title in ((axes[0], t2, "difficulty_q", "by difficulty (log-likelihood quantile)"),
+                              (axes[1], t2r, "rank_stratum", "by target rank in LLM order")):
+        x = np.arange(len(t))
+        err = np.vstack([t.rm_influence - t.ci_low, t.ci_high - t.rm_influence])
+        ax.bar(x - 0.2, t.rm_influence, 0.4, yerr=err, capsize=3, label="ranker re-sort")
+        if "truth_influence" in t:
+            ax.bar(x + 0.2, t.truth_influence, 0.4, color="0.7", label="true-utility re-sort")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(x); ax.set_xticklabels(t[col].astype(str), rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel(f"change in HR@{k}"); ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def influence_heatmap(t3: pd.DataFrame, k: int):
+    """RM influence per (difficulty, discriminability) cell, with the cell's n."""
+    grid = t3.pivot(index="difficulty_q", columns="discrim_q", values="rm_influence")
+    counts = t3.pivot(index="difficulty_q", columns="discrim_q", values="n")
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * grid.shape[1], 1.2 + 0.6 * grid.shape[0]))
+    lim = max(float(np.nanmax(np.abs(grid.to_numpy()))), 1e-3)
+    im = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            v, n = grid.iat[i, j], counts.iat[i, j]
+            if not np.isnan(v):
+                ax.text(j, i, f"{v:+.3f}\nn={int(n)}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(grid.shape[1])); ax.set_xticklabels(grid.columns.astype(str), fontsize=8)
+    ax.set_yticks(range(grid.shape[0])); ax.set_yticklabels(grid.index.astype(str), fontsize=8)
+    ax.set_xlabel("discriminability (ranker AUC of the target)"); ax.set_ylabel("policy difficulty")
+    fig.colorbar(im, ax=ax, label=f"RM influence on HR@{k}")
+    fig.tight_layout()
+    return fig
+
+
+def metric_by_method(summary: pd.DataFrame, rows: pd.DataFrame, metric: str = "HR@10"):
+    """Mean ± 95% t-interval of a metric per method, best and final checkpoints, with the seeds."""
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    names = list(dict.fromkeys(summary.method))
+    x = np.arange(len(names))
+    for off, ckpt, color in ((-0.2, "best", "C0"), (0.2, "final", "C1")):
+        s = summary[summary.checkpoint == ckpt].set_index("method").loc[names]
+        ax.errorbar(x + off, s[metric], yerr=s[metric + "_ci"].fillna(0), fmt="o", color=color, capsize=3,
+                    label=f"{ckpt} checkpoint")
+        for i, n in enumerate(names):   # the individual seeds
+            r = rows[(rows.method == n) & (rows.checkpoint == ckpt)]
+            ax.plot(np.full(len(r), i + off), r[metric], ".", color=color, alpha=0.35)
+    ax.set_xticks(x); ax.set_xticklabels(names, rotation=20, ha="right")
+    ax.set_ylabel(f"test {metric} (unconstrained)"); ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(logs: pd.DataFrame, window: int = 10):
+    """Admission rate, target NLL and mean rollout reward per step (mean over seeds, rolling mean)."""
+    cols = [c for c in ("admission_rate", "nll", "reward") if c in logs]
+    curves = logs.groupby(["method", "step"], sort=False)[cols].mean().reset_index()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    for n, g in curves.groupby("method", sort=False):
+        for ax, c in zip(axes, ("admission_rate", "nll", "reward")):
+            if c in g and g[c].notna().any():
+                ax.plot(g.step, g[c].rolling(window, min_periods=1).mean(), label=n)
+    for ax, t in zip(axes, ("admission rate", "NLL of the target", "mean rollout reward")):
+        ax.set_title(t, fontsize=10); ax.set_xlabel("RL step")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def admission_rates(logs: pd.DataFrame, names=("adagrpo", "random", "random(mean)"), window: int = 10):
+    """Per-step admission rate of a few methods (mean over seeds, rolling mean)."""
+    rate = logs.groupby(["method", "step"], sort=False)["admission_rate"].mean().reset_index()
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for n in names:
+        g = rate[rate.method == n]
+        ax.plot(g.step, g.admission_rate.rolling(window, min_periods=1).mean(), label=n)
+    ax.set_xlabel("RL step"); ax.set_ylabel(f"admission rate ({window}-step mean)"); ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_vs_admission(summary: pd.DataFrame, metric: str = "HR@10", checkpoint: str = "best",
+                        exclude=("grpo",)):
+    """A metric against the admission rate, one legend entry per method (no overlapping labels)."""
+    s = summary[(summary.checkpoint == checkpoint) & ~summary.method.isin(exclude)].sort_values("admission_rate")
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    markers = "osD^v<>pPX*h"
+    for i, (_, r) in enumerate(s.iterrows()):
+        ax.errorbar(r.admission_rate, r[metric], yerr=_ci(r[metric + "_ci"]), xerr=_ci(r.admission_rate_ci),
+                    fmt=markers[i % len(markers)], color=f"C{i % 10}", capsize=3, label=r.method)
+    ax.set_xlabel("admission rate (share of samples in the GRPO term)"); ax.set_ylabel(f"test {metric}, {checkpoint} checkpoint")
+    ax.set_title("NLL + gated GRPO: mean ± 95% t-interval over seeds"
+                 + (f" ({', '.join(exclude)} omitted)" if exclude else ""), fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def frontier(summary: pd.DataFrame, metric: str = "HR@10", points=(("adagrpo", "r*"), ("nll", "bs"))):
+    """The metric against hallucination: the fixed mixture over lambda (a line, each lambda its own
+    legend entry) against single methods, at the best and the final checkpoint."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, ckpt in zip(axes, ("best", "final")):
+        s = summary[summary.checkpoint == ckpt]
+        mix = s[s.lam.notna()].sort_values("lam")
+        ax.plot(mix.halluc, mix[metric], "-", color="0.6", zorder=1)
+        for i, (_, r) in enumerate(mix.iterrows()):
+            ax.errorbar(r.halluc, r[metric], xerr=_ci(r.halluc_ci), yerr=_ci(r[metric + "_ci"]), fmt="o",
+                        color=plt.cm.Greys(0.35 + 0.6 * i / max(1, len(mix) - 1)), capsize=2,
+                        label=f"mix, lambda={r.lam:g}")
+        for name, style in points:
+            r = s[s.method == name]
+            if len(r):
+                r = r.iloc[0]
+                ax.errorbar(r.halluc, r[metric], xerr=_ci(r.halluc_ci), yerr=_ci(r[metric + "_ci"]),
+                            fmt=style, ms=10 if name == "adagrpo" else 7, capsize=2, label=name)
+        ax.set_xlabel("hallucination rate (unconstrained top-20)"); ax.set_title(f"{ckpt} checkpoint", fontsize=10)
+    axes[0].set_ylabel(f"test {metric} (unconstrained)")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,198 @@
+"""Where the ranker can be trusted: its reliability by item-exposure bucket.
+
+By bucket of train-log exposure (bucket 0 = the rarest items): the ranker's AUC on held-out
+impressions, its rank agreement (Spearman) with the true utility over random candidates, and its
+pairwise accuracy (ground truth against random / popular negatives) next to the true utility's
+own; :func:`reliability_by_bias` repeats the report over exposure-bias strengths.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ..data.impressions import examined_rows, grouped_impressions
+from ..eval.metrics import auc, rowwise_spearman
+from ..utils import check_int
+from .ranker import Ranker, RankerConfig
+from .training import train_ranker
+
+
+def exposure_buckets(data, n_buckets: int = 5):
+    """Equal-sized item buckets by impression count in the train split (bucket 0 = rarest).
+
+    Items are sorted by count (ties by item id) and cut into ``n_buckets`` nearly equal groups:
+    count quantiles would collapse when many items share a count (often 0 under strong bias).
+    Returns (bucket [n_items], counts [n_items]).
+    """
+    check_int("n_buckets", n_buckets, lo=1, hi=int(data.n_items))
+    imp = data.impressions
+    counts = np.bincount(imp["item"].to_numpy()[(imp["split"] == "train").to_numpy()],
+                         minlength=data.n_items)
+    order = np.argsort(counts, kind="stable")
+    bucket = np.empty(data.n_items, dtype=np.int64)
+    bucket[order] = np.arange(data.n_items) * n_buckets // data.n_items
+    return bucket, counts
+
+
+def _has_truth(world) -> bool:
+    return hasattr(world, "true_utility") and getattr(world, "click_states", None) is not None
+
+
+def _auc_table(data, ranker, bucket, counts, n_buckets) -> pd.DataFrame:
+    """AUC of the ranker on the test impressions, by the impressed item's bucket.
+
+    Reference columns: ``truth_auc``, the true utility's AUC on the rows whose user state is
+    known (every row before the user's last click: the state then is the one before the next
+    click); and, when the log has slates (step, position), the same two AUCs on the rows a
+    cascade user examined (``*_examined``), where the position effect no longer dominates.
+    """
+    cfg = ranker.cfg
+    hist, items, labels, rows = grouped_impressions(data, "test", cfg.max_history, cfg.group_size)
+    s = ranker.score(hist, items)
+    valid = items >= 0
+    it, y, sc, row = items[valid], labels[valid], s[valid], rows[valid]
+    imp = data.impressions
+    cols = {"": np.ones(len(it), bool)}
+    if {"step", "position"} <= set(imp.columns):
+        cols["_examined"] = examined_rows(imp)[row]
+    util = known = None
+    if _has_truth(data):
+        u = imp["user"].to_numpy()[row].astype(np.int64)
+        hl = imp["hist_len"].to_numpy()[row].astype(np.int64)
+        known = hl < data.seq_lengths[u]
+        state = data.click_states[data.seq_offsets[u] + np.minimum(hl, data.seq_lengths[u] - 1)]
+        util = data.true_utility(state, it[:, None])[:, 0]
+    out = []
+    for b in [*range(n_buckets), "all"]:
+        m = np.ones(len(it), bool) if b == "all" else bucket[it] == b
+        members = np.arange(data.n_items) if b == "all" else np.flatnonzero(bucket == b)
+        r = {"bucket": b}
+        for suffix, sub in cols.items():
+            mm = m & sub
+            r[f"auc{suffix}"] = auc(y[mm], sc[mm])
+            if util is not None:
+                r[f"truth_auc{suffix}"] = auc(y[mm & known], util[mm & known])
+            r[f"impressions{suffix}"] = int(mm.sum())
+            r[f"clicks{suffix}"] = int(y[mm].sum())
+        r.update({"items": int(len(np.unique(it[m]))), "bucket_items": len(members),
+                  "min_train_exposure": int(counts[members].min()),
+                  "max_train_exposure": int(counts[members].max())})
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def _truth_table(world, ranker, examples, states, bucket, n_buckets, n_candidates, rng) -> pd.DataFrame:
+    """Per user: k = n_candidates // n_buckets random items from each bucket (buckets are equal
+    sized, so this is uniform sampling made exactly balanced); Spearman(ranker, true utility)."""
+    k = max(2, n_candidates // n_buckets)
+    U = len(examples)
+    cands = []
+    for b in range(n_buckets):                                   # loop over buckets, vectorised over users
+        members = np.flatnonzero(bucket == b)
+        kk = min(k, len(members))
+        pick = np.argsort(rng.random((U, len(members))), axis=1)[:, :kk]        # [U, kk]
+        cands.append(members[pick])
+    kk = min(c.shape[1] for c in cands)
+    cands = np.stack([c[:, :kk] for c in cands], axis=1)                         # [U, nb, kk]
+    flat = cands.reshape(U, -1)                                                  # [U, nb*kk]
+    s = ranker.score(examples.history, flat).reshape(U, n_buckets, kk)
+    u = world.true_utility(states, flat).reshape(U, n_buckets, kk)
+    rho = rowwise_spearman(s, u)                                                # [U, nb]
+    rho_all = rowwise_spearman(s.reshape(U, -1), u.reshape(U, -1))              # [U]
+    rows = []
+    for b in [*range(n_buckets), "all"]:
+        r = rho_all if b == "all" else rho[:, b]
+        r = r[np.isfinite(r)]
+        rows.append({"bucket": b, "spearman": r.mean(), "se": r.std(ddof=1) / np.sqrt(max(len(r), 1)),
+                     "users": len(r), "candidates_per_user": kk * (n_buckets if b == "all" else 1)})
+    return pd.DataFrame(rows)
+
+
+def _pairwise_table(world, ranker, examples, states, bucket, counts, n_buckets, n_negatives, rng):
+    """Ground-truth next item vs random (uniform) and popular (by train impression count)
+    negatives, by the ground-truth item's bucket; the true utility's accuracy is the ceiling."""
+    U, N = len(examples), world.n_items
+    tgt = examples.target                                                        # [U]
+    neg_r = rng.integers(0, N, (U, n_negatives))                                 # [U, n]
+    p = counts / counts.sum()
+    neg_p = rng.choice(N, (U, n_negatives), p=p)                                 # [U, n]
+    cands = np.concatenate([tgt[:, None], neg_r, neg_p], axis=1)                 # [U, 1 + 2n]
+    s = ranker.score(examples.history, cands)
+    truth = _has_truth(world)
+    u = world.true_utility(states, cands) if truth else None
+
+    def acc(x, negs, sl):
+        neg_ok = negs != tgt[:, None]                                            # [U, n]
+        win = (x[:, :1] > x[:, sl]) + 0.5 * (x[:, :1] == x[:, sl])               # [U, n]
+        return (win * neg_ok).sum(1) / np.maximum(neg_ok.sum(1), 1)              # [U] per example
+
+    sl_r, sl_p = slice(1, 1 + n_negatives), slice(1 + n_negatives, None)
+    cols = {"acc_random": acc(s, neg_r, sl_r), "acc_popular": acc(s, neg_p, sl_p)}
+    if truth:
+        cols["truth_acc_random"] = acc(u, neg_r, sl_r)
+        cols["truth_acc_popular"] = acc(u, neg_p, sl_p)
+    tb = bucket[tgt]
+    rows = []
+    for b in [*range(n_buckets), "all"]:
+        m = np.ones(U, bool) if b == "all" else tb == b
+        rows.append({"bucket": b, "examples": int(m.sum()),
+                     **{c: (v[m].mean() if m.any() else np.nan) for c, v in cols.items()}})
+    return pd.DataFrame(rows)
+
+
+def reliability_report(world, ranker: Ranker, n_buckets: int = 5, n_candidates: int = 100,
+                       seed: int = 0, n_negatives: int = 20) -> dict:
+    """How reliable the ranker is, by item-exposure bucket (bucket 0 = rarest in the train log).
+
+    Returns a dict of DataFrames (one row per bucket plus an "all" row):
+
+    * "auc": AUC on the held-out (``test`` split) impressions, with impressions, clicks and
+      distinct items per bucket and the bucket's range of train exposure.
+    * "truth": mean Spearman correlation, per user and bucket, between the ranker's scores and
+      the true utility over random candidates (test states: the taste before each user's last
+      click). Needs ``world.true_utility`` and ``world.click_states``; omitted otherwise.
+    * "pairwise": share of negatives the ranker scores below the ground-truth next item
+      (random and popular negatives), by the ground-truth item's bucket, next to the same
+      accuracy under the true utility (the reference ceiling).
+    """
+    check_int("n_candidates", n_candidates, lo=2 * n_buckets)
+    check_int("n_negatives", n_negatives, lo=1)
+    check_int("seed", seed, lo=0)
+    ranker.eval()
+    rng = np.random.default_rng(seed)
+    bucket, counts = exposure_buckets(world, n_buckets)
+    examples = world.examples("test", ranker.cfg.max_history)
+    has_truth = _has_truth(world)
+    states = world.click_states[examples.click_index] if has_truth else None
+    out = {"auc": _auc_table(world, ranker, bucket, counts, n_buckets)}
+    if has_truth:
+        out["truth"] = _truth_table(world, ranker, examples, states, bucket, n_buckets, n_candidates, rng)
+    out["pairwise"] = _pairwise_table(world, ranker, examples, states, bucket, counts, n_buckets,
+                                      n_negatives, rng)
+    return out
+
+
+def reliability_by_bias(biases, world_cfg, ranker_cfg: RankerConfig | None = None,
+                        progress: bool = False, **report_kwargs) -> pd.DataFrame:
+    """The reliability report for worlds built at several exposure-bias strengths.
+
+    One long DataFrame: exposure_bias, table ("auc" / "truth" / "pairwise"), bucket, metric, value;
+    pivot it for display. The ranker's training summary is under table "train".
+    """
+    from ..data.world import build_world
+    ranker_cfg = ranker_cfg or RankerConfig()
+    parts = []
+    for b in biases:
+        world = build_world(replace(world_cfg, exposure_bias=float(b)))
+        ranker, hist = train_ranker(world, ranker_cfg, progress=progress)
+        report = reliability_report(world, ranker, **report_kwargs)
+        report["train"] = pd.DataFrame([{"bucket": "all", "seconds": ranker.train_seconds,
+                                         "epochs": len(hist), "best_valid_auc": hist["valid_auc"].max()}])
+        for name, df in report.items():
+            long = df.melt(id_vars="bucket", var_name="metric", value_name="value")
+            long.insert(0, "table", name)
+            long.insert(0, "exposure_bias", float(b))
+            parts.append(long)
+    return pd.concat(parts, ignore_index=True)

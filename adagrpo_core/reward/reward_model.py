@@ -1,0 +1,99 @@
+"""The reward RL calls: the ranker's score of decoded semantic-ID tuples, and its one config.
+
+:class:`RewardConfig` is the single owner of what the reward serves (the click probability or
+logit) and what an invalid tuple (a hallucination) gets; the RL trainer and the stratified
+analysis both read it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.interactions import NO_ITEM
+from ..utils import check_choice, check_range
+from .ranker import Ranker
+
+
+@dataclass
+class RewardConfig:
+    """What the reward model serves to GRPO and to the stratified analysis."""
+
+    output: str = "prob"
+    """'prob' (the ranker's click probability, in [0, 1]) or 'logit' (its click logit)."""
+    invalid_reward: float | None = None
+    """Reward of an invalid tuple; None = a penalty below every valid score (see RewardModel)."""
+
+    def __post_init__(self):
+        check_choice("output", self.output, ("logit", "prob"))
+        if self.invalid_reward is not None:
+            check_range("invalid_reward", self.invalid_reward)
+
+
+class RewardModel:
+    """The ranker as the GRPO reward of semantic-ID rollouts: r_ij = R(x_i, y_ij).
+
+    ``invalid_reward=None`` means a penalty below every valid score: -1.0 for ``output="prob"``
+    (probabilities lie in [0, 1]); for ``output="logit"`` the minimum valid score of the same
+    sample's row minus 1, or -10 when the row has no valid item. The logit default is per row
+    because logits are unbounded: a fixed constant could sit above some valid scores.
+    """
+
+    def __init__(self, ranker: Ranker, sids, cfg: RewardConfig | None = None):
+        cfg = cfg or RewardConfig()
+        output, invalid_reward = cfg.output, cfg.invalid_reward
+        self.cfg = cfg
+        self.ranker = ranker.eval()
+        self.sids = sids
+        self.output = output
+        self.invalid_reward = invalid_reward
+        self.device = next(ranker.parameters()).device
+        self.trie = sids.trie.to(self.device)
+        if sids.n_items != ranker.n_items:
+            raise ValueError(f"sids.n_items={sids.n_items} != ranker.n_items={ranker.n_items}")
+
+    def _tensor(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device).long()
+
+    @torch.no_grad()
+    def score_items(self, history, items) -> torch.Tensor:
+        """history [B, H] (-1 pad), items [B, C] (-1 = invalid) -> rewards [B, C] float on the device.
+
+        Only the last ``max_history`` history items are used, as in training.
+        """
+        history, items = self._tensor(history), self._tensor(items)
+        if history.ndim != 2 or items.ndim != 2 or history.shape[0] != items.shape[0]:
+            raise ValueError(f"history must be [B, H] and items [B, C] with the same B, got "
+                             f"{tuple(history.shape)} and {tuple(items.shape)}")
+        for name, x in (("history", history), ("items", items)):
+            if x.numel() and (x.max() >= self.ranker.n_items or x.min() < NO_ITEM):
+                raise ValueError(f"{name} item ids must be in [-1, {self.ranker.n_items}), got range "
+                                 f"[{int(x.min())}, {int(x.max())}]")
+        history = history[:, -self.ranker.cfg.max_history:]                      # [B, <=H]
+        valid = items >= 0                                                       # [B, C]
+        s = self.ranker(history, items).float()                                  # [B, C]
+        if self.output == "prob":
+            s = torch.sigmoid(s)
+        if self.invalid_reward is not None:
+            fill = torch.full_like(s, float(self.invalid_reward))
+        elif self.output == "prob":
+            fill = torch.full_like(s, -1.0)
+        else:
+            row_min = s.masked_fill(~valid, float("inf")).min(1, keepdim=True).values  # [B, 1]
+            fill = torch.where(torch.isinf(row_min), torch.full_like(row_min, -10.0), row_min - 1.0)
+            fill = fill.expand_as(s)
+        return torch.where(valid, s, fill)
+
+    @torch.no_grad()
+    def decode(self, tuples) -> torch.Tensor:
+        """tuples [B, G, L] -> item ids [B, G] (-1 = hallucination), on the device."""
+        return self.trie.lookup(self._tensor(tuples))
+
+    @torch.no_grad()
+    def __call__(self, history, tuples) -> torch.Tensor:
+        """history [B, H], tuples [B, G, L] -> rewards [B, G]: one batched forward over all B * G pairs."""
+        tuples = self._tensor(tuples)
+        if tuples.ndim != 3:
+            raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
+        return self.score_items(history, self.decode(tuples))

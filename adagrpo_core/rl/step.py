@@ -1,0 +1,117 @@
+"""One RL step, split as TRL's GRPO trainer splits it: sample-and-score, then the loss.
+
+:func:`sample_and_score`, for a batch of B contexts (history x_i, ground truth y*_i):
+
+1. G = ``num_generations`` rollouts per context from the shared-history sampler (unconstrained,
+   so hallucinations can be sampled) and their rewards r_ij (invalid tuples get the reward's
+   ``invalid_reward``);
+2. one differentiable pass of the policy over the rollouts and y*_i, sharing the history
+   encoding with the sampler;
+3. the diagnostics: difficulty d_i (the policy's log-likelihood of y*_i against the distinct
+   valid rollout negatives) and discriminability a_i (the reward's score of y*_i against those
+   negatives plus M in-batch negatives);
+4. the method's gate g_i (``gate.compute_gate``).
+
+:func:`compute_loss` turns that into L = (1/B) sum_i [ w_nll L_nll_i + lambda g_i L_grpo_i ]
+(``grpo.combine_losses``) and the per-step metrics, named as TRL names them where TRL has a
+name (``reward``, ``reward_std``, ``frac_reward_zero_std``, ``clip_ratio/region_mean``, ``kl``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .gate import GateConfig, compute_gate, difficulty, discriminability, rank_agreement, sample_inbatch_negatives
+from .grpo import GRPOConfig, combine_losses, group_advantages, grpo_loss_per_sample, nll_per_sample
+
+
+@dataclass
+class ScoredBatch:
+    """What sample-and-score hands to the loss. Shapes: B contexts, G rollouts, Lp tokens."""
+
+    nll: torch.Tensor                         # [B] NLL of y*, with grad
+    gate: torch.Tensor                        # [B] bool
+    logp: torch.Tensor | None = None          # [B, G, Lp] rollout log-probs at the temperature, with grad
+    rewards: torch.Tensor | None = None       # [B, G]
+    history: torch.Tensor | None = None       # [B, H] (the reference policy's KL needs it)
+    tokens: torch.Tensor | None = None        # [B, G, Lp] rollout tuples
+    metrics: dict = field(default_factory=dict)
+
+
+def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie, grpo: GRPOConfig,
+                     gate_cfg: GateConfig, generator: torch.Generator, target_rate: float | None = None,
+                     true_utility: Callable | None = None) -> ScoredBatch:
+    """Rollouts, rewards, the differentiable pass, diagnostics and the gate of one batch.
+
+    ``item_codes`` [n_items, Lp] maps items to tuples (on the model's device); ``true_utility(batch,
+    items [B, G]) -> [B, G]`` is needed only by the oracle gate."""
+    from ..model.decoding import sample_rollouts
+    dev = model.device
+    hist = torch.as_tensor(batch.history, device=dev)
+    target = torch.as_tensor(batch.target, device=dev)
+    target_codes = item_codes[target][:, None]                                      # [B, 1, Lp]
+    B, G = len(batch), grpo.num_generations
+
+    if gate_cfg.method == "nll":  # continued SFT: no rollouts needed
+        logits = model.tuple_logits(hist, target_codes)                              # [B, 1, Lp, V]
+        nll = nll_per_sample(model.gather_logprobs(logits, target_codes)[:, 0])
+        return ScoredBatch(nll, torch.zeros(B, dtype=torch.bool, device=dev))
+
+    cache = model.encode(hist)                        # with grad; the rollouts use a detached view
+    roll = sample_rollouts(model, None, G, grpo.temperature, trie=trie, generator=generator, cache=cache)
+    rewards = reward_model(hist, roll.tokens)                                        # [B, G]
+    tuples = torch.cat([roll.tokens, target_codes], 1)                               # [B, G+1, Lp]
+    logits = model.tuple_logits(None, tuples, cache=cache)                           # [B, G+1, Lp, V]
+    logp_T = model.gather_logprobs(logits[:, :G], roll.tokens, grpo.temperature)     # [B, G, Lp]
+    logp_1 = model.gather_logprobs(logits, tuples)                                   # [B, G+1, Lp]
+    nll = nll_per_sample(logp_1[:, G])                                               # [B]
+    seq_ll = logp_1.detach().sum(-1)                                                 # [B, G+1]
+    d = difficulty(seq_ll[:, G], seq_ll[:, :G], roll.items, target)
+    M = gate_cfg.num_negatives
+    idx, inmask = sample_inbatch_negatives(target, M, generator=generator) if M > 0 else (None, None)
+    cand = target[:, None] if M == 0 else torch.cat([target[:, None], target[idx]], 1)  # [B, 1+M]
+    cand_scores = reward_model.score_items(hist, cand)
+    a = discriminability(cand_scores[:, 0], rewards, roll.items, target,
+                         None if M == 0 else cand_scores[:, 1:], inmask)
+    tu = None
+    if gate_cfg.method == "oracle":
+        if true_utility is None:
+            raise ValueError("method='oracle' needs the simulated world's true utility")
+        tu = torch.as_tensor(true_utility(batch, roll.items.cpu().numpy()), dtype=torch.float32, device=dev)
+        tu = torch.where(roll.valid, tu, torch.zeros_like(tu))
+    g = compute_gate(gate_cfg, d, a, generator=generator, target_rate=target_rate,
+                     ranker_scores=rewards, true_utility=tu, valid=roll.valid)
+    r = rewards.float()
+    metrics = {"mean_d": d.mean().item(), "mean_a": a.mean().item(),
+               "reward": r.mean().item(), "reward_std": r.std(1).mean().item(),
+               "frac_reward_zero_std": (r.std(1) == 0).float().mean().item(),
+               "nonfinite_scores": int((~torch.isfinite(seq_ll)).sum() + (~torch.isfinite(cand_scores)).sum()
+                                       + (~torch.isfinite(r)).sum()),
+               "rollout_halluc": (~roll.valid).float().mean().item(),
+               "rollout_hit": (roll.items == target[:, None]).any(1).float().mean().item()}
+    if gate_cfg.method == "oracle":
+        metrics["rank_agreement"] = rank_agreement(rewards, tu, roll.valid)[0].mean().item()
+    return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics)
+
+
+def compute_loss(scored: ScoredBatch, grpo: GRPOConfig, gate_cfg: GateConfig,
+                 ref_model=None) -> tuple[torch.Tensor, dict]:
+    """The combined loss of a scored batch and its metrics (on-policy: the "old" log-probs are the
+    current ones, detached, so the ratio is 1 and the clip never activates; its share is logged)."""
+    nll, g = scored.nll, scored.gate
+    if scored.logp is None:                                                          # method "nll"
+        loss = combine_losses(nll, torch.zeros_like(nll), g, gate_cfg.w_nll, 0.0, grpo.normalize)
+        return loss, {"nll": nll.mean().item(), "admission_rate": 0.0}
+    adv = group_advantages(scored.rewards, grpo.scale_rewards)
+    logp_ref = None
+    if grpo.beta > 0 and ref_model is not None:
+        with torch.no_grad():
+            logp_ref = ref_model.tuple_logprobs(scored.history, scored.tokens, grpo.temperature)
+    grpo_i, stats = grpo_loss_per_sample(scored.logp, scored.logp.detach(), adv, grpo.epsilon, grpo.beta, logp_ref)
+    loss = combine_losses(nll, grpo_i, g, gate_cfg.w_nll, grpo.lam, grpo.normalize)
+    metrics = {"admission_rate": g.float().mean().item(), **scored.metrics,
+               "clip_ratio/region_mean": float(stats["clip_frac"]), "kl": float(stats["kl"]),
+               "nll": nll.mean().item(), "grpo_loss": grpo_i.mean().item()}
+    return loss, metrics

@@ -1,0 +1,147 @@
+"""The one training loop of the package (SFT and RL): data order, optimiser step, clipping,
+checkpoints with validation, best-on-validation, resume and the non-finite-loss guard.
+
+A stage (SFT or RL) supplies the model, its optimiser (and scheduler), and ``batch_loss(step,
+idx) -> (loss, metrics)`` for the sample indices of a step; everything else is here:
+
+* data order depends only on (seed, salt, epoch), so a resumed run sees the same batches;
+* every ``ckpt_every`` steps (and at the last one) the policy is validated (HR@10 of
+  trie-constrained beam search on a fixed validation subsample) and a checkpoint is written in
+  commit order: ``best.pt`` (when validation improved), ``final.pt`` (at the last step), the
+  CSV logs, then ``last.pt``, the resume point, which also holds the optimiser and RNG states;
+* calling the loop again on the same folder resumes from ``last.pt`` and reproduces the
+  uninterrupted run on CPU (same thread count); a ``last.pt`` written with other configs is an
+  error, never silently reused;
+* a non-finite loss stops the run with the step, the batch and the terms that went bad; the
+  checkpoints already written are kept.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..eval.evaluate import evaluate_policy
+from ..utils import atomic_save_df, atomic_torch_save, load_checkpoint, rng_state, set_rng_state
+
+
+@dataclass
+class LoopResult:
+    steps: pd.DataFrame        # one row per step: step, loss, the stage's metrics
+    checkpoints: pd.DataFrame  # one row per checkpoint: step, train_loss, val_HR@10 (+ stage extras)
+
+
+def write_checkpoint(out_dir, state: dict, resume_extra: dict, improved: bool, final: bool,
+                     tables: dict) -> None:
+    """One checkpoint of a training run, in commit order.
+
+    ``best.pt`` (when ``improved``), ``final.pt`` (when ``final``) and the CSV ``tables``
+    ({file name: DataFrame}) first; ``last.pt`` (``state`` plus ``resume_extra``: optimiser, RNG,
+    logs) last, because resuming trusts it: a crash before it leaves the previous checkpoint intact.
+    """
+    out_dir = Path(out_dir)
+    if improved:
+        atomic_torch_save(state, out_dir / "best.pt")
+    if final:
+        atomic_torch_save(state, out_dir / "final.pt")
+    for name, df in tables.items():
+        atomic_save_df(df, out_dir / name, index=False)
+    atomic_torch_save({**state, **resume_extra}, out_dir / "last.pt")
+
+
+def _check_finite(loss: torch.Tensor, metrics: dict, step: int, idx: np.ndarray) -> None:
+    if torch.isfinite(loss).all():
+        return
+    bad = [k for k, v in metrics.items() if isinstance(v, float) and not np.isfinite(v)]
+    raise FloatingPointError(
+        f"non-finite loss {loss.item()} at step {step + 1} (batch of sample indices {idx[:8].tolist()}"
+        f"{' ...' if len(idx) > 8 else ''}); non-finite terms: {bad or 'none logged'}. "
+        "The checkpoints written so far are kept; lower lr or check the reward.")
+
+
+def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable, val, sids,
+             configs: dict, order_salt: tuple = (), sched=None, gen: torch.Generator | None = None,
+             checkpoint_extra: Callable[[], dict] | None = None, postfix: str = "loss", desc: str = "train",
+             resume: bool = True, progress: bool = True, stop_after: int | None = None) -> LoopResult:
+    """Train ``model`` for ``cfg.steps`` steps (see the module docstring).
+
+    ``batch_loss(step, idx)`` returns (scalar loss with grad, {metric: float}) for the sample
+    indices ``idx`` of 0-based step ``step``. ``configs`` (JSON-able) is stored in every
+    checkpoint and must match on resume. ``checkpoint_extra()`` adds columns to a checkpoint
+    row (e.g. the learning rate). ``stop_after`` stops early at that step (to test resumption).
+    """
+    from ..model.semantic_ids import sids_hash
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = sids_hash(sids)
+    step, log, ckpts, best = 0, [], [], -1.0
+    last = out_dir / "last.pt"
+    if resume and last.exists():
+        ck = load_checkpoint(last)
+        if ck.get("configs") != configs or ck.get("sids_hash") != fingerprint:
+            raise ValueError(f"{last} was written with other configs or semantic IDs; "
+                             "use another out_dir, resume=False, or delete the folder")
+        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
+        if sched is not None:
+            sched.load_state_dict(ck["sched"])
+        step, log, ckpts, best = ck["step"], ck["log"], ck["ckpts"], ck["best"]
+        set_rng_state(ck["rng"])
+        if gen is not None:
+            gen.set_state(ck["gen"].to(gen.get_state().device))
+
+    def order(epoch):                     # depends only on (seed, salt, epoch): resumable
+        return np.random.default_rng([cfg.seed, *order_salt, epoch]).permutation(n_examples)
+
+    n_per_epoch = max(1, n_examples // cfg.batch_size)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.steps, initial=step, desc=desc)
+    since_ckpt = []
+    model.train()
+    while step < cfg.steps:
+        epoch, pos = divmod(step, n_per_epoch)
+        idx = order(epoch)[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+        loss, metrics = batch_loss(step, idx)
+        _check_finite(loss, metrics, step, idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        step += 1
+        row = {"step": step, "loss": loss.item(), **metrics}
+        log.append(row)
+        since_ckpt.append(row["loss"])
+        if bar is not None:
+            bar.update(1); bar.set_postfix({postfix: f"{row[postfix]:.3f}"})
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            m = evaluate_policy(model, sids, val, cfg.eval_beam_width, ks=(10,), modes=("constrained",))
+            model.train()
+            ckpts.append({"step": step, "train_loss": float(np.mean(since_ckpt)), "val_HR@10": m["HR@10"],
+                          **(checkpoint_extra() if checkpoint_extra else {})})
+            since_ckpt = []
+            state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(model.cfg),
+                     "configs": configs, "step": step, "val_HR@10": m["HR@10"], "sids_hash": fingerprint}
+            improved = m["HR@10"] > best
+            best = max(best, m["HR@10"])
+            extra = {"opt": opt.state_dict(), "log": log, "ckpts": ckpts, "best": best, "rng": rng_state()}
+            if sched is not None:
+                extra["sched"] = sched.state_dict()
+            if gen is not None:
+                extra["gen"] = gen.get_state()
+            write_checkpoint(out_dir, state, extra, improved, step == cfg.steps,
+                             {"steps.csv": pd.DataFrame(log), "checkpoints.csv": pd.DataFrame(ckpts)})
+        if stop_after is not None and step >= stop_after:
+            break
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return LoopResult(pd.DataFrame(log), pd.DataFrame(ckpts))

@@ -1,0 +1,103 @@
+"""RL fine-tuning of the SFT policy with GRPO, for every method (gate) on one code path.
+
+Each step samples and scores a batch and takes one optimiser step on the combined loss
+(:mod:`adagrpo_core.rl.step`); the loop, checkpoints (best on validation HR@10, final, and the
+``last.pt`` resume point) and resume are the shared ones of :mod:`adagrpo_core.train.loop`.
+:func:`run_method` is the one entry point: it trains a method from an SFT checkpoint and returns
+a results row per checkpoint kind (best, final) on test.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from ..configs import RLConfig
+from ..data.interactions import Interactions
+from ..eval.evaluate import evaluate_checkpoints, validation_subset
+from ..model.policy import SIDPolicy, load_policy
+from ..model.semantic_ids import SemanticIDs
+from ..rl.gate import GateConfig
+from ..rl.grpo import GRPOConfig
+from ..rl.step import compute_loss, sample_and_score
+from ..utils import atomic_save_df, resolve_device, seed_everything
+from .loop import run_loop
+
+
+@dataclass
+class RLResult:
+    model: SIDPolicy
+    steps: pd.DataFrame        # per-step metrics
+    checkpoints: pd.DataFrame  # per checkpoint: step, train_loss, val HR@10
+    out_dir: Path
+    seconds: float
+
+
+def check_method_inputs(gate_cfg: GateConfig, steps: int, reference_rates=None,
+                        true_utility: Callable | None = None) -> None:
+    """What a method needs beyond its config, checked before any work."""
+    if gate_cfg.method == "random" and gate_cfg.random_rate_mode == "per_step":
+        if reference_rates is None or len(reference_rates) < steps:
+            got = None if reference_rates is None else len(reference_rates)
+            raise ValueError(f"method='random' per_step needs reference_rates for {steps} steps, "
+                             f"got reference_rates of length {got}")
+    if gate_cfg.method == "random" and gate_cfg.random_rate_mode == "mean" and gate_cfg.random_rate is None:
+        raise ValueError("method='random' with random_rate_mode='mean' needs random_rate, got random_rate=None")
+    if gate_cfg.method == "oracle" and true_utility is None:
+        raise ValueError("method='oracle' needs true_utility (simulated world only), got true_utility=None")
+
+
+def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo: GRPOConfig,
+             gate_cfg: GateConfig, cfg: RLConfig, out_dir, reference_rates=None,
+             true_utility: Callable | None = None, resume: bool = True, progress: bool = True,
+             stop_after: int | None = None) -> RLResult:
+    """Fine-tune the SFT policy with one method. ``reference_rates``: AdaGRPO's per-step
+    admission rates, for the random control with random_rate_mode="per_step"."""
+    check_method_inputs(gate_cfg, cfg.steps, reference_rates, true_utility)
+    out_dir = Path(out_dir)
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    model = load_policy(sft_ckpt, sids, device)
+    ref_model = copy.deepcopy(model).eval() if grpo.beta > 0 else None
+    if ref_model is not None:
+        ref_model.requires_grad_(False)
+    train = data.examples("train", model.cfg.max_history)
+    val = validation_subset(data, model.cfg.max_history, cfg.eval_samples, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    item_codes = torch.as_tensor(sids.codes, device=device)
+    trie = sids.trie.to(device)
+
+    def batch_loss(step, idx):
+        rate = None if reference_rates is None else float(reference_rates[step])
+        scored = sample_and_score(model, reward_model, train.subset(idx), item_codes, trie, grpo, gate_cfg,
+                                  gen, rate, true_utility)
+        return compute_loss(scored, grpo, gate_cfg, ref_model)
+
+    configs = {"grpo": dataclasses.asdict(grpo), "gate": dataclasses.asdict(gate_cfg),
+               "train": dataclasses.asdict(cfg)}
+    res = run_loop(model, opt, cfg, out_dir, n_examples=len(train), batch_loss=batch_loss, val=val, sids=sids,
+                   configs=configs, order_salt=(1,), gen=gen, postfix="admission_rate",
+                   desc=f"RL {gate_cfg.method}", resume=resume, progress=progress, stop_after=stop_after)
+    return RLResult(model, res.steps, res.checkpoints, out_dir, time.perf_counter() - t0)
+
+
+def run_method(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo: GRPOConfig,
+               gate_cfg: GateConfig, cfg: RLConfig, out_dir, reference_rates=None,
+               true_utility: Callable | None = None, name: str | None = None,
+               progress: bool = True) -> pd.DataFrame:
+    """Train one method and return (and write ``results.csv``) a row per checkpoint kind."""
+    res = train_rl(data, sids, sft_ckpt, reward_model, grpo, gate_cfg, cfg, out_dir, reference_rates,
+                   true_utility, progress=progress)
+    adm = float(res.steps["admission_rate"].mean())
+    rows = evaluate_checkpoints(data, sids, out_dir, name or gate_cfg.method, cfg.seed, cfg, adm, cfg.device)
+    rows["train_seconds"] = res.seconds
+    atomic_save_df(rows, Path(out_dir) / "results.csv", index=False)
+    return rows

@@ -1,0 +1,88 @@
+"""Supervised fine-tuning (SFT) of the policy: next-item NLL over semantic-ID tokens.
+
+Every training sequence is cut into right-aligned windows of ``max_history + 1`` items and trained
+teacher-forced, so each prefix of each training sequence is a sample. The loss is the mean token
+NLL over the predicted items, L = -(1/|T|) sum_{t in T} log pi(y_t | y_<t). AdamW, linear warm-up
+then cosine decay to ``min_lr_ratio * lr``, gradient clipping; the loop, checkpoints and resume
+are the shared ones of :mod:`adagrpo_core.train.loop`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..configs import SFTConfig
+from ..data.interactions import Interactions
+from ..eval.evaluate import validation_subset
+from ..model.policy import PolicyConfig, SIDPolicy, build_policy
+from ..model.semantic_ids import SemanticIDs
+from ..utils import resolve_device, seed_everything
+from .loop import run_loop
+
+
+def lr_lambda(cfg: SFTConfig):
+    """Multiplier of the peak lr at a step: (step + 1) / warmup during warm-up, then
+    min_lr_ratio + (1 - min_lr_ratio) (1 + cos(pi * progress)) / 2."""
+    def f(step):
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    return f
+
+
+def nll_loss(model: SIDPolicy, windows: torch.Tensor) -> torch.Tensor:
+    """Mean token NLL over the predicted items of a batch of windows."""
+    logits, targets, predicted = model(windows)
+    ce = F.cross_entropy(logits.reshape(-1, model.V), targets.reshape(-1), reduction="none")
+    w = predicted.reshape(-1).float()
+    return (ce * w).sum() / w.sum().clamp(min=1)
+
+
+@dataclass
+class SFTResult:
+    model: SIDPolicy           # final weights
+    history: pd.DataFrame      # one row per checkpoint: step, train_loss, val_HR@10, lr
+    out_dir: Path
+    best_path: Path
+    final_path: Path
+    seconds: float
+
+
+def train_sft(data: Interactions, sids: SemanticIDs, policy_cfg: PolicyConfig | None = None,
+              cfg: SFTConfig | None = None, out_dir="runs/sft", resume: bool = True,
+              progress: bool = True, stop_after: int | None = None) -> SFTResult:
+    """Train (or resume) SFT. ``stop_after`` stops early at that step (to test resumption)."""
+    policy_cfg, cfg = policy_cfg or PolicyConfig(), cfg or SFTConfig()
+    if sids.n_items != data.n_items:
+        raise ValueError(f"sids cover {sids.n_items} items but the data has n_items={data.n_items}")
+    out_dir = Path(out_dir)
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed)
+    windows = torch.as_tensor(data.train_windows(policy_cfg.max_history + 1))
+    if len(windows) == 0:
+        raise ValueError("no training windows: every sequence is too short")
+    val = validation_subset(data, policy_cfg.max_history, cfg.eval_samples, cfg.seed)
+    model = build_policy(sids, policy_cfg, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+
+    def batch_loss(step, idx):
+        loss = nll_loss(model, windows[torch.as_tensor(idx)].to(device))
+        return loss, {}
+
+    configs = {"sft": dataclasses.asdict(cfg), "policy": dataclasses.asdict(policy_cfg)}
+    res = run_loop(model, opt, cfg, out_dir, n_examples=len(windows), batch_loss=batch_loss, val=val,
+                   sids=sids, configs=configs, sched=sched,
+                   checkpoint_extra=lambda: {"lr": sched.get_last_lr()[0]}, desc="SFT",
+                   resume=resume, progress=progress, stop_after=stop_after)
+    return SFTResult(model, res.checkpoints, out_dir, out_dir / "best.pt", out_dir / "final.pt",
+                     time.perf_counter() - t0)
