@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .configs import PROFILES, get_profile
@@ -53,13 +53,13 @@ def reproduce(profile: str, out: Path, cache_dir=None) -> int:
     return 0
 
 
-def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Path, cache_dir=None) -> int:
+def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Path, cache_dir=None,
+                     jobs: int = 1, scheduler: str | None = None) -> int:
     """Every method x seeds, best and final checkpoints."""
     from .experiments import main_results
-    prof = get_profile(profile)
-    if steps is not None:
-        prof = replace(prof, rl=replace(prof.rl, steps=steps, ckpt_every=max(1, min(prof.rl.ckpt_every, steps))))
-    rows, summary = main_results(prof, seeds=seeds, out_root=runs / profile, cache_dir=cache_dir)
+    prof = get_profile(profile).with_rl_steps(steps or 0)
+    rows, summary = main_results(prof, seeds=seeds, out_root=runs / profile, cache_dir=cache_dir, jobs=jobs,
+                                 scheduler=scheduler)
     print(summary.round(4).to_markdown(index=False))
     save_table(rows, out, f"main_results_rows_{profile}")
     save_table(summary, out, f"main_results_{profile}")
@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="distinct non-negative RL seeds")
     m.add_argument("--steps", type=int, default=None, help="override the profile's RL steps")
     m.add_argument("--runs", type=Path, default=Path("runs"), help="run folders (resumable)")
+    m.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="runs in parallel (a process pool, one torch thread each)")
+    m.add_argument("--scheduler", default=None, help="a Dask scheduler address (tcp://host:port) instead of --jobs")
     st = sub.add_parser("stratified", parents=[common], formatter_class=fmt, help="the paper's Tables 1-3",
                         description="The stratified analysis of the SFT base: RM influence overall, by policy "
                                     "difficulty and by difficulty x discriminability.")
@@ -131,6 +134,8 @@ def _validate(args) -> None:
                              f"got --seeds {' '.join(map(str, args.seeds))}")
         if args.steps is not None and args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got --steps {args.steps}")
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got --jobs {args.jobs}")
     if args.cmd == "stratified":
         from .eval.strata import StrataConfig
         StrataConfig(top_n=args.top_n, k=args.k)
@@ -150,7 +155,8 @@ def main(argv=None) -> int:
         if args.cmd == "reproduce":
             return reproduce(args.profile, args.out)
         if args.cmd == "main-results":
-            return main_results_cmd(args.profile, args.seeds, args.steps, args.out, args.runs)
+            return main_results_cmd(args.profile, args.seeds, args.steps, args.out, args.runs, jobs=args.jobs,
+                                    scheduler=args.scheduler)
         return stratified_cmd(args.profile, args.out, split=args.split, checkpoint=args.checkpoint,
                               top_n=args.top_n, k=args.k)
     except (ValueError, FileNotFoundError) as e:     # bad input found later: one line, no traceback

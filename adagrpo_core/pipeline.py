@@ -1,7 +1,8 @@
 """Cached artefacts: world, semantic IDs, SFT checkpoint, ranker — keyed by a hash of their configs.
 
 A sweep over GRPO/gate parameters therefore builds the world and trains the SFT base and the
-ranker once. The cache lives in ``ADAGRPO_CACHE`` (default ``./.cache``); delete a folder to
+ranker once. Every artefact is built with one torch thread, so it is the same whatever thread
+count the caller runs with. The cache lives in ``ADAGRPO_CACHE`` (default ``./.cache``); delete a folder to
 rebuild it. Every write is atomic, so an interrupted build never leaves a half-written artefact.
 """
 from __future__ import annotations
@@ -11,14 +12,14 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from .data.amazon import AmazonConfig, amazon_semantic_ids, load_amazon
-from .model.policy import PolicyConfig
-from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids
 from .configs import SFTConfig
-from .model.semantic_ids import sids_hash
-from .train.sft import train_sft
-from .utils import DamagedFileError, atomic_write_bytes, load_checkpoint, config_hash, default_cache_dir
+from .data.amazon import AmazonConfig, amazon_semantic_ids, load_amazon
 from .data.world import WorldConfig, build_world
+from .model.policy import PolicyConfig
+from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids, sids_hash
+from .train.sft import train_sft
+from .utils import (DamagedFileError, atomic_write_bytes, config_hash, default_cache_dir, load_checkpoint,
+                    torch_threads)
 
 
 def _cached_pickle(path: Path, build):
@@ -30,7 +31,8 @@ def _cached_pickle(path: Path, build):
                 return pickle.load(f)
         except Exception as e:  # a cache entry is never trusted blindly: rebuild it
             warnings.warn(f"cache entry {path} is damaged ({type(e).__name__}: {e}); rebuilding it")
-    obj = build()
+    with torch_threads(1):        # a cached artefact must not depend on the caller's thread count
+        obj = build()
     atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
     return obj
 
@@ -79,7 +81,8 @@ def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConf
             for f in out.glob("*.pt"):
                 f.unlink()
     if not (out / "final.pt").exists():
-        train_sft(world, sids, policy_cfg, sft_cfg, out_dir=out, resume=True, progress=progress)
+        with torch_threads(1):
+            train_sft(world, sids, policy_cfg, sft_cfg, out_dir=out, resume=True, progress=progress)
     return out
 
 
@@ -95,5 +98,6 @@ def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, 
             return load_ranker(path)
         except DamagedFileError as e:
             warnings.warn(f"{e}; retraining the ranker")
-    ranker, _ = train_ranker(world, ranker_cfg, checkpoint_path=path, progress=progress)
+    with torch_threads(1):
+        ranker, _ = train_ranker(world, ranker_cfg, checkpoint_path=path, progress=progress)
     return ranker

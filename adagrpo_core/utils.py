@@ -4,6 +4,7 @@ Nothing here knows about recommendation; keep algorithm logic out of this file.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,6 +25,19 @@ def seed_everything(seed: int) -> None:
     random.seed(int(seed))
     np.random.seed(int(seed) % (2**32))
     torch.manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` torch CPU threads, then restore the previous count. Training and
+    evaluation use one thread: torch's results depend on the thread count, and one thread per
+    process is also what a pool of workers wants."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:

@@ -1,22 +1,41 @@
-"""Experiment drivers: main_results on the tiny profile, per-sample hits and paired tests."""
+"""Experiment drivers: main_results on the tiny profile, run keys, the run executor (serial,
+process pool, Dask), interruption, per-sample hits and paired tests."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from dataclasses import replace
-
 from adagrpo_core.configs import get_profile
-from adagrpo_core.experiments import MethodSpec, main_results, paired_tests
 from adagrpo_core.eval.evaluate import run_hits
+from adagrpo_core.experiments import MethodSpec, main_results, paired_tests
 from adagrpo_core.pipeline import get_sids, get_world
+from adagrpo_core.runs import RunSpec, execute, plan_runs, run_key
+
+METHODS = [MethodSpec("nll", "nll"), MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny(steps=4):
+    return get_profile("tiny").with_rl_steps(steps)
 
 
 @pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory):
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, cache):
     root = tmp_path_factory.mktemp("runs")
-    cache = tmp_path_factory.mktemp("cache")
-    prof = get_profile("tiny")
-    methods = [MethodSpec("nll", "nll"), MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
-    rows, summary = main_results(prof, methods=methods, seeds=(0, 1), out_root=root, cache_dir=cache, progress=False)
+    prof = tiny()
+    rows, summary = main_results(prof, methods=METHODS, seeds=(0, 1), out_root=root, cache_dir=cache, progress=False)
     return prof, prof.rl, root, cache, rows, summary
 
 
@@ -25,25 +44,101 @@ def test_main_results_rows_and_summary(tiny_runs):
     assert len(rows) == 3 * 2 * 2 and set(rows.checkpoint) == {"best", "final"}
     assert list(dict.fromkeys(summary.method)) == ["nll", "adagrpo", "random"]
     assert (summary.seeds == 2).all()
-    for seed in (0, 1):
-        assert (root / f"seed{seed}" / "random" / "results.csv").exists()
+    for d in rows.run_dir.unique():
+        assert (Path(d) / "results.csv").exists() and (Path(d) / "config.json").exists()
+        assert Path(d).parent.name in ("seed0", "seed1")
+
+
+def test_changing_any_config_field_gives_a_new_run_key():
+    prof = tiny()
+    base = run_key(prof, prof.grpo, prof.gate, prof.rl, None)
+    variants = [replace(prof, world=replace(prof.world, exposure_bias=0.3)),
+                replace(prof, sid=replace(prof.sid, codebook_size=9)),
+                replace(prof, policy=replace(prof.policy, n_layer=3)),
+                replace(prof, sft=replace(prof.sft, lr=1e-3)),
+                replace(prof, ranker=replace(prof.ranker, embed_dim=8)),
+                replace(prof, reward=replace(prof.reward, output="logit"))]
+    keys = [run_key(p, p.grpo, p.gate, p.rl, None) for p in variants]
+    keys += [run_key(prof, replace(prof.grpo, lam=0.3), prof.gate, prof.rl, None),
+             run_key(prof, prof.grpo, replace(prof.gate, tau=0.3), prof.rl, None),
+             run_key(prof, prof.grpo, prof.gate, replace(prof.rl, steps=8), None),
+             run_key(prof, prof.grpo, prof.gate, prof.rl, "another-reference")]
+    assert base not in keys and len(set(keys)) == len(keys)
+
+
+def test_a_finished_run_is_not_reused_for_other_steps(tiny_runs):
+    prof, _, root, cache, rows, _ = tiny_runs
+    other = plan_runs(tiny(steps=6), METHODS[:1], [0], root)[0]
+    assert other.out_dir not in set(rows.run_dir)
+    again = plan_runs(prof, METHODS[:1], [0], root)[0]
+    assert again.out_dir in set(rows.run_dir)                       # same config: the same folder
+
+
+def test_plan_rejects_bad_seeds_and_lone_random():
+    with pytest.raises(ValueError, match="seeds"):
+        plan_runs(tiny(), METHODS, [0, 0], "runs")
+    with pytest.raises(ValueError, match="seeds"):
+        plan_runs(tiny(), METHODS, [-1], "runs")
+    with pytest.raises(ValueError, match="adagrpo"):
+        plan_runs(tiny(), [MethodSpec("random", "random")], [0], "runs")
+
+
+def _tables(rows):
+    return rows.drop(columns=["run_dir", "train_seconds"]).to_csv(index=False)
+
+
+def test_process_pool_and_dask_match_serial(tiny_runs, tmp_path):
+    """A 2-process pool and a 2-worker Dask LocalCluster give byte-identical result tables."""
+    prof, _, _, cache, rows, _ = tiny_runs
+    serial = _tables(rows[rows.seed == 0])
+    pool, _ = main_results(prof, methods=METHODS, seeds=(0,), out_root=tmp_path / "pool", cache_dir=cache,
+                           progress=False, jobs=2)
+    assert _tables(pool) == serial
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        dask_rows, _ = main_results(prof, methods=METHODS, seeds=(0,), out_root=tmp_path / "dask", cache_dir=cache,
+                                    progress=False, scheduler=c.scheduler_address)
+    assert _tables(dask_rows) == serial
+
+
+def test_killed_sweep_leaves_no_half_written_run_and_resumes(tiny_runs, tmp_path):
+    """SIGKILL a whole main-results sweep in the middle; re-running completes it with the same tables."""
+    prof, _, _, cache, rows, _ = tiny_runs
+    root = tmp_path / "killed"
+    code = ("import sys; from adagrpo_core.configs import get_profile; from adagrpo_core.experiments import "
+            "MethodSpec, main_results; p = get_profile('tiny').with_rl_steps(4); "
+            "ms = [MethodSpec('nll','nll'), MethodSpec('adagrpo','adagrpo'), MethodSpec('random','random')]; "
+            f"main_results(p, methods=ms, seeds=(0, 1), out_root=r'{root}', cache_dir=r'{cache}', progress=False)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(root.glob("seed*/*/last.pt")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for d in root.glob("seed*/*"):   # a folder is either finished or resumable; never a results.csv alone
+        assert not list(d.glob(".*.tmp")), d
+        if (d / "results.csv").exists():
+            assert (d / "final.pt").exists() and (d / "best.pt").exists()
+    again, _ = main_results(prof, methods=METHODS, seeds=(0, 1), out_root=root, cache_dir=cache, progress=False)
+    assert _tables(again) == _tables(rows)
 
 
 def test_run_hits_reproduce_the_reported_hr(tiny_runs):
     prof, train, root, cache, rows, _ = tiny_runs
     world = get_world(prof.world, cache)
     sids = get_sids(world, prof.sid, cache)
-    for (method, seed, kind), r in rows.set_index(["method", "seed", "checkpoint"]).iterrows():
-        hits = run_hits(root / f"seed{seed}" / method, world, sids, replace(train, seed=seed), kind, 10)
+    for r in rows.itertuples():
+        hits = run_hits(r.run_dir, world, sids, replace(train, seed=int(r.seed)), r.checkpoint, 10)
         assert len(hits) == train.test_samples
-        assert hits.mean() == pytest.approx(r["HR@10"], abs=1e-12)
-    assert (root / "seed0" / "nll" / "hits_best_k10.npy").exists()   # cached
+        assert hits.mean() == pytest.approx(rows.loc[r.Index, "HR@10"], abs=1e-12)
+    nll0 = rows[(rows.method == "nll") & (rows.seed == 0)].run_dir.iloc[0]
+    assert (Path(nll0) / "hits_best_k10.npy").exists()   # cached
 
 
 def test_paired_tests_counts_are_consistent(tiny_runs):
     prof, train, root, cache, rows, _ = tiny_runs
-    t = paired_tests(prof, [("adagrpo", "random"), ("adagrpo", "nll")], seeds=(0, 1),
-                     out_root=root, kind="best", cache_dir=cache)
+    t = paired_tests(prof, rows, [("adagrpo", "random"), ("adagrpo", "nll")], kind="best", cache_dir=cache)
     assert list(t.seed) == ["0", "1", "pooled"] * 2
     for _, g in t.groupby(["method", "reference"]):
         per_seed, pooled = g[g.seed != "pooled"], g[g.seed == "pooled"].iloc[0]
@@ -57,7 +152,21 @@ def test_paired_tests_counts_are_consistent(tiny_runs):
 
 
 def test_run_hits_rejects_bad_kind(tiny_runs):
-    prof, train, root, cache, _, _ = tiny_runs
+    prof, train, root, cache, rows, _ = tiny_runs
     world = get_world(prof.world, cache)
     with pytest.raises(ValueError, match="kind"):
-        run_hits(root / "seed0" / "nll", world, get_sids(world, prof.sid, cache), train, "last")
+        run_hits(rows.run_dir.iloc[0], world, get_sids(world, prof.sid, cache), train, "last")
+
+
+def test_results_do_not_depend_on_the_callers_thread_count(tiny_runs, tmp_path):
+    import torch
+    prof, _, _, cache, rows, _ = tiny_runs
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again, _ = main_results(prof, methods=METHODS[:2], seeds=(0,), out_root=tmp_path, cache_dir=cache,
+                                progress=False)
+    finally:
+        torch.set_num_threads(before)
+    ref = rows[(rows.seed == 0) & rows.method.isin(["nll", "adagrpo"])]
+    assert _tables(again) == _tables(ref.reset_index(drop=True))

@@ -242,10 +242,12 @@ def run_stratified(profile, cfg: StrataConfig = StrataConfig(), cache_dir=None, 
     ``table1_aggregate``, ``table2_difficulty``, ``table2_llm_rank``,
     ``table3_difficulty_x_discriminability`` and ``regression`` (empty when too few samples).
     Truth-order columns appear when the data has a true utility (the simulated world)."""
+    from ..utils import torch_threads
     world, sids, policy, reward = load_context(profile, cache_dir, checkpoint, run_dir, progress)
     examples = world.examples(split, profile.policy.max_history)
     truth = world if hasattr(world, "true_utility") else None
-    df = add_strata(candidate_table(policy, reward, sids, examples, cfg, world=truth, progress=progress), cfg)
+    with torch_threads(1):       # the same numbers whatever the caller's thread count
+        df = add_strata(candidate_table(policy, reward, sids, examples, cfg, world=truth, progress=progress), cfg)
     tables = {"table1_aggregate": influence_table(df, None, cfg),
               "table2_difficulty": influence_table(df, ["difficulty_q"], cfg),
               "table2_llm_rank": influence_table(df, ["rank_stratum"], cfg),

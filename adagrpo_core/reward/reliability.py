@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..data.impressions import examined_rows, grouped_impressions
 from ..eval.metrics import auc, rowwise_spearman
-from ..utils import check_int
+from ..utils import check_int, torch_threads
 from .ranker import Ranker, RankerConfig
 from .training import train_ranker
 
@@ -157,6 +157,11 @@ def reliability_report(world, ranker: Ranker, n_buckets: int = 5, n_candidates: 
       (random and popular negatives), by the ground-truth item's bucket, next to the same
       accuracy under the true utility (the reference ceiling).
     """
+    with torch_threads(1):       # the same numbers whatever the caller's thread count
+        return _report(world, ranker, n_buckets, n_candidates, seed, n_negatives)
+
+
+def _report(world, ranker, n_buckets, n_candidates, seed, n_negatives) -> dict:
     check_int("n_candidates", n_candidates, lo=2 * n_buckets)
     check_int("n_negatives", n_negatives, lo=1)
     check_int("seed", seed, lo=0)

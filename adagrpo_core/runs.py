@@ -1,0 +1,218 @@
+"""RL runs as an explicit list, keyed by their full config, executed through one interface.
+
+A :class:`RunSpec` is one (method, seed) of a profile with every config that affects it; its
+``key`` hashes all of them (world or dataset, IDs, policy, SFT, ranker, reward, GRPO, gate, RL,
+the run it copies admission rates from, and :data:`RESULT_VERSION`), so a finished run is reused
+only when nothing that made it has changed. Its folder ``<out_root>/seed<k>/<name>-<key>/`` holds
+a human-readable ``config.json``, the checkpoints, the logs and ``results.csv``.
+
+:func:`execute` runs a list of specs through any ``concurrent.futures.Executor``:
+
+* ``jobs=1``: in this process, one after the other;
+* ``jobs=N``: a process pool of N workers;
+* ``scheduler="tcp://host:port"``: a Dask ``distributed`` cluster (``Client(...).get_executor()``),
+  whose workers must see the same cache and run folders (a shared file system).
+
+Every run trains with one torch thread, whatever the caller's setting, so results are the same on
+every path. A random control waits for the AdaGRPO run whose admission rates it copies (runs go in
+two waves). A run that is interrupted, even by SIGKILL, leaves its last checkpoint; running the
+list again resumes it and skips every run that has ``results.csv``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .configs import Profile, RLConfig
+from .rl.gate import GateConfig
+from .rl.grpo import GRPOConfig
+from .utils import atomic_write_text, config_hash, torch_threads
+
+RESULT_VERSION = 2   # bump when what a run computes or writes changes meaning
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of a comparison: a display name, a gate method and config overrides."""
+
+    name: str
+    method: str
+    grpo: tuple = ()   # GRPOConfig overrides as (field, value) pairs, e.g. (("lam", 0.5),)
+    gate: tuple = ()   # GateConfig overrides
+
+    def __post_init__(self):   # accept dicts for convenience; store hashable tuples
+        for f in ("grpo", "gate"):
+            v = getattr(self, f)
+            object.__setattr__(self, f, tuple(sorted(v.items())) if isinstance(v, dict) else tuple(v))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One RL run: its name, seed, configs, key and folder."""
+
+    name: str
+    seed: int
+    grpo: GRPOConfig
+    gate: GateConfig
+    rl: RLConfig
+    reference: str | None           # folder of the AdaGRPO run a random control copies rates from
+    key: str                        # run_key of the configs above
+    out_dir: str                    # <out_root>/seed<k>/<name>-<key>
+
+
+def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_key: str | None) -> str:
+    """Hash of every config that affects a run (the dataset's local folder excepted)."""
+    from .pipeline import data_key
+    return config_hash(data_key(profile.world), profile.sid, profile.policy, profile.sft, profile.ranker,
+                       profile.reward, grpo, gate, rl, reference_key or "", f"v{RESULT_VERSION}")
+
+
+def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> list[RunSpec]:
+    """The runs of ``methods`` x ``seeds``: random controls point at their seed's AdaGRPO run."""
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names must be unique, got {names}")
+    if any(m.method == "random" for m in methods) and "adagrpo" not in [m.method for m in methods]:
+        raise ValueError("the random control is matched to an adagrpo run: include method 'adagrpo'")
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or any(int(s) != s or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be distinct non-negative ints, got seeds={seeds}")
+    out_root = Path(out_root)
+    specs = []
+    for seed in seeds:
+        rl = replace(profile.rl, seed=int(seed))
+        ada = None
+        for m in sorted(methods, key=lambda m: m.method == "random"):     # adagrpo before random
+            grpo = replace(profile.grpo, **dict(m.grpo))
+            gate = replace(profile.gate, method=m.method, **dict(m.gate))
+            ref = ada if m.method == "random" else None
+            key = run_key(profile, grpo, gate, rl, None if ref is None else ref.key)
+            spec = RunSpec(m.name, int(seed), grpo, gate, rl, None if ref is None else ref.out_dir, key,
+                           str(out_root / f"seed{seed}" / f"{m.name}-{key}"))
+            if m.method == "adagrpo" and ada is None:
+                ada = spec
+            specs.append(spec)
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(specs, key=lambda s: (s.reference is not None, s.seed, order[s.name]))
+
+
+def _config_json(profile: Profile, spec: RunSpec) -> str:
+    cfgs = {k: dataclasses.asdict(v) for k, v in profile.configs().items() if k not in ("grpo", "gate", "rl")}
+    cfgs.update(name=spec.name, seed=spec.seed, key=spec.key, result_version=RESULT_VERSION, profile=profile.name,
+                grpo=dataclasses.asdict(spec.grpo), gate=dataclasses.asdict(spec.gate),
+                rl=dataclasses.asdict(spec.rl), reference=spec.reference)
+    return json.dumps(cfgs, indent=2, sort_keys=True, default=str)
+
+
+def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool = False) -> pd.DataFrame:
+    """Train and evaluate one run (or read its finished results); one torch thread."""
+    out = Path(spec.out_dir)
+    res = out / "results.csv"
+    if res.exists():
+        return pd.read_csv(res)
+    from .pipeline import get_ranker, get_sft, get_sids, get_world
+    from .reward.reward_model import RewardModel
+    from .train.rl import run_method
+    with torch_threads(1):
+        world = get_world(profile.world, cache_dir)
+        sids = get_sids(world, profile.sid, cache_dir)
+        sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
+        reward = RewardModel(get_ranker(world, profile.ranker, cache_dir, progress=False), sids, profile.reward)
+        gate, rates = spec.gate, None
+        if spec.reference is not None:
+            rates = pd.read_csv(Path(spec.reference) / "steps.csv")["admission_rate"].to_numpy()
+            if gate.random_rate_mode == "mean" and gate.random_rate is None:
+                gate = replace(gate, random_rate=float(np.mean(rates)))
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", _config_json(profile, spec))
+        truth = None
+        if hasattr(world, "true_utility"):
+            def truth(batch, items):
+                return world.true_utility(world.states_for(batch), items)
+        return run_method(world, sids, sft_dir / "best.pt", reward, spec.grpo, gate, spec.rl, out,
+                          reference_rates=rates if gate.method == "random" else None, true_utility=truth,
+                          name=spec.name, progress=progress)
+
+
+class InProcessExecutor(Executor):
+    """``concurrent.futures.Executor`` that runs each call at submit, in this process."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        f = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # handed to the caller through the future, as a pool would
+            f.set_exception(e)
+        return f
+
+
+def make_executor(jobs: int = 1, scheduler: str | None = None) -> tuple[Executor, object]:
+    """(executor, what to close after it): in this process (jobs=1), a process pool (jobs>1), or
+    a Dask cluster (scheduler address; the client is closed with the executor)."""
+    if scheduler:
+        from distributed import Client
+        client = Client(scheduler)
+        return client.get_executor(), client
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got jobs={jobs}")
+    if jobs == 1:
+        return InProcessExecutor(), None
+    import multiprocessing as mp
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")), None
+
+
+def prepare(profile: Profile, cache_dir=None, progress: bool = True) -> None:
+    """Build the cached world, IDs, SFT base and ranker once, before any worker needs them."""
+    from .pipeline import get_ranker, get_sft, get_sids, get_world
+    with torch_threads(1):
+        world = get_world(profile.world, cache_dir, progress)
+        sids = get_sids(world, profile.sid, cache_dir)
+        get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
+        get_ranker(world, profile.ranker, cache_dir, progress=progress)
+
+
+def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 1, scheduler: str | None = None,
+            executor: Executor | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run every spec (finished ones are read back), two waves (random controls last), and return
+    their result rows in the order of ``specs``, with a ``run_dir`` column."""
+    prepare(profile, cache_dir, progress)
+    own, client = executor is None, None
+    ex = executor
+    if own:
+        ex, client = make_executor(jobs, scheduler)
+    inline = isinstance(ex, InProcessExecutor)
+    todo = [s for s in specs if not (Path(s.out_dir) / "results.csv").exists()]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", file=sys.stderr)
+    t0, done = time.perf_counter(), 0
+    try:
+        for wave in ([s for s in todo if s.reference is None], [s for s in todo if s.reference is not None]):
+            futures = {ex.submit(execute_run, s, profile, cache_dir, progress and inline): s for s in wave}
+            for f in as_completed(futures):
+                s = futures[f]
+                f.result()                       # re-raise a failed run here
+                done += 1
+                if bar is not None:
+                    left = (time.perf_counter() - t0) / done * (len(todo) - done)
+                    bar.update(1)
+                    print(f"[run] {s.name} seed {s.seed} done ({done}/{len(todo)} new, about {left:.0f} s left)",
+                          file=sys.__stderr__, flush=True)
+    finally:
+        if bar is not None:
+            bar.close()
+        if own:
+            ex.shutdown()
+            if client is not None:
+                client.close()
+    rows = [pd.read_csv(Path(s.out_dir) / "results.csv").assign(run_dir=s.out_dir) for s in specs]
+    return pd.concat(rows, ignore_index=True)
