@@ -154,6 +154,14 @@ def atomic_save_npy(path: str | os.PathLike, array) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_save_npz(path: str | os.PathLike, arrays: dict) -> None:
+    """np.savez_compressed of {name: array}, atomically."""
+    import io
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def save_table(df, out_dir: str | os.PathLike, name: str, floatfmt: str = ".4f") -> None:
     """Write a table as ``name.csv`` and ``name.md`` in out_dir, each atomically."""
     out = Path(out_dir)

@@ -1,5 +1,6 @@
 """RL trainer: method identities on real batches, resumption, controls and bad input."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -192,3 +193,22 @@ def test_bad_input(setup, tmp_path):
         RLConfig(batch_size=1)
     with pytest.raises(ValueError, match="output"):
         RewardConfig(output="rank")
+
+
+def test_audit_is_logged_per_sample_and_survives_resume(setup, tmp_path):
+    world, sids, ckpt, reward, batch = setup
+    truth = lambda b, items: world.true_utility(world.states_for(b), items)   # noqa: E731
+    grpo, gate = GRPOConfig(num_generations=4), GateConfig(method="adagrpo", tau=0.2, rho=0.3)
+    cfg = RLConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=30, device="cpu")
+    train_rl(world, sids, ckpt, reward, grpo, gate, cfg, tmp_path / "a", true_utility=truth, progress=False)
+    train_rl(world, sids, ckpt, reward, grpo, gate, cfg, tmp_path / "b", true_utility=truth, progress=False,
+             stop_after=2)
+    train_rl(world, sids, ckpt, reward, grpo, gate, cfg, tmp_path / "b", true_utility=truth, progress=False)
+    a, b = np.load(tmp_path / "a" / "audit.npz"), np.load(tmp_path / "b" / "audit.npz")
+    assert set(a.files) == {"step", "d", "a", "gate", "agreement", "pairs", "reward_truth_corr", "target"}
+    assert len(a["step"]) == 4 * 16 and list(np.unique(a["step"])) == [1, 2, 3, 4]
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert ((a["agreement"] >= 0) & (a["agreement"] <= 1)).all()
+    steps = pd.read_csv(tmp_path / "a" / "steps.csv")
+    np.testing.assert_allclose(steps["admission_rate"], [a["gate"][a["step"] == s].mean() for s in range(1, 5)])

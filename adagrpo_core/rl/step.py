@@ -38,6 +38,7 @@ class ScoredBatch:
     history: torch.Tensor | None = None       # [B, H] (the reference policy's KL needs it)
     tokens: torch.Tensor | None = None        # [B, G, Lp] rollout tuples
     metrics: dict = field(default_factory=dict)
+    audit: dict | None = None                 # per-sample diagnostics against the truth (simulated world)
 
 
 def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie, grpo: GRPOConfig,
@@ -76,9 +77,9 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     a = discriminability(cand_scores[:, 0], rewards, roll.items, target,
                          None if M == 0 else cand_scores[:, 1:], inmask)
     tu = None
-    if gate_cfg.method == "oracle":
-        if true_utility is None:
-            raise ValueError("method='oracle' needs the simulated world's true utility")
+    if gate_cfg.method == "oracle" and true_utility is None:
+        raise ValueError("method='oracle' needs the simulated world's true utility")
+    if true_utility is not None:
         tu = torch.as_tensor(true_utility(batch, roll.items.cpu().numpy()), dtype=torch.float32, device=dev)
         tu = torch.where(roll.valid, tu, torch.zeros_like(tu))
     g = compute_gate(gate_cfg, d, a, generator=generator, target_rate=target_rate,
@@ -91,9 +92,26 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
                                        + (~torch.isfinite(r)).sum()),
                "rollout_halluc": (~roll.valid).float().mean().item(),
                "rollout_hit": (roll.items == target[:, None]).any(1).float().mean().item()}
-    if gate_cfg.method == "oracle":
-        metrics["rank_agreement"] = rank_agreement(rewards, tu, roll.valid)[0].mean().item()
-    return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics)
+    audit = None
+    if tu is not None:
+        agree, n_pairs = rank_agreement(rewards, tu, roll.valid)
+        metrics["rank_agreement"] = agree[n_pairs > 0].mean().item() if bool((n_pairs > 0).any()) else float("nan")
+        audit = {"d": d, "a": a, "gate": g, "agreement": agree, "pairs": n_pairs,
+                 "reward_truth_corr": _rowwise_corr(rewards.float(), tu, roll.valid), "target": target}
+        audit = {k: v.detach().cpu().numpy() for k, v in audit.items()}
+    return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics, audit)
+
+
+def _rowwise_corr(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of x and y over each row's valid entries: [B, G] -> [B] (NaN with fewer
+    than two valid entries or no variance)."""
+    w = valid.float()
+    n = w.sum(1, keepdim=True)
+    xm = (x * w).sum(1, keepdim=True) / n.clamp(min=1)
+    ym = (y * w).sum(1, keepdim=True) / n.clamp(min=1)
+    xc, yc = (x - xm) * w, (y - ym) * w
+    den = ((xc * xc).sum(1) * (yc * yc).sum(1)).sqrt()
+    return torch.where(den > 0, (xc * yc).sum(1) / den.clamp(min=1e-12), torch.full_like(den, float("nan")))
 
 
 def compute_loss(scored: ScoredBatch, grpo: GRPOConfig, gate_cfg: GateConfig,

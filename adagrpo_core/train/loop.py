@@ -66,14 +66,17 @@ def _check_finite(loss: torch.Tensor, metrics: dict, step: int, idx: np.ndarray)
 
 def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable, val, sids,
              configs: dict, order_salt: tuple = (), sched=None, gen: torch.Generator | None = None,
-             checkpoint_extra: Callable[[], dict] | None = None, postfix: str = "loss", desc: str = "train",
+             checkpoint_extra: Callable[[], dict] | None = None, on_checkpoint: Callable[[int], None] | None = None,
+             on_resume: Callable[[int], None] | None = None, postfix: str = "loss", desc: str = "train",
              resume: bool = True, progress: bool = True, stop_after: int | None = None) -> LoopResult:
     """Train ``model`` for ``cfg.steps`` steps (see the module docstring).
 
     ``batch_loss(step, idx)`` returns (scalar loss with grad, {metric: float}) for the sample
     indices ``idx`` of 0-based step ``step``. ``configs`` (JSON-able) is stored in every
     checkpoint and must match on resume. ``checkpoint_extra()`` adds columns to a checkpoint
-    row (e.g. the learning rate). ``stop_after`` stops early at that step (to test resumption).
+    row (e.g. the learning rate). ``on_checkpoint(step)`` writes a stage's own files before
+    ``last.pt`` (commit order); ``on_resume(step)`` restores them when a run resumes at ``step``.
+    ``stop_after`` stops early at that step (to test resumption).
     """
     from ..model.semantic_ids import sids_hash
     out_dir = Path(out_dir)
@@ -93,6 +96,8 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
         set_rng_state(ck["rng"])
         if gen is not None:
             gen.set_state(ck["gen"].to(gen.get_state().device))
+        if on_resume is not None:
+            on_resume(step)
 
     def order(epoch):                     # depends only on (seed, salt, epoch): resumable
         return np.random.default_rng([cfg.seed, *order_salt, epoch]).permutation(n_examples)
@@ -137,6 +142,8 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
                 extra["sched"] = sched.state_dict()
             if gen is not None:
                 extra["gen"] = gen.get_state()
+            if on_checkpoint is not None:
+                on_checkpoint(step)
             write_checkpoint(out_dir, state, extra, improved, step == cfg.steps,
                              {"steps.csv": pd.DataFrame(log), "checkpoints.csv": pd.DataFrame(ckpts)})
         if stop_after is not None and step >= stop_after:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -26,7 +27,7 @@ from ..model.semantic_ids import SemanticIDs
 from ..rl.gate import GateConfig
 from ..rl.grpo import GRPOConfig
 from ..rl.step import compute_loss, sample_and_score
-from ..utils import atomic_save_df, resolve_device, seed_everything
+from ..utils import atomic_save_df, atomic_save_npz, resolve_device, seed_everything
 from .loop import run_loop
 
 
@@ -75,16 +76,31 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
     item_codes = torch.as_tensor(sids.codes, device=device)
     trie = sids.trie.to(device)
 
+    audit, audit_path = [], out_dir / "audit.npz"
+
     def batch_loss(step, idx):
         rate = None if reference_rates is None else float(reference_rates[step])
         scored = sample_and_score(model, reward_model, train.subset(idx), item_codes, trie, grpo, gate_cfg,
                                   gen, rate, true_utility)
+        if scored.audit is not None:
+            audit.append({"step": np.full(len(idx), step + 1), **scored.audit})
         return compute_loss(scored, grpo, gate_cfg, ref_model)
+
+    def save_audit(step):      # per sample and step: d, a, gate, agreement with the truth ...
+        if audit:
+            atomic_save_npz(audit_path, {k: np.concatenate([a[k] for a in audit]) for k in audit[0]})
+
+    def load_audit(step):
+        if audit_path.exists():
+            with np.load(audit_path) as z:
+                keep = z["step"] <= step
+                audit.append({k: z[k][keep] for k in z.files})
 
     configs = {"grpo": dataclasses.asdict(grpo), "gate": dataclasses.asdict(gate_cfg),
                "train": dataclasses.asdict(cfg)}
     res = run_loop(model, opt, cfg, out_dir, n_examples=len(train), batch_loss=batch_loss, val=val, sids=sids,
                    configs=configs, order_salt=(1,), gen=gen, postfix="admission_rate",
+                   on_checkpoint=save_audit, on_resume=load_audit,
                    desc=f"RL {gate_cfg.method}", resume=resume, progress=progress, stop_after=stop_after)
     return RLResult(model, res.steps, res.checkpoints, out_dir, time.perf_counter() - t0)
 
