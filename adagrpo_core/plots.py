@@ -162,3 +162,50 @@ def frontier(summary: pd.DataFrame, metric: str = "HR@10", points=(("adagrpo", "
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
+
+
+def sweep_curve(table: pd.DataFrame, knob: str, metric: str = "HR@10"):
+    """A one-at-a-time sweep: AdaGRPO and its matched controls against the swept value."""
+    t = table[table.sweep == knob].sort_values(knob)
+    x = np.arange(len(t))
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for off, tag, label, fmt in ((-0.12, "ada", "AdaGRPO", "o-"), (0.0, "random", "random, same rates", "s--"),
+                                 (0.12, "mixp", "mix(lambda x p)", "^:")):
+        ax.errorbar(x + off, t[f"{metric}_{tag}"], yerr=_ci(t[f"{metric}_{tag}_ci"]), fmt=fmt, capsize=3, label=label)
+    ax.set_xticks(x); ax.set_xticklabels([f"{v:g}" if isinstance(v, float) else str(v) for v in t[knob]])
+    ax.set_xlabel(knob); ax.set_ylabel(f"test {metric}, best checkpoint")
+    ax.legend(fontsize=7); fig.tight_layout()
+    return fig
+
+
+def tau_rho_heatmaps(table: pd.DataFrame, columns=("admission_rate", "HR@10_ada", "gain_vs_random")):
+    """The tau x rho grid: one heat map per column, the value written in each cell."""
+    t = table[table.sweep == "tau_rho"]
+    cols = [c for c in columns if c in t]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 3.2), squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        grid = t.pivot_table(index="tau", columns="rho", values=c)
+        im = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu" if c.startswith("gain") else "viridis", aspect="auto",
+                       origin="lower")
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                ax.text(j, i, f"{grid.iat[i, j]:.3f}", ha="center", va="center", fontsize=7, color="w")
+        ax.set_xticks(range(grid.shape[1])); ax.set_xticklabels([f"{v:g}" for v in grid.columns])
+        ax.set_yticks(range(grid.shape[0])); ax.set_yticklabels([f"{v:g}" for v in grid.index])
+        ax.set_xlabel("rho"); ax.set_ylabel("tau"); ax.set_title(c, fontsize=9)
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def gain_vs_admission(table: pd.DataFrame, metric: str = "HR@10"):
+    """AdaGRPO's paired gain over the random gate at the same rates, against the admission rate,
+    for every swept point: does any (tau, rho, ...) beat random gating at a matched rate?"""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for i, (sweep, g) in enumerate(table.groupby("sweep", sort=False)):
+        ax.errorbar(g.admission_rate, g.gain_vs_random, yerr=_ci(g.gain_vs_random_ci), fmt="osD^v<>"[i % 7],
+                    capsize=2, label=f"sweep: {sweep}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("AdaGRPO admission rate"); ax.set_ylabel(f"{metric}: AdaGRPO - random (same rates)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5)); fig.tight_layout()
+    return fig

@@ -47,6 +47,10 @@ class MethodSpec:
     method: str
     grpo: tuple = ()   # GRPOConfig overrides as (field, value) pairs, e.g. (("lam", 0.5),)
     gate: tuple = ()   # GateConfig overrides
+    match: str | None = None
+    """Name of the adagrpo method this one is matched to: a random control copies its admission
+    rates; a mixture with ``match`` (rate-matched) uses lambda x its mean admission rate. None for
+    a random control = the first adagrpo method."""
 
     def __post_init__(self):   # accept dicts for convenience; store hashable tuples
         for f in ("grpo", "gate"):
@@ -63,7 +67,7 @@ class RunSpec:
     grpo: GRPOConfig
     gate: GateConfig
     rl: RLConfig
-    reference: str | None           # folder of the AdaGRPO run a random control copies rates from
+    reference: str | None           # folder of the AdaGRPO run a matched method copies rates from
     key: str                        # run_key of the configs above
     out_dir: str                    # <out_root>/seed<k>/<name>-<key>
 
@@ -76,12 +80,18 @@ def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_
 
 
 def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> list[RunSpec]:
-    """The runs of ``methods`` x ``seeds``: random controls point at their seed's AdaGRPO run."""
+    """The runs of ``methods`` x ``seeds``: matched methods point at their seed's AdaGRPO run."""
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
-    if any(m.method == "random" for m in methods) and "adagrpo" not in [m.method for m in methods]:
-        raise ValueError("the random control is matched to an adagrpo run: include method 'adagrpo'")
+    ada_names = [m.name for m in methods if m.method == "adagrpo"]
+    for m in methods:
+        if m.method == "random" and not ada_names:
+            raise ValueError("the random control is matched to an adagrpo run: include method 'adagrpo'")
+        if m.match is not None and m.match not in ada_names:
+            raise ValueError(f"method {m.name!r} is matched to {m.match!r}, which is not an adagrpo method here")
+        if m.match is not None and m.method not in ("random", "mix"):
+            raise ValueError(f"only random and mix methods can be matched, got {m.name!r} (method={m.method!r})")
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds) or any(int(s) != s or s < 0 for s in seeds):
         raise ValueError(f"seeds must be distinct non-negative ints, got seeds={seeds}")
@@ -89,19 +99,24 @@ def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> l
     specs = []
     for seed in seeds:
         rl = replace(profile.rl, seed=int(seed))
-        ada = None
-        for m in sorted(methods, key=lambda m: m.method == "random"):     # adagrpo before random
+        planned = {}
+        matched = lambda m: m.match is not None or m.method == "random"   # noqa: E731
+        for m in sorted(methods, key=matched):                            # adagrpo before what it matches
             grpo = replace(profile.grpo, **dict(m.grpo))
             gate = replace(profile.gate, method=m.method, **dict(m.gate))
-            ref = ada if m.method == "random" else None
+            ref = planned[m.match or ada_names[0]] if matched(m) else None
             key = run_key(profile, grpo, gate, rl, None if ref is None else ref.key)
             spec = RunSpec(m.name, int(seed), grpo, gate, rl, None if ref is None else ref.out_dir, key,
-                           str(out_root / f"seed{seed}" / f"{m.name}-{key}"))
-            if m.method == "adagrpo" and ada is None:
-                ada = spec
+                           str(out_root / f"seed{seed}" / f"{_safe(m.name)}-{key}"))
+            planned[m.name] = spec
             specs.append(spec)
     order = {n: i for i, n in enumerate(names)}
     return sorted(specs, key=lambda s: (s.reference is not None, s.seed, order[s.name]))
+
+
+def _safe(name: str) -> str:
+    """A method name as a folder name (letters, digits and =,.()-_ kept)."""
+    return "".join(c if c.isalnum() or c in "=,.()-_" else "_" for c in name)
 
 
 def _config_json(profile: Profile, spec: RunSpec) -> str:
@@ -126,18 +141,20 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
         sids = get_sids(world, profile.sid, cache_dir)
         sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
         reward = RewardModel(get_ranker(world, profile.ranker, cache_dir, progress=False), sids, profile.reward)
-        gate, rates = spec.gate, None
+        gate, grpo, rates = spec.gate, spec.grpo, None
         if spec.reference is not None:
             rates = pd.read_csv(Path(spec.reference) / "steps.csv")["admission_rate"].to_numpy()
-            if gate.random_rate_mode == "mean" and gate.random_rate is None:
+            if gate.method == "random" and gate.random_rate_mode == "mean" and gate.random_rate is None:
                 gate = replace(gate, random_rate=float(np.mean(rates)))
+            if gate.method == "mix":             # rate-matched mixture: the GRPO weight AdaGRPO put on the batch
+                grpo = replace(grpo, lam=grpo.lam * float(np.mean(rates)))
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", _config_json(profile, spec))
         truth = None
         if hasattr(world, "true_utility"):
             def truth(batch, items):
                 return world.true_utility(world.states_for(batch), items)
-        return run_method(world, sids, sft_dir / "best.pt", reward, spec.grpo, gate, spec.rl, out,
+        return run_method(world, sids, sft_dir / "best.pt", reward, grpo, gate, spec.rl, out,
                           reference_rates=rates if gate.method == "random" else None, true_utility=truth,
                           name=spec.name, progress=progress)
 

@@ -246,3 +246,43 @@ def load_checkpoint(path, weights_only: bool = False) -> dict:
     except Exception as e:  # truncated zip, empty file, unpickling errors: all mean "damaged"
         raise DamagedFileError(f"{path} is damaged or truncated ({type(e).__name__}: {e}); "
                                "delete it to rebuild it") from e
+
+
+# keys that say where things go or how fast, not what is computed: never part of a sweep folder name
+_PLUMBING = {"profile", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler"}
+
+
+def notebook_defaults(notebook: str | os.PathLike) -> dict:
+    """The literal values of a notebook's ``parameters`` cell, parsed from the .ipynb file."""
+    import ast
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "".join(cell["source"])
+            return {t.id: ast.literal_eval(node.value) for node in ast.parse(src).body
+                    if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    raise ValueError(f"{notebook} has no cell tagged 'parameters'")
+
+
+def output_dir(notebook: str, out_dir, profile: str, values: dict) -> Path:
+    """Where a notebook writes its tables and figures, so that no run overwrites another's.
+
+    An explicit ``out_dir`` wins. Otherwise, under the checkout's ``figures/``: the tiny profile
+    (a smoke test) writes to ``figures/smoke/`` (git-ignored); a run whose parameters differ from
+    the notebook's defaults writes to ``figures/sweeps/<notebook>/<param>=<value>,.../``; only a
+    run with the default parameters writes to ``figures/`` itself.
+    """
+    if out_dir:
+        return Path(out_dir)
+    base = default_figures_dir()
+    if profile == "tiny":
+        return base / "smoke"
+    root = repo_root()
+    path = (root / "notebooks" / f"{notebook}.ipynb") if root else None
+    defaults = notebook_defaults(path) if path and path.is_file() else {}
+    changed = {k: v for k, v in values.items() if k not in _PLUMBING and k in defaults and defaults[k] != v}
+    if not changed:
+        return base
+    name = ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
+    safe = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in name)[:120]
+    return base / "sweeps" / notebook / safe

@@ -45,6 +45,14 @@ EXPECTED = {
         "nb04_paired_tests_pooled_holm_tiny.csv": ["method", "reference", "p_holm"],
         "nb04_admission_rates_tiny": None, "nb04_hr10_vs_admission_tiny": None,
     },
+    "05_sensitivity.ipynb": {
+        "nb05_sensitivity_tau_tiny.csv": ["grid", "tau", "seeds", "admission_rate", "HR@10_ada", "HR@10_random",
+                                          "HR@10_mixp", "gain_vs_random", "gain_vs_random_ci", "gain_vs_mixp"],
+        "nb05_sensitivity_lam_tiny.csv": ["lam", "HR@10_ada", "gain_vs_mixp"],
+        "nb05_sensitivity_lam_normalize_tiny.csv": ["lam", "normalize", "HR@10_ada"],
+        "nb05_tau_rho_tiny.csv": ["tau", "rho", "admission_rate", "HR@10_ada", "gain_vs_random"],
+        "nb05_sensitivity_tau_tiny": None, "nb05_tau_rho_tiny": None, "nb05_gain_vs_admission_tiny": None,
+    },
     "06_frontier.ipynb": {
         "nb06_frontier_tiny.csv": ["method", "checkpoint", "lam", "HR@10", "HR@10_ci", "halluc", "halluc_ci"],
         "nb06_frontier_tiny": None,

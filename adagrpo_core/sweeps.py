@@ -1,0 +1,129 @@
+"""Sensitivity sweeps of AdaGRPO around an operating point, each point against its matched controls.
+
+For every swept value of tau, rho, lambda, M (``num_negatives``), G (``num_generations``) or the
+``normalize`` mode, and every cell of a tau x rho grid, a point trains:
+
+* ``ada[...]``: AdaGRPO at that value;
+* ``random[...]``: the random gate at the same per-step admission rates (the "less RL" control);
+* ``mixp[...]``: the fixed mixture with lambda x p, p = that AdaGRPO run's mean admission rate.
+  With ``normalize="batch"`` AdaGRPO at lambda puts about lambda x p of GRPO weight on a batch,
+  so "the gate wins" must beat this, not only mix(lambda), or it may only mean "less GRPO wins".
+
+Every point shares the cached SFT base and ranker, and a run that exists (same full config) is
+reused, so a notebook that sweeps one value at a time aggregates whatever runs exist.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .configs import Profile
+from .eval.stats import mean_ci
+from .runs import MethodSpec
+
+SWEEPABLE = {"tau": "gate", "rho": "gate", "num_negatives": "gate", "lam": "grpo", "num_generations": "grpo",
+             "normalize": "grpo"}
+
+
+def _label(values: dict) -> str:
+    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def point_methods(values: dict) -> list[MethodSpec]:
+    """AdaGRPO at the knob ``values`` ({knob: value}), its matched random gate and rate-matched mixture."""
+    for k in values:
+        if k not in SWEEPABLE:
+            raise ValueError(f"cannot sweep {k!r}; sweepable knobs: {sorted(SWEEPABLE)}")
+    label = _label(values)
+    gate = {k: v for k, v in values.items() if SWEEPABLE[k] == "gate"}
+    grpo = {k: v for k, v in values.items() if SWEEPABLE[k] == "grpo"}
+    ada = f"ada[{label}]"
+    return [MethodSpec(ada, "adagrpo", grpo=grpo, gate=gate),
+            MethodSpec(f"random[{label}]", "random", grpo=grpo, gate=gate, match=ada),
+            MethodSpec(f"mixp[{label}]", "mix", grpo=grpo, match=ada)]
+
+
+def sweep_methods(grids: dict, tau_rho_grid: tuple | None = None,
+                  lam_normalize: tuple = ()) -> tuple[list[MethodSpec], list[dict]]:
+    """Methods for one-at-a-time sweeps ``{knob: [values]}``, an optional tau x rho grid
+    ``(taus, rhos)``, and lambda swept again under each ``normalize`` mode in ``lam_normalize``;
+    plus nll and mix(lambda) for each swept lambda. Returns (methods, points), a point being
+    {"sweep": name, knob: value, ...}; points shared by several sweeps train once."""
+    points = [{"sweep": k, k: v} for k, vals in grids.items() for v in vals]
+    if tau_rho_grid is not None:
+        points += [{"sweep": "tau_rho", "tau": t, "rho": r} for t in tau_rho_grid[0] for r in tau_rho_grid[1]]
+    points += [{"sweep": "lam_normalize", "lam": lam, "normalize": mode}
+               for mode in lam_normalize for lam in grids.get("lam", [])]
+    methods, seen = [MethodSpec("nll", "nll")], {"nll"}
+    for p in points:
+        for m in point_methods({k: v for k, v in p.items() if k != "sweep"}):
+            if m.name not in seen:
+                seen.add(m.name)
+                methods.append(m)
+    for lam in grids.get("lam", []):
+        name = f"mix({lam:g})"
+        if name not in seen:
+            seen.add(name)
+            methods.append(MethodSpec(name, "mix", grpo={"lam": lam}))
+    return methods, points
+
+
+def _paired(rows: pd.DataFrame, a: str, b: str, metric: str, checkpoint: str):
+    """Mean and t-interval over seeds of the per-seed difference a - b."""
+    s = rows[rows.checkpoint == checkpoint].pivot_table(index="seed", columns="method", values=metric)
+    if a not in s or b not in s:
+        return np.nan, np.nan
+    d = (s[a] - s[b]).dropna().to_numpy()
+    return mean_ci(d) if len(d) else (np.nan, np.nan)
+
+
+def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
+                checkpoint: str = "best") -> pd.DataFrame:
+    """One row per point: admission rate, the metric of AdaGRPO and of each control (mean and
+    95% t-interval over seeds), and AdaGRPO's paired gains over the matched random gate, the
+    rate-matched mixture and continued NLL."""
+    out = []
+    sub = rows[rows.checkpoint == checkpoint]
+    for p in points:
+        label = _label({k: v for k, v in p.items() if k != "sweep"})
+        r = dict(p)
+        for tag, name in (("ada", f"ada[{label}]"), ("random", f"random[{label}]"), ("mixp", f"mixp[{label}]")):
+            g = sub[sub.method == name]
+            r[f"{metric}_{tag}"], r[f"{metric}_{tag}_ci"] = mean_ci(g[metric]) if len(g) else (np.nan, np.nan)
+            if tag == "ada":
+                r["seeds"] = len(g)
+                r["admission_rate"], r["admission_rate_ci"] = mean_ci(g["admission_rate"]) if len(g) else (np.nan,) * 2
+        for tag, ref in (("random", f"random[{label}]"), ("mixp", f"mixp[{label}]"), ("nll", "nll")):
+            r[f"gain_vs_{tag}"], r[f"gain_vs_{tag}_ci"] = _paired(rows, f"ada[{label}]", ref, metric, checkpoint)
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+# the grids of each profile: the full ones, and the reduced ones of the quick and tiny profiles
+FULL_GRIDS = {"tau": [0.0, 0.25, 0.5, 0.75, 0.9], "rho": [0.0, 0.25, 0.5, 0.75, 0.9],
+              "lam": [0.1, 0.25, 0.5, 1.0, 2.0], "num_negatives": [0, 1, 5, 10, 20], "num_generations": [4, 8, 16]}
+REDUCED_GRIDS = {"tau": [0.0, 0.5, 0.9], "rho": [0.0, 0.5, 0.9], "lam": [0.5, 2.0], "num_negatives": [0, 20],
+                 "num_generations": [4, 16]}
+SMOKE_GRIDS = {"tau": [0.0, 0.9], "lam": [0.5]}
+
+
+def default_grids(profile_name: str) -> tuple[dict, tuple, tuple]:
+    """(one-at-a-time grids, tau x rho grid, normalize modes of the lambda sweep) of a profile:
+    reduced for 'quick' and 'tiny' (say so in every caption), full otherwise."""
+    if profile_name == "tiny":
+        return dict(SMOKE_GRIDS), ([0.25], [0.25, 0.75]), ("admitted",)
+    if profile_name == "quick":
+        return dict(REDUCED_GRIDS), ([0.25, 0.75], [0.25, 0.75]), ("admitted",)
+    return dict(FULL_GRIDS), (FULL_GRIDS["tau"], FULL_GRIDS["rho"]), ("batch", "admitted")
+
+
+def operating_point(profile: Profile, **values) -> Profile:
+    """The profile with its GRPO / gate knobs moved to ``values`` (the point sweeps go around)."""
+    gate = {k: v for k, v in values.items() if SWEEPABLE.get(k) == "gate"}
+    grpo = {k: v for k, v in values.items() if SWEEPABLE.get(k) == "grpo"}
+    unknown = set(values) - set(SWEEPABLE)
+    if unknown:
+        raise ValueError(f"unknown knobs {sorted(unknown)}; known: {sorted(SWEEPABLE)}")
+    return replace(profile, gate=replace(profile.gate, **gate), grpo=replace(profile.grpo, **grpo))
