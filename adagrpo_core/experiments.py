@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .configs import Profile
-from .eval.evaluate import evaluate_policy, most_popular, run_hits, test_examples
-from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci
+from .eval.evaluate import ctr_path, evaluate_policy, most_popular, run_hits, test_examples
+from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci, paired_bootstrap_ci
 from .model.policy import load_policy
 from .pipeline import get_sft, get_sids, get_world
 from .runs import MethodSpec, execute, plan_runs
@@ -35,9 +35,10 @@ def default_methods(lams=(0.1, 0.5, 1.0)) -> list[MethodSpec]:
     return specs
 
 
-def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", "halluc",
-                                           "HR@10_constrained", "admission_rate")) -> pd.DataFrame:
-    """Mean and 95% t-interval half-width over seeds, per (method, checkpoint)."""
+def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", "halluc", "HR@10_constrained",
+                                           "admission_rate", "sim_ctr", "dwell", "coverage", "tail_share")) -> pd.DataFrame:
+    """Mean and 95% t-interval half-width over seeds, per (method, checkpoint), of the metrics present."""
+    metrics = [m for m in metrics if m in rows]
     out = []
     for (name, ckpt), g in rows.groupby(["method", "checkpoint"], sort=False):
         r = {"method": name, "checkpoint": ckpt, "seeds": len(g)}
@@ -106,7 +107,7 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
     seeds = sorted(rows.seed.unique())
     out = []
     for method, ref in pairs:
-        pooled, sub = [0, 0], []
+        pooled, sub, ctr_diffs = [0, 0], [], []
         for seed in seeds:
             tcfg = replace(profile.rl, seed=int(seed))
             a = run_hits(where[(method, seed)], world, sids, tcfg, kind, k)
@@ -114,15 +115,27 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
             n_ref_only, n_method_only, p = mcnemar_exact(b, a)
             pooled[0] += n_ref_only
             pooled[1] += n_method_only
-            sub.append({"method": method, "reference": ref, "seed": str(seed), "n": len(a),
-                        f"HR@{k}_method": a.mean(), f"HR@{k}_reference": b.mean(), "diff": a.mean() - b.mean(),
-                        "method_only_hits": n_method_only, "reference_only_hits": n_ref_only, "mcnemar_p": p})
+            row = {"method": method, "reference": ref, "seed": str(seed), "n": len(a),
+                   f"HR@{k}_method": a.mean(), f"HR@{k}_reference": b.mean(), "diff": a.mean() - b.mean(),
+                   "method_only_hits": n_method_only, "reference_only_hits": n_ref_only, "mcnemar_p": p}
+            ca, cb = ctr_path(where[(method, seed)], kind), ctr_path(where[(ref, seed)], kind)
+            if ca.exists() and cb.exists():        # the simulated A/B test: paired bootstrap over users
+                d = np.load(ca) - np.load(cb)
+                ctr_diffs.append(d)
+                row["sim_ctr_diff"], row["sim_ctr_ci_low"], row["sim_ctr_ci_high"] = \
+                    paired_bootstrap_ci(d, np.zeros_like(d), seed=int(seed))
+            sub.append(row)
         out += sub
-        out.append({"method": method, "reference": ref, "seed": "pooled", "n": sum(r["n"] for r in sub),
-                    f"HR@{k}_method": np.mean([r[f"HR@{k}_method"] for r in sub]),
-                    f"HR@{k}_reference": np.mean([r[f"HR@{k}_reference"] for r in sub]),
-                    "diff": np.mean([r["diff"] for r in sub]), "method_only_hits": pooled[1],
-                    "reference_only_hits": pooled[0], "mcnemar_p": mcnemar_p(*pooled)})
+        pooled_row = {"method": method, "reference": ref, "seed": "pooled", "n": sum(r["n"] for r in sub),
+                      f"HR@{k}_method": np.mean([r[f"HR@{k}_method"] for r in sub]),
+                      f"HR@{k}_reference": np.mean([r[f"HR@{k}_reference"] for r in sub]),
+                      "diff": np.mean([r["diff"] for r in sub]), "method_only_hits": pooled[1],
+                      "reference_only_hits": pooled[0], "mcnemar_p": mcnemar_p(*pooled)}
+        if len(ctr_diffs) == len(seeds):
+            d = np.concatenate(ctr_diffs)
+            pooled_row["sim_ctr_diff"], pooled_row["sim_ctr_ci_low"], pooled_row["sim_ctr_ci_high"] = \
+                paired_bootstrap_ci(d, np.zeros_like(d))
+        out.append(pooled_row)
     return pd.DataFrame(out)
 
 

@@ -134,13 +134,14 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
     if res.exists():
         return pd.read_csv(res)
     from .pipeline import get_ranker, get_sft, get_sids, get_world
-    from .reward.reward_model import RewardModel
+    from .reward.reward_model import build_reward
     from .train.rl import run_method
     with torch_threads(1):
         world = get_world(profile.world, cache_dir)
         sids = get_sids(world, profile.sid, cache_dir)
         sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
-        reward = RewardModel(get_ranker(world, profile.ranker, cache_dir, progress=False), sids, profile.reward)
+        ranker = get_ranker(world, profile.ranker, cache_dir, progress=False) if profile.reward.source == "ranker" else None
+        reward = build_reward(world, sids, ranker, profile.reward)
         gate, grpo, rates = spec.gate, spec.grpo, None
         if spec.reference is not None:
             rates = pd.read_csv(Path(spec.reference) / "steps.csv")["admission_rate"].to_numpy()

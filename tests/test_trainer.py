@@ -108,10 +108,10 @@ class ConstantReward:
     def __init__(self, inner):
         self.inner = inner
 
-    def __call__(self, history, tuples):
+    def __call__(self, history, tuples, batch=None):
         return torch.zeros(tuples.shape[:2])
 
-    def score_items(self, history, items):
+    def score_items(self, history, items, batch=None):
         return torch.zeros(items.shape, dtype=torch.float32)
 
 

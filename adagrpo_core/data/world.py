@@ -233,12 +233,10 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
     n_steps = rng.integers(cfg.n_steps_min, cfg.n_steps_max + 1, n_u)
 
     log_pop = torch.from_numpy(np.log(pop).astype(np.float32))
-    M = min(cfg.shortlist_size, n_i)
     examine = (1.0 / (np.arange(S) + 1.0) ** cfg.position_bias)
     vec_t = torch.from_numpy(vec.T.copy())
     quality_term = torch.from_numpy((cfg.quality_weight * quality + cfg.utility_offset).astype(np.float32))
     scale = np.float32(cfg.utility_scale / np.sqrt(d))
-    b = np.float32(cfg.exposure_bias)
 
     imp_user, imp_step, imp_item, imp_pos, imp_click, imp_hist = [], [], [], [], [], []
     click_user, click_step, click_item, click_state = [], [], [], []
@@ -251,15 +249,7 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
         active = np.flatnonzero(n_steps > t)
         ua = torch.from_numpy(taste[active].astype(np.float32))                # [A, d]
         util = ua @ vec_t * scale + quality_term                               # [A, n_items] true utility
-        logits = (1 - b) * util / cfg.logging_temperature + b * cfg.popularity_weight * log_pop
-        # stage 1: the logging policy shortlists its top-M items by (deterministic) logit
-        short_logit, short = torch.topk(logits, M, dim=1)                      # [A, M]
-        # stage 2: Plackett-Luce slate from the shortlist (Gumbel-top-k), with estimation noise
-        noise = cfg.logging_noise * (1 - b) / cfg.logging_temperature * rng.standard_normal((len(active), M), dtype=np.float32)
-        gumbel = -np.log(rng.standard_exponential((len(active), M), dtype=np.float32) + 1e-12)
-        score = short_logit.numpy() + noise + gumbel
-        pick = np.argsort(-score, axis=1)[:, :S]                               # [A, S] best first
-        slate = np.take_along_axis(short.numpy(), pick, 1)
+        slate = _logging_pick(util, log_pop, cfg, rng)                        # [A, S] best first
         util = util.numpy()
         u_slate = np.take_along_axis(util, slate, 1)                           # [A, S]
         p_click = examine[None, :] / (1.0 + np.exp(-u_slate))
@@ -320,6 +310,29 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
         item_vectors=vec, item_quality=quality, click_states=click_state, impressions=imp,
         build_seconds=time.perf_counter() - t0, n_users_dropped=int((~keep_user).sum()),
     )
+
+
+def _logging_pick(util: torch.Tensor, log_pop: torch.Tensor, cfg: WorldConfig, rng) -> np.ndarray:
+    """The logging policy: util [A, n_items] true utility -> slates [A, slate_size] item ids."""
+    b = np.float32(cfg.exposure_bias)
+    M = min(cfg.shortlist_size, util.shape[1])
+    logits = (1 - b) * util / cfg.logging_temperature + b * cfg.popularity_weight * log_pop
+    # stage 1: the logging policy shortlists its top-M items by (deterministic) logit
+    short_logit, short = torch.topk(logits, M, dim=1)                          # [A, M]
+    # stage 2: Plackett-Luce slate from the shortlist (Gumbel-top-k), with estimation noise
+    A = util.shape[0]
+    noise = cfg.logging_noise * (1 - b) / cfg.logging_temperature * rng.standard_normal((A, M), dtype=np.float32)
+    gumbel = -np.log(rng.standard_exponential((A, M), dtype=np.float32) + 1e-12)
+    score = short_logit.numpy() + noise + gumbel
+    pick = np.argsort(-score, axis=1)[:, :cfg.slate_size]                      # [A, S] best first
+    return np.take_along_axis(short.numpy(), pick, 1)
+
+
+def logging_slates(world: "World", states, rng: np.random.Generator) -> np.ndarray:
+    """Slates the world's logging policy would show to user states [U, d]: [U, slate_size]."""
+    util = torch.from_numpy(world.true_utility(states, np.arange(world.n_items)).astype(np.float32))
+    log_pop = torch.from_numpy(np.log(world.item_popularity).astype(np.float32))
+    return _logging_pick(util, log_pop, world.cfg, rng)
 
 
 def pop_by_cat(cat, pop, n_cat):

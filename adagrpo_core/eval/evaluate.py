@@ -94,7 +94,14 @@ def test_examples(data: Interactions, max_history: int, n: int, seed: int) -> Ex
 
 RESULT_COLUMNS = ["method", "seed", "checkpoint", "step", "HR@5", "HR@10", "HR@20", "NDCG@10",
                   "halluc", "HR@10_constrained", "admission_rate"]
+AB_COLUMNS = ["sim_ctr", "dwell", "coverage", "tail_share"]   # the simulated A/B test (simulated world)
+SLATE_K = 10                                                  # the served slate: the top 10 constrained beams
 HITS_K = 10   # evaluate_checkpoints stores per-sample hits@HITS_K of each checkpoint
+
+
+def ctr_path(run_dir, kind: str) -> Path:
+    """Where a run keeps the per-test-user expected CTR of its ``best`` or ``final`` checkpoint."""
+    return Path(run_dir) / f"ctr_{kind}.npy"
 
 
 def hits_path(run_dir, kind: str, k: int, constrained: bool) -> Path:
@@ -105,9 +112,12 @@ def hits_path(run_dir, kind: str, k: int, constrained: bool) -> Path:
 def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method: str, seed: int,
                          cfg, admission_rate: float, device="auto") -> pd.DataFrame:
     """Test metrics of a run's best.pt and final.pt: HR/NDCG and hallucination from unconstrained
-    beam search (as the paper reports them), plus constrained HR@10. ``cfg``: the RLConfig
-    (test_samples, eval_beam_width). Writes the per-sample hits next to the checkpoints."""
+    beam search (as the paper reports them), plus constrained HR@10. On the simulated world also
+    the simulated A/B test of the served slate (the top 10 trie-constrained beams): expected CTR,
+    dwell proxy, coverage and tail share (``eval/ab_test.py``). ``cfg``: the RLConfig
+    (test_samples, eval_beam_width). Writes the per-sample hits and CTRs next to the checkpoints."""
     out_dir = Path(out_dir)
+    truth = hasattr(data, "true_utility")
     rows, test, metrics_at, ranked_at = [], None, {}, {}
     for kind in ("best", "final"):
         path = out_dir / f"{kind}.pt"
@@ -123,11 +133,18 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
         for mode, r in ranked_at[step].items():   # per-sample hits for the paired tests
             atomic_save_npy(hits_path(out_dir, kind, HITS_K, mode == "constrained"),
                             (r[:, :HITS_K] == test.target[:, None]).any(1))
-        rows.append({"method": method, "seed": seed, "checkpoint": kind, "step": step,
-                     "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"], "HR@20": m["HR@20_unc"],
-                     "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],
-                     "HR@10_constrained": m["HR@10"], "admission_rate": admission_rate})
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+        row = {"method": method, "seed": seed, "checkpoint": kind, "step": step,
+               "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"], "HR@20": m["HR@20_unc"],
+               "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],
+               "HR@10_constrained": m["HR@10"], "admission_rate": admission_rate}
+        if truth:
+            from .ab_test import slate_click_stats
+            ab = slate_click_stats(data, data.states_for(test), ranked_at[step]["constrained"][:, :SLATE_K])
+            atomic_save_npy(ctr_path(out_dir, kind), ab["ctr"])
+            row.update(sim_ctr=float(ab["ctr"].mean()), dwell=float(np.nanmean(ab["dwell"])),
+                       coverage=ab["coverage"], tail_share=ab["tail_share"])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS + (AB_COLUMNS if truth else []))
 
 
 def run_hits(run_dir, data: Interactions, sids: SemanticIDs, cfg, kind: str = "best", k: int = 10,

@@ -12,28 +12,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..data.impressions import examined_rows, grouped_impressions
+from ..data.impressions import examined_rows, exposure_buckets, grouped_impressions
 from ..eval.metrics import auc, rowwise_spearman
 from ..utils import check_int, torch_threads
 from .ranker import Ranker, RankerConfig
 from .training import train_ranker
-
-
-def exposure_buckets(data, n_buckets: int = 5):
-    """Equal-sized item buckets by impression count in the train split (bucket 0 = rarest).
-
-    Items are sorted by count (ties by item id) and cut into ``n_buckets`` nearly equal groups:
-    count quantiles would collapse when many items share a count (often 0 under strong bias).
-    Returns (bucket [n_items], counts [n_items]).
-    """
-    check_int("n_buckets", n_buckets, lo=1, hi=int(data.n_items))
-    imp = data.impressions
-    counts = np.bincount(imp["item"].to_numpy()[(imp["split"] == "train").to_numpy()],
-                         minlength=data.n_items)
-    order = np.argsort(counts, kind="stable")
-    bucket = np.empty(data.n_items, dtype=np.int64)
-    bucket[order] = np.arange(data.n_items) * n_buckets // data.n_items
-    return bucket, counts
 
 
 def _has_truth(world) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..data.interactions import NO_ITEM
-from ..utils import check_choice, check_range
+from ..utils import check_choice, check_int, check_range
 from .ranker import Ranker
 
 
@@ -20,12 +20,25 @@ from .ranker import Ranker
 class RewardConfig:
     """What the reward model serves to GRPO and to the stratified analysis."""
 
+    source: str = "ranker"
+    """'ranker' (the click model trained on impressions), 'truth' (the simulated world's true click
+    probability, the noise-free ceiling) or 'noisy_truth' (the truth with known noise on rare items)."""
+    noise: float = 0.0
+    """noisy_truth: std of the per-item utility error on the rarest items (scaled down to 0 on the most shown)."""
+    noise_seed: int = 0
+    """noisy_truth: seed of the per-item errors."""
     output: str = "prob"
-    """'prob' (the ranker's click probability, in [0, 1]) or 'logit' (its click logit)."""
+    """'prob' (a click probability, in [0, 1]) or 'logit' (the click logit / true utility)."""
     invalid_reward: float | None = None
     """Reward of an invalid tuple; None = a penalty below every valid score (see RewardModel)."""
 
     def __post_init__(self):
+        check_choice("source", self.source, ("ranker", "truth", "noisy_truth"))
+        check_range("noise", self.noise, lo=0)
+        if self.noise > 0 and self.source != "noisy_truth":
+            raise ValueError(f"noise applies to source='noisy_truth' only, got noise={self.noise!r} "
+                             f"with source={self.source!r}")
+        check_int("noise_seed", self.noise_seed, lo=0)
         check_choice("output", self.output, ("logit", "prob"))
         if self.invalid_reward is not None:
             check_range("invalid_reward", self.invalid_reward)
@@ -57,10 +70,11 @@ class RewardModel:
         return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device).long()
 
     @torch.no_grad()
-    def score_items(self, history, items) -> torch.Tensor:
+    def score_items(self, history, items, batch=None) -> torch.Tensor:
         """history [B, H] (-1 pad), items [B, C] (-1 = invalid) -> rewards [B, C] float on the device.
 
-        Only the last ``max_history`` history items are used, as in training.
+        Only the last ``max_history`` history items are used, as in training. ``batch`` is unused
+        (the truth rewards need it; the ranker reads the history).
         """
         history, items = self._tensor(history), self._tensor(items)
         if history.ndim != 2 or items.ndim != 2 or history.shape[0] != items.shape[0]:
@@ -91,9 +105,17 @@ class RewardModel:
         return self.trie.lookup(self._tensor(tuples))
 
     @torch.no_grad()
-    def __call__(self, history, tuples) -> torch.Tensor:
+    def __call__(self, history, tuples, batch=None) -> torch.Tensor:
         """history [B, H], tuples [B, G, L] -> rewards [B, G]: one batched forward over all B * G pairs."""
         tuples = self._tensor(tuples)
         if tuples.ndim != 3:
             raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
         return self.score_items(history, self.decode(tuples))
+
+
+def build_reward(world, sids, ranker, cfg: RewardConfig):
+    """The reward of ``cfg.source``: the ranker's (``ranker`` a trained Ranker), or the truth."""
+    if cfg.source == "ranker":
+        return RewardModel(ranker, sids, cfg)
+    from .truth_reward import TruthReward
+    return TruthReward(world, sids, cfg)

@@ -62,7 +62,7 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
 
     cache = model.encode(hist)                        # with grad; the rollouts use a detached view
     roll = sample_rollouts(model, None, G, grpo.temperature, trie=trie, generator=generator, cache=cache)
-    rewards = reward_model(hist, roll.tokens)                                        # [B, G]
+    rewards = reward_model(hist, roll.tokens, batch=batch)                           # [B, G]
     tuples = torch.cat([roll.tokens, target_codes], 1)                               # [B, G+1, Lp]
     logits = model.tuple_logits(None, tuples, cache=cache)                           # [B, G+1, Lp, V]
     logp_T = model.gather_logprobs(logits[:, :G], roll.tokens, grpo.temperature)     # [B, G, Lp]
@@ -73,7 +73,7 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     M = gate_cfg.num_negatives
     idx, inmask = sample_inbatch_negatives(target, M, generator=generator) if M > 0 else (None, None)
     cand = target[:, None] if M == 0 else torch.cat([target[:, None], target[idx]], 1)  # [B, 1+M]
-    cand_scores = reward_model.score_items(hist, cand)
+    cand_scores = reward_model.score_items(hist, cand, batch=batch)
     a = discriminability(cand_scores[:, 0], rewards, roll.items, target,
                          None if M == 0 else cand_scores[:, 1:], inmask)
     tu = None

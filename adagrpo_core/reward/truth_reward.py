@@ -1,0 +1,69 @@
+"""Rewards from the simulated world's ground truth, with the interface of the ranker's reward.
+
+* ``source="truth"``: the TRUE click probability sigmoid(u(state, item)) of each decoded rollout
+  for the user state of its sample: the noise-free ceiling of any learned reward.
+* ``source="noisy_truth"``: the truth corrupted by a known, fixed per-item error concentrated on
+  rarely exposed items, ``sigmoid(u + noise * f(b_i) * z_i)``, with z_i ~ N(0, 1) drawn once per
+  item (seeded: the same item is always wrong the same way, as a ranker's mis-estimated item is)
+  and ``f(b) = (n_buckets - 1 - b) / (n_buckets - 1)`` for the item's train-exposure bucket b
+  (f = 1 on the rarest fifth, 0 on the most shown). The gate can then be tested against noise
+  whose location is known.
+
+The reward needs each sample's user state, which the history alone does not give: the RL step
+passes the batch (``batch=``), and the reward looks up ``world.states_for(batch)``. Invalid
+tuples (hallucinations) get ``invalid_reward`` (default -1, below every probability; with
+``output="logit"`` the utility is served and the default is the row's lowest valid one minus 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.impressions import exposure_buckets
+from .reward_model import RewardConfig
+
+
+class TruthReward:
+    """True (optionally noisy) click probability as a reward. See the module docstring."""
+
+    def __init__(self, world, sids, cfg: RewardConfig, n_buckets: int = 5, device="cpu"):
+        if not hasattr(world, "true_utility"):
+            raise ValueError(f"reward source={cfg.source!r} needs the simulated world's true utility; "
+                             "this dataset has none (use source='ranker')")
+        if sids.n_items != world.n_items:
+            raise ValueError(f"sids.n_items={sids.n_items} != world.n_items={world.n_items}")
+        self.world, self.cfg, self.output = world, cfg, cfg.output
+        self.device = torch.device(device)
+        self.trie = sids.trie.to(self.device)
+        noise = cfg.noise if cfg.source == "noisy_truth" else 0.0
+        bucket, _ = exposure_buckets(world, n_buckets)
+        weight = (n_buckets - 1 - bucket) / max(n_buckets - 1, 1)                 # 1 rarest .. 0 most shown
+        z = np.random.default_rng([cfg.noise_seed, 12345]).standard_normal(world.n_items)
+        self.item_error = (noise * weight * z).astype(np.float32)                 # [n_items] utility error
+
+    @torch.no_grad()
+    def score_items(self, history, items, batch=None) -> torch.Tensor:
+        """items [B, C] (-1 = invalid) of the samples in ``batch`` -> rewards [B, C]."""
+        if batch is None:
+            raise ValueError("a truth reward needs the batch (its user states): pass batch=")
+        items = np.asarray(items.cpu() if torch.is_tensor(items) else items, dtype=np.int64)
+        valid = items >= 0
+        safe = np.where(valid, items, 0)
+        u = self.world.true_utility(self.world.states_for(batch), safe) + self.item_error[safe]
+        if self.output == "prob":
+            fill = -1.0 if self.cfg.invalid_reward is None else self.cfg.invalid_reward
+            r = np.where(valid, 1.0 / (1.0 + np.exp(-u)), fill)
+        else:
+            low = np.where(valid, u, np.inf).min(1, keepdims=True)
+            fill = np.where(np.isfinite(low), low - 1.0, -10.0) if self.cfg.invalid_reward is None \
+                else self.cfg.invalid_reward
+            r = np.where(valid, u, fill)
+        return torch.as_tensor(r, dtype=torch.float32, device=self.device)
+
+    @torch.no_grad()
+    def __call__(self, history, tuples, batch=None) -> torch.Tensor:
+        """tuples [B, G, L] of the samples in ``batch`` -> rewards [B, G]."""
+        tuples = torch.as_tensor(tuples, device=self.device).long()
+        if tuples.ndim != 3:
+            raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
+        return self.score_items(history, self.trie.lookup(tuples), batch)
