@@ -165,3 +165,101 @@ def paired_tests_both(profile: Profile, rows: pd.DataFrame, pairs, k: int = 10,
     pooled = tests[tests.seed == "pooled"].copy()
     pooled["p_holm"] = holm(pooled.mcnemar_p.to_numpy())
     return tests, pooled
+
+
+def ab_reference(profile: Profile, cache_dir=None, logging_samples: int = 20) -> tuple[pd.DataFrame, dict]:
+    """The simulated A/B test's reference rows on the test users: the logging policy (expected CTR
+    by Monte Carlo over ``logging_samples`` slates per user), most popular, the SFT policy (best
+    checkpoint, top 10 constrained beams), the ranker's top 10 over the catalogue and the top 10
+    by true utility (the ceiling). Returns (table, {row name: per-user CTR array})."""
+    from .eval.ab_test import ceiling_slates, logging_ctr_mc, most_popular_slates, ranker_slates, slate_click_stats
+    from .eval.evaluate import SLATE_K, ranked_items
+    from .pipeline import get_ranker
+    world = get_world(profile.world, cache_dir)
+    if not hasattr(world, "true_utility"):
+        raise ValueError("the simulated A/B test needs the simulated world's true utility")
+    sids = get_sids(world, profile.sid, cache_dir)
+    sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir)
+    test = test_examples(world, profile.policy.max_history, profile.rl.test_samples, 0)
+    states = world.states_for(test)
+    with torch_threads(1):
+        policy = load_policy(sft_dir / "best.pt", sids)
+        slates = {"most-popular": most_popular_slates(world, len(test), SLATE_K),
+                  "sft": ranked_items(policy, sids, test, max(profile.rl.eval_beam_width, SLATE_K), SLATE_K, True),
+                  "ranker top-10": ranker_slates(get_ranker(world, profile.ranker, cache_dir), test.history,
+                                                 world.n_items, SLATE_K),
+                  "ceiling (true utility)": ceiling_slates(world, states, SLATE_K)}
+    rows, ctr = [], {}
+    log_ctr = logging_ctr_mc(world, states, logging_samples, seed=0)
+    rows.append({"policy": "logging", "sim_ctr": log_ctr.mean(), "dwell": np.nan, "coverage": np.nan,
+                 "tail_share": np.nan, "note": f"Monte Carlo, {logging_samples} slates per user"})
+    ctr["logging"] = log_ctr
+    for name, s in slates.items():
+        ab = slate_click_stats(world, states, s)
+        ctr[name] = ab["ctr"]
+        rows.append({"policy": name, "sim_ctr": ab["ctr"].mean(), "dwell": float(np.nanmean(ab["dwell"])),
+                     "coverage": ab["coverage"], "tail_share": ab["tail_share"], "note": "exact"})
+    return pd.DataFrame(rows).assign(users=len(test)), ctr
+
+
+def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
+    """The world's calibration targets, measured: logged slate CTR, the median test state's best
+    item click probability, SFT test HR@10, the ceiling / SFT simulated-CTR ratio and the ranker's
+    AUC gap between the most and the least exposed items; one row each, with its target."""
+    from .reward.reliability import reliability_report
+    from .pipeline import get_ranker
+    world = get_world(profile.world, cache_dir)
+    imp = world.impressions
+    slate_ctr = float(imp.groupby(["user", "step"])["clicked"].max().mean())
+    test = test_examples(world, profile.policy.max_history, 0, 0)
+    best = world.click_probability(world.states_for(test), np.arange(world.n_items)).max(1)
+    sft = sft_reference(profile, cache_dir).set_index("method").loc["sft-best"]
+    table, _ = ab_reference(profile, cache_dir)
+    t = table.set_index("policy")["sim_ctr"]
+    auc = reliability_report(world, get_ranker(world, profile.ranker, cache_dir))["auc"]
+    auc = auc[auc.bucket.astype(str) != "all"]
+    gap = float(auc["auc"].iloc[-1] - auc["auc"].iloc[0])
+    rows = [("logged slate CTR", slate_ctr, "in [0.05, 0.5]", 0.05 <= slate_ctr <= 0.5),
+            ("median best-item click probability", float(np.median(best)), "<= 0.6", np.median(best) <= 0.6),
+            ("SFT test HR@10 (constrained)", float(sft["HR@10"]), "<= 0.6", sft["HR@10"] <= 0.6),
+            ("ceiling / SFT simulated CTR", float(t["ceiling (true utility)"] / t["sft"]), ">= 1.15",
+             t["ceiling (true utility)"] / t["sft"] >= 1.15),
+            ("ranker AUC, most - least exposed bucket", gap, "> 0", gap > 0),
+            ("world build seconds", float(world.build_seconds), "< 30", world.build_seconds < 30)]
+    return pd.DataFrame(rows, columns=["quantity", "value", "target", "met"])
+
+
+def reward_sources(profile: Profile, rewards: list, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
+                   jobs: int = 1, scheduler: str | None = None) -> pd.DataFrame:
+    """The same methods trained with each reward (RewardConfig) in ``rewards``; result rows with
+    ``reward`` (source, and noise for noisy_truth) and ``noise`` columns."""
+    parts = []
+    for rc in rewards:
+        rows, _ = main_results(replace(profile, reward=rc), methods=methods, seeds=seeds, out_root=out_root,
+                               cache_dir=cache_dir, jobs=jobs, scheduler=scheduler)
+        label = rc.source if rc.source != "noisy_truth" else f"noisy_truth({rc.noise:g})"
+        parts.append(rows.assign(reward=label, noise=rc.noise if rc.source == "noisy_truth" else 0.0))
+    return pd.concat(parts, ignore_index=True)
+
+
+def gap_to_best_mixture(rows: pd.DataFrame, metrics=("sim_ctr", "HR@10"), checkpoint: str = "best",
+                        method: str = "adagrpo") -> pd.DataFrame:
+    """Per reward: ``method`` minus the best fixed mixture, paired per seed (mean, 95% t-interval).
+    The best mixture is the lambda with the highest mean validation HR@10 (never chosen on test)."""
+    out = []
+    sub = rows[rows.checkpoint == checkpoint]
+    for (reward, noise), g in sub.groupby(["reward", "noise"], sort=False):
+        mixes = g[g.method.str.startswith("mix(")]
+        if mixes.empty or method not in set(g.method):
+            continue
+        best = mixes.groupby("method")["val_HR@10"].mean().idxmax()
+        for m in metrics:
+            if m not in g:
+                continue
+            piv = g.pivot_table(index="seed", columns="method", values=m)
+            d = (piv[method] - piv[best]).dropna()
+            gap, ci = mean_ci(d.to_numpy())
+            out.append({"reward": reward, "noise": noise, "metric": m, "best_mixture": best,
+                        "method": piv[method].mean(), "mixture": piv[best].mean(), "gap": gap, "gap_ci": ci,
+                        "seeds": len(d)})
+    return pd.DataFrame(out)

@@ -209,3 +209,38 @@ def gain_vs_admission(table: pd.DataFrame, metric: str = "HR@10"):
     ax.set_xlabel("AdaGRPO admission rate"); ax.set_ylabel(f"{metric}: AdaGRPO - random (same rates)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5)); fig.tight_layout()
     return fig
+
+
+def roc_curves(curves: dict, method: str):
+    """ROC of each diagnostic of one method as a predictor of "the reward orders the rollouts right"."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    for (m, name), (fpr, tpr) in curves.items():
+        if m == method:
+            ax.plot(fpr, tpr, label=name)
+    ax.plot([0, 1], [0, 1], ":", color="0.5")
+    ax.set_xlabel("false positive rate"); ax.set_ylabel("true positive rate")
+    ax.set_title(f"{method}: predicting rank agreement > 0.5", fontsize=9); ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def admission_by_bucket(table: pd.DataFrame):
+    """Admission rate by the target's exposure bucket, one line per method."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for i, (m, g) in enumerate(table.groupby("method", sort=False)):
+        ax.plot(g.bucket, g.admission_rate, "osD^v<>p"[i % 8] + "-", label=m)
+    ax.set_xlabel("exposure bucket of the target (0 = rarest)"); ax.set_ylabel("admission rate")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5)); fig.tight_layout()
+    return fig
+
+
+def noise_gap(table: pd.DataFrame, metrics=("sim_ctr", "HR@10")):
+    """AdaGRPO minus the best fixed mixture against the reward's noise level (0 = the truth)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        t = table[table.metric == m].sort_values("noise")
+        ax.errorbar(t.noise, t.gap, yerr=_ci(t.gap_ci), fmt="o-", capsize=3)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel("noise on the rarest items (std of the utility error)"); ax.set_ylabel(f"{m}: AdaGRPO - best mixture")
+    fig.tight_layout()
+    return fig

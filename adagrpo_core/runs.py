@@ -73,10 +73,12 @@ class RunSpec:
 
 
 def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_key: str | None) -> str:
-    """Hash of every config that affects a run (the dataset's local folder excepted)."""
+    """Hash of every config that affects a run (the dataset's local folder excepted). Continued NLL
+    never calls the reward, so its key leaves the ranker and the reward out."""
     from .pipeline import data_key
-    return config_hash(data_key(profile.world), profile.sid, profile.policy, profile.sft, profile.ranker,
-                       profile.reward, grpo, gate, rl, reference_key or "", f"v{RESULT_VERSION}")
+    reward = ("no reward",) if gate.method == "nll" else (profile.ranker, profile.reward)
+    return config_hash(data_key(profile.world), profile.sid, profile.policy, profile.sft, *reward,
+                       grpo, gate, rl, reference_key or "", f"v{RESULT_VERSION}")
 
 
 def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> list[RunSpec]:

@@ -53,6 +53,16 @@ EXPECTED = {
         "nb05_tau_rho_tiny.csv": ["tau", "rho", "admission_rate", "HR@10_ada", "gain_vs_random"],
         "nb05_sensitivity_tau_tiny": None, "nb05_tau_rho_tiny": None, "nb05_gain_vs_admission_tiny": None,
     },
+    "07_ab_test_and_audit.ipynb": {
+        "nb07_ab_test_tiny.csv": ["policy", "kind", "sim_ctr", "dwell", "coverage", "tail_share"],
+        "nb07_ab_paired_tiny.csv": ["method", "reference", "sim_ctr_diff", "sim_ctr_ci_low", "sim_ctr_ci_high", "p_holm"],
+        "nb07_rewards_tiny.csv": ["reward", "method", "checkpoint", "HR@10", "sim_ctr", "dwell", "admission_rate"],
+        "nb07_noise_gap_tiny.csv": ["reward", "noise", "metric", "best_mixture", "gap", "gap_ci"],
+        "nb07_audit_tiny.csv": ["method", "admitted", "agree_adm", "agree_rej", "agree_diff", "corr_adm"],
+        "nb07_roc_tiny.csv": ["method", "auc_d", "auc_a", "auc_gate_score"],
+        "nb07_admission_by_bucket_tiny.csv": ["method", "bucket", "admission_rate", "agreement"],
+        "nb07_roc_tiny": None, "nb07_admission_by_bucket_tiny": None, "nb07_noise_gap_tiny": None,
+    },
     "06_frontier.ipynb": {
         "nb06_frontier_tiny.csv": ["method", "checkpoint", "lam", "HR@10", "HR@10_ci", "halluc", "halluc_ci"],
         "nb06_frontier_tiny": None,

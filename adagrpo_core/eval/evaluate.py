@@ -92,7 +92,7 @@ def test_examples(data: Interactions, max_history: int, n: int, seed: int) -> Ex
     return draw_subset(data.examples("test", max_history), n, seed + 7)
 
 
-RESULT_COLUMNS = ["method", "seed", "checkpoint", "step", "HR@5", "HR@10", "HR@20", "NDCG@10",
+RESULT_COLUMNS = ["method", "seed", "checkpoint", "step", "val_HR@10", "HR@5", "HR@10", "HR@20", "NDCG@10",
                   "halluc", "HR@10_constrained", "admission_rate"]
 AB_COLUMNS = ["sim_ctr", "dwell", "coverage", "tail_share"]   # the simulated A/B test (simulated world)
 SLATE_K = 10                                                  # the served slate: the top 10 constrained beams
@@ -122,7 +122,8 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
     for kind in ("best", "final"):
         path = out_dir / f"{kind}.pt"
         model = load_policy(path, sids, device)
-        step = load_checkpoint(path)["step"]
+        state = load_checkpoint(path)
+        step = state["step"]
         if test is None:
             test = test_examples(data, model.cfg.max_history, cfg.test_samples, cfg.seed)
         if step not in metrics_at:  # best.pt is often the final step: evaluate those weights once
@@ -133,7 +134,7 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
         for mode, r in ranked_at[step].items():   # per-sample hits for the paired tests
             atomic_save_npy(hits_path(out_dir, kind, HITS_K, mode == "constrained"),
                             (r[:, :HITS_K] == test.target[:, None]).any(1))
-        row = {"method": method, "seed": seed, "checkpoint": kind, "step": step,
+        row = {"method": method, "seed": seed, "checkpoint": kind, "step": step, "val_HR@10": state["val_HR@10"],
                "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"], "HR@20": m["HR@20_unc"],
                "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],
                "HR@10_constrained": m["HR@10"], "admission_rate": admission_rate}
