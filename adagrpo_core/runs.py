@@ -152,6 +152,8 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
             if gate.method == "mix":             # rate-matched mixture: the GRPO weight AdaGRPO put on the batch
                 grpo = replace(grpo, lam=grpo.lam * float(np.mean(rates)))
         out.mkdir(parents=True, exist_ok=True)
+        for tmp in out.glob(".*.tmp"):          # left by a write that was killed: never read, safe to drop
+            tmp.unlink()
         atomic_write_text(out / "config.json", _config_json(profile, spec))
         truth = None
         if hasattr(world, "true_utility"):
