@@ -49,6 +49,11 @@ def reproduce(profile: str, out: Path, cache_dir=None) -> int:
         df = df.reset_index() if df.index.name else df
         print(f"\nranker reliability: {name}\n" + df.round(4).to_markdown(index=False))
         save_table(df, out, f"ranker_reliability_{name}{sfx}")
+    if hasattr(world, "true_utility"):   # the world's calibration targets, measured
+        from .experiments import world_calibration
+        cal = world_calibration(prof, cache_dir)
+        print("\nworld calibration\n" + cal.round(4).to_markdown(index=False))
+        save_table(cal, out, f"world_calibration{sfx}")
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; tables in {out}/")
     return 0
 

@@ -65,8 +65,9 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     rewards = reward_model(hist, roll.tokens, batch=batch)                           # [B, G]
     tuples = torch.cat([roll.tokens, target_codes], 1)                               # [B, G+1, Lp]
     logits = model.tuple_logits(None, tuples, cache=cache)                           # [B, G+1, Lp, V]
-    logp_T = model.gather_logprobs(logits[:, :G], roll.tokens, grpo.temperature)     # [B, G, Lp]
     logp_1 = model.gather_logprobs(logits, tuples)                                   # [B, G+1, Lp]
+    logp_T = logp_1[:, :G] if grpo.temperature == 1.0 else \
+        model.gather_logprobs(logits[:, :G], roll.tokens, grpo.temperature)          # [B, G, Lp]
     nll = nll_per_sample(logp_1[:, G])                                               # [B]
     seq_ll = logp_1.detach().sum(-1)                                                 # [B, G+1]
     d = difficulty(seq_ll[:, G], seq_ll[:, :G], roll.items, target)
