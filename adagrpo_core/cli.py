@@ -87,6 +87,13 @@ def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test",
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``error: <what> (see <prog> --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
@@ -100,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     add_common(common, defaults=False)
-    p = argparse.ArgumentParser(prog="python -m adagrpo_core.cli", formatter_class=fmt,
+    p = _Parser(prog="python -m adagrpo_core.cli", formatter_class=fmt,
                                 description="AdaGRPO: reward-gated GRPO for generative recommendation.")
     add_common(p, defaults=True)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")

@@ -182,3 +182,73 @@ def get_profile(name: str) -> Profile:
                        sft=SFTConfig(steps=3000, batch_size=128, ckpt_every=500, eval_samples=2000),
                        rl=RLConfig(steps=200, batch_size=64, ckpt_every=50, eval_samples=2000, test_samples=5000))
     raise ValueError(f"profile must be one of {list(PROFILES)}, got profile={name!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# notebook parameters
+
+
+def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
+    """Validate a notebook's papermill parameters before any expensive work.
+
+    Checks the parameters the notebooks share, where given: ``profile`` (one of
+    ``allowed_profiles``), ``seeds`` (a non-empty list of distinct non-negative ints), ``steps``
+    and ``threads`` (ints >= 0; 0 keeps the default), ``hr_k`` (5, 10 or 20), ``lams``
+    (non-negative numbers), ``oracle_thresholds`` (numbers in [0, 1]), ``run_dir`` (an existing
+    folder or None), ``out_dir`` / ``cache_dir`` / ``runs_dir`` (a path or None), ``checkpoint``
+    ('best' or 'final') and ``split`` ('test' or 'valid'). Other parameters are left to the code
+    that uses them. A bad value raises ValueError naming the parameter and the value.
+    """
+    import math
+    import os
+    from pathlib import Path
+
+    import numpy as np
+
+    def bad(name, why):
+        raise ValueError(f"notebook parameter {name} {why}, got {name}={params[name]!r}")
+
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+    def is_number(v):
+        return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+                and math.isfinite(float(v)))
+
+    def number_list(name, lo, hi=None):
+        v = params[name]
+        if not isinstance(v, (list, tuple)) or not v:
+            bad(name, "must be a non-empty list of numbers")
+        where = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        if not all(is_number(x) and lo <= x and (hi is None or x <= hi) for x in v):
+            bad(name, f"must hold finite numbers {where}")
+
+    if "profile" in params and params["profile"] not in allowed_profiles:
+        bad("profile", f"must be one of {list(allowed_profiles)}")
+    if "seeds" in params:
+        v = params["seeds"]
+        if not isinstance(v, (list, tuple)) or not v:
+            bad("seeds", "must be a non-empty list of ints")
+        if not all(is_int(s) and s >= 0 for s in v):
+            bad("seeds", "must hold non-negative ints")
+        if len(set(int(s) for s in v)) != len(v):
+            bad("seeds", "must be distinct (a repeated seed fakes precision)")
+    for name in ("steps", "threads"):
+        if name in params and not (is_int(params[name]) and params[name] >= 0):
+            bad(name, "must be an int >= 0 (0 keeps the default)")
+    if "hr_k" in params and not (is_int(params["hr_k"]) and params["hr_k"] in (5, 10, 20)):
+        bad("hr_k", "must be 5, 10 or 20")
+    if "lams" in params:
+        number_list("lams", 0)
+    if "oracle_thresholds" in params:
+        number_list("oracle_thresholds", 0, 1)
+    for name in ("run_dir", "out_dir", "cache_dir", "runs_dir"):
+        if name in params and params[name] is not None and not isinstance(params[name], (str, os.PathLike)):
+            bad(name, "must be a path or None")
+    if params.get("run_dir") is not None and (not str(params["run_dir"]).strip()
+                                              or not Path(params["run_dir"]).is_dir()):
+        bad("run_dir", "must be an existing folder (or None for the SFT base)")
+    if "checkpoint" in params and params["checkpoint"] not in ("best", "final"):
+        bad("checkpoint", "must be 'best' or 'final'")
+    if "split" in params and params["split"] not in ("test", "valid"):
+        bad("split", "must be 'test' or 'valid'")

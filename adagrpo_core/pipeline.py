@@ -80,6 +80,13 @@ def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConf
             warnings.warn(f"SFT cache {out} is damaged ({e}); retraining it")
             for f in out.glob("*.pt"):
                 f.unlink()
+    if not (out / "final.pt").exists() and (out / "last.pt").exists():
+        try:                    # a damaged resume point in the cache: start the SFT run again
+            load_checkpoint(out / "last.pt")
+        except DamagedFileError as e:
+            warnings.warn(f"{e}; retraining the SFT policy from scratch")
+            for f in out.glob("*.pt"):
+                f.unlink()
     if not (out / "final.pt").exists():
         with torch_threads(1):
             train_sft(world, sids, policy_cfg, sft_cfg, out_dir=out, resume=True, progress=progress)

@@ -17,6 +17,7 @@ strength``. Results on this data rest on that assumption; the notebooks say so.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -109,6 +110,33 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, cache_dir: str |
     raise RuntimeError(f"could not fetch {name}:\n  " + "\n  ".join(errors))
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A file's text; a file that is not UTF-8 (gzip, latin-1, binary) raises a ValueError naming it."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        hint = "it is gzip-compressed: decompress it first" if data[:2] == b"\x1f\x8b" else "re-encode it as UTF-8"
+        raise ValueError(f"{path}: not UTF-8 text ({hint}; byte {e.start}: {e.reason})") from None
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """JSON from ``path``; a file that is not UTF-8 text or not valid JSON raises a ValueError naming
+    it and ``what`` it should hold."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); expected {what}") from None
+
+
+def _is_int(token: str) -> bool:
+    try:
+        int(token)
+        return True
+    except ValueError:
+        return False
+
+
 def parse_sequences(path: str | os.PathLike, min_interactions: int = 3, drop_short: bool = False):
     """Read ``user item item ...`` lines (1-indexed item ids, chronological).
 
@@ -119,7 +147,7 @@ def parse_sequences(path: str | os.PathLike, min_interactions: int = 3, drop_sho
     """
     check_int("min_interactions", min_interactions, lo=1)
     users, items, offsets, seen, dropped = [], [], [0], set(), 0
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(read_text(path), newline=None) as f:
         for ln, line in enumerate(f, 1):
             tok = line.split()
             if not tok:
@@ -127,7 +155,7 @@ def parse_sequences(path: str | os.PathLike, min_interactions: int = 3, drop_sho
             try:
                 vals = [int(t) for t in tok]
             except ValueError:
-                bad = next(t for t in tok if not t.lstrip("-").isdigit())
+                bad = next(t for t in tok if not _is_int(t))
                 raise ValueError(f"{Path(path).name} line {ln}: id {bad!r} is not an integer") from None
             user, seq = vals[0], vals[1:]
             if user in seen:
@@ -162,15 +190,24 @@ def attribute_features(attr_path: str | os.PathLike, n_items: int, dim: int = 32
     handful of top-level categories with brands, so no single attribute is a useful category."""
     check_int("dim", dim, lo=1)
     check_int("n_categories", n_categories, lo=1)
-    with open(attr_path, encoding="utf-8") as f:
-        raw = json.load(f)
+    raw = read_json(attr_path, "an object {item id: [attribute ids]}")
+    if not isinstance(raw, dict):
+        raise ValueError(f"{attr_path}: expected a JSON object {{item id: [attribute ids]}}, "
+                         f"got a {type(raw).__name__}")
     rows, cols = [], []
     for key, attrs in raw.items():
         try:
             i = int(key) - 1
         except ValueError:
-            raise ValueError(f"{Path(attr_path).name}: item key {key!r} is not an integer") from None
-        if 0 <= i < n_items:
+            raise ValueError(f"{attr_path}: item key {key!r} is not an integer") from None
+        if i < 0:
+            raise ValueError(f"{attr_path}: item id {key!r} is out of range (item ids are 1-indexed)")
+        if not isinstance(attrs, list) or not all(
+                isinstance(a, (int, str)) and not isinstance(a, bool) and _is_int(a) and int(a) >= 0
+                for a in attrs):
+            raise ValueError(f"{attr_path}: item {key}: attributes must be a list of non-negative integer "
+                             f"ids, got {attrs!r}"[:300])
+        if i < n_items:
             for a in attrs:
                 rows.append(i)
                 cols.append(int(a))
@@ -202,21 +239,29 @@ def attribute_features(attr_path: str | os.PathLike, n_items: int, dim: int = 32
 def letter_semantic_ids(path: str | os.PathLike, n_items: int | None = None) -> SemanticIDs:
     """LETTER's semantic IDs (``{"k": ["<a_N>", "<b_N>", ...]}``, key k = item k, 0-indexed) as
     :class:`SemanticIDs`, plus the uniqueness token that separates colliding tuples."""
-    with open(path, encoding="utf-8") as f:
-        raw = json.load(f)
-    keys = sorted(int(k) for k in raw)
+    raw = read_json(path, 'an object {"item": ["<a_N>", "<b_N>", ...]}')
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a JSON object {{item: [tokens]}}, got a {type(raw).__name__}")
+    try:
+        by_id = {int(k): v for k, v in raw.items()}
+    except ValueError:
+        raise ValueError(f"{path}: item keys must be integers, got e.g. "
+                         f"{next(k for k in raw if not _is_int(k))!r}") from None
+    keys = sorted(by_id)
     n = len(keys) if n_items is None else n_items
     if keys != list(range(len(keys))) or len(keys) < n:
         missing = sorted(set(range(n)) - set(keys))[:5]
         raise ValueError(f"{Path(path).name}: keys must be 0..n_items-1; missing e.g. {missing}")
     codes = []
     for k in range(n):
-        toks = raw[str(k)]
+        toks = by_id[k]
+        if not isinstance(toks, list):
+            raise ValueError(f"{Path(path).name}: item {k}: expected a list of tokens, got {toks!r}"[:300])
         row = []
         for t in toks:
             try:
                 row.append(int(t.strip("<>").split("_")[1]))
-            except (IndexError, ValueError):
+            except (AttributeError, IndexError, ValueError):
                 raise ValueError(f"{Path(path).name}: item {k}: token {t!r} is not of the form <x_N>") from None
         codes.append(row)
     lens = {len(r) for r in codes}
@@ -266,7 +311,7 @@ class AmazonData(Interactions):
     """A real click log with the attributes the policy, the ranker and the notebooks need."""
 
     item_features: np.ndarray = None   # [n_items, d] float32
-    item_category: np.ndarray = None   # [n_items] int64 (-1 = none)
+    item_category: np.ndarray = None   # [n_items] int64, or None without an attributes file
     impressions: pd.DataFrame = None   # semi-synthetic: user, step, item, position, clicked, hist_len, split
     user_ids: np.ndarray = None        # [n_users] the ids of the source file
     name: str = "custom"
@@ -280,6 +325,26 @@ class AmazonData(Interactions):
                 "impressions": 0 if self.impressions is None else len(self.impressions)}
 
 
+def draw_excluding(q: np.ndarray, exclude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per entry of ``exclude`` from the distribution ``q`` [n] renormalised without
+    that entry's item (inverse CDF over the other items, vectorised). Where the other items have
+    no mass left (q all on the excluded item, e.g. after underflow), the draw is uniform over them.
+    Needs n >= 2."""
+    n = len(q)
+    cdf = np.cumsum(q)
+    before = cdf[exclude] - q[exclude]                     # mass of the items below the excluded one
+    rest = cdf[-1] - q[exclude]                            # mass of every other item
+    u = rng.random(len(exclude)) * rest
+    u = np.where(u < before, u, u + q[exclude])            # skip the excluded item's interval
+    out = np.minimum(np.searchsorted(cdf, u, side="right"), n - 1)
+    # rounding can still land on the excluded item (or the rest has no mass): uniform over the others
+    bad = (out == exclude) | ~(rest > 0)
+    if bad.any():
+        k = rng.integers(0, n - 1, int(bad.sum()))
+        out[bad] = k + (k >= exclude[bad])
+    return out
+
+
 def semi_synthetic_impressions(data: Interactions, num_negatives: int = 4, strength: float = 1.0,
                                seed: int = 0) -> pd.DataFrame:
     """Impressions for a log that has none: every click becomes a slate of ``num_negatives``
@@ -291,6 +356,9 @@ def semi_synthetic_impressions(data: Interactions, num_negatives: int = 4, stren
     positions of the validation / test targets get split 'valid' / 'test'."""
     check_int("num_negatives", num_negatives, lo=1)
     check_range("strength", strength, lo=0)
+    if data.n_items < 2:
+        raise ValueError(f"n_items={data.n_items}: semi-synthetic exposure needs at least 2 items "
+                         "(a negative must differ from the clicked item)")
     rng = np.random.default_rng(seed)
     lens = data.seq_lengths
     n_clicks = len(data.seq_items)
@@ -299,13 +367,22 @@ def semi_synthetic_impressions(data: Interactions, num_negatives: int = 4, stren
     keep = pos >= 1                                             # a click needs a history to be scored
     users, pos, clicked = users[keep], pos[keep], data.seq_items[keep]
     split = np.where(pos == lens[users] - 1, "test", np.where(pos == lens[users] - 2, "valid", "train"))
-    q = (data.train_item_counts().astype(np.float64) + 1.0) ** strength
+    base = data.train_item_counts().astype(np.float64) + 1.0
+    with np.errstate(over="ignore"):
+        q = base ** strength
+    if not np.isfinite(q.sum()):          # a large strength overflows: the same q, in log space
+        logq = strength * np.log(base)
+        q = np.exp(logq - logq.max())
     q /= q.sum()
     neg = rng.choice(data.n_items, size=(len(clicked), num_negatives), p=q)
     clash = neg == clicked[:, None]
-    while clash.any():                                          # redraw negatives equal to the click
+    for _ in range(8):   # redraw negatives equal to the click, as earlier builds did (same draws) ...
+        if not clash.any():
+            break
         neg[clash] = rng.choice(data.n_items, size=int(clash.sum()), p=q)
         clash = neg == clicked[:, None]
+    if clash.any():      # ... at most 8 times; then from q without the clicked item: no loop waits on luck
+        neg[clash] = draw_excluding(q, np.broadcast_to(clicked[:, None], neg.shape)[clash], rng)
     M = num_negatives
     items = np.concatenate([neg, clicked[:, None]], 1).reshape(-1)
     rep = lambda x: np.repeat(x, M + 1)
@@ -321,13 +398,17 @@ def load_sequences_dataset(seq_path, attr_path=None, name: str = "custom", featu
                            min_interactions: int = 3, drop_short: bool = False,
                            n_categories: int = 50) -> AmazonData:
     """Any dataset in the ``user item item ...`` format, with optional item attributes (without
-    them, items get random features). Semi-synthetic impressions are attached for the ranker."""
+    them, items get random features and no category). Semi-synthetic impressions are attached
+    for the ranker."""
     user_ids, seq_items, offsets, n_items, dropped = parse_sequences(seq_path, min_interactions, drop_short)
+    if n_items < 2:
+        raise ValueError(f"{seq_path}: the catalogue has n_items={n_items} item(s); semi-synthetic exposure "
+                         "needs at least 2 (a negative must differ from the clicked item)")
     if attr_path is not None:
         feats, cat = attribute_features(attr_path, n_items, feature_dim, seed, n_categories)
     else:
         feats = np.random.default_rng(seed).normal(size=(n_items, feature_dim)).astype(np.float32)
-        cat = np.full(n_items, -1, dtype=np.int64)
+        cat = None                 # no categories: the ranker then has no category embedding
     data = AmazonData(seq_items, offsets, n_items, item_features=feats, item_category=cat,
                       user_ids=user_ids, name=name, dropped_users=dropped)
     data.impressions = semi_synthetic_impressions(data, num_negatives, exposure_strength, seed)

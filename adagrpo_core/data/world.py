@@ -243,7 +243,7 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
     n_clicks = np.zeros(n_u, dtype=np.int64)
     steps = range(cfg.n_steps_max)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         steps = tqdm(steps, desc="simulating world")
     for t in steps:
         active = np.flatnonzero(n_steps > t)
@@ -304,6 +304,10 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
     for col, dt in [("user", np.int32), ("item", np.int32), ("hist_len", np.int32)]:
         imp[col] = imp[col].astype(dt)
 
+    if not keep_user.any():
+        raise ValueError(f"the world keeps no users: all {n_u} users had fewer than min_clicks={cfg.min_clicks} "
+                         f"clicks (most clicks: {int(n_clicks.max())}); raise utility_offset={cfg.utility_offset} "
+                         "or n_steps_max, or lower min_clicks")
     return World(
         seq_items=click_item, seq_offsets=offsets, n_items=n_i, cfg=cfg,
         item_features=feats, item_category=cat.astype(np.int64), item_popularity=pop,

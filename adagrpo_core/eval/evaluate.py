@@ -31,7 +31,7 @@ def ranked_items(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_w
     out = []
     rng = range(0, len(examples), batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         rng = tqdm(rng, desc="beam search", leave=False)
     for s in rng:
         h = torch.as_tensor(examples.history[s:s + batch_size], device=model.device)

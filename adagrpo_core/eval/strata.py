@@ -91,7 +91,7 @@ def candidate_table(model: SIDPolicy, reward, sids: SemanticIDs, examples: Examp
     rows = []
     rng = range(0, len(examples), cfg.batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         rng = tqdm(rng, desc="candidates", leave=False)
     for s in rng:
         sl = slice(s, s + cfg.batch_size)

@@ -40,6 +40,8 @@ class SIDConfig:
         check_int("codebook_size", self.codebook_size, lo=2)
         check_int("kmeans_iters", self.kmeans_iters, lo=1)
         check_int("seed", self.seed, lo=0)
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise ValueError(f"standardize must be True or False, got standardize={self.standardize!r}")
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator):

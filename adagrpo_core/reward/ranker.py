@@ -86,7 +86,8 @@ class Ranker(nn.Module):
     Args:
         cfg: the config.
         item_features: [n_items, F] content features (z-scored inside, stored as a buffer).
-        item_category: optional [n_items] category ids (adds a category embedding).
+        item_category: optional [n_items] category ids (adds a category embedding); None or
+            -1 everywhere: no category embedding.
         n_categories: size of the category table (default: max id + 1).
     """
 
@@ -103,6 +104,8 @@ class Ranker(nn.Module):
         self.id_emb = nn.Embedding(self.n_items, E)
         nn.init.normal_(self.id_emb.weight, std=cfg.id_init_std)
         self.feat_proj = nn.Linear(n_feat, E)
+        if item_category is not None and (np.asarray(item_category) == -1).all():
+            item_category = None        # -1 everywhere = no categories (a dataset without attributes)
         if item_category is not None:
             cat = torch.as_tensor(np.asarray(item_category, dtype=np.int64))
             if cat.shape != (self.n_items,) or (cat < 0).any():

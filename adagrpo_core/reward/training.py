@@ -39,7 +39,7 @@ def train_ranker(data, cfg: RankerConfig | None = None, checkpoint_path=None, pr
     """
     cfg = cfg or RankerConfig()
     check_impression_log(data)
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)

@@ -105,7 +105,7 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
     n_per_epoch = max(1, n_examples // cfg.batch_size)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc=desc)
     since_ckpt = []
     model.train()
