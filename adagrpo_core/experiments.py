@@ -217,14 +217,15 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
     table, _ = ab_reference(profile, cache_dir)
     t = table.set_index("policy")["sim_ctr"]
     auc = reliability_report(world, get_ranker(world, profile.ranker, cache_dir))["auc"]
-    auc = auc[auc.bucket.astype(str) != "all"]
-    gap = float(auc["auc"].iloc[-1] - auc["auc"].iloc[0])
+    auc = auc[(auc.bucket.astype(str) != "all") & auc["auc"].notna()]     # rarest buckets may have no test rows
+    gap = float(auc["auc"].iloc[-1] - auc["auc"].iloc[0]) if len(auc) > 1 else float("nan")
+    tail = f"bucket {auc.bucket.iloc[0]}" if len(auc) else "none"
     rows = [("logged slate CTR", slate_ctr, "in [0.05, 0.5]", 0.05 <= slate_ctr <= 0.5),
             ("median best-item click probability", float(np.median(best)), "<= 0.6", np.median(best) <= 0.6),
             ("SFT test HR@10 (constrained)", float(sft["HR@10"]), "<= 0.6", sft["HR@10"] <= 0.6),
             ("ceiling / SFT simulated CTR", float(t["ceiling (true utility)"] / t["sft"]), ">= 1.15",
              t["ceiling (true utility)"] / t["sft"] >= 1.15),
-            ("ranker AUC, most - least exposed bucket", gap, "> 0", gap > 0),
+            (f"ranker AUC, most exposed - least exposed with data ({tail})", gap, "> 0", gap > 0),
             ("world build seconds", float(world.build_seconds), "< 30", world.build_seconds < 30)]
     return pd.DataFrame(rows, columns=["quantity", "value", "target", "met"])
 
