@@ -157,13 +157,24 @@ class Profile:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
 
 
-PROFILES = ("quick", "full", "tiny", "amazon")
+PROFILES = ("quick", "paper", "full", "tiny", "amazon")
 
 
 def get_profile(name: str) -> Profile:
-    """The named profile: 'quick' (default, CPU), 'full', 'tiny' (tests) or 'amazon' (Beauty)."""
+    """The named profile.
+
+    * 'quick' (the default of reproduce.sh, CPU): the calibrated world; short RL runs (100 steps)
+      evaluated on every test user; the notebooks use reduced sweep grids;
+    * 'paper': the same world, SFT base and ranker (one cache), RL runs of 200 steps and the full
+      grids: the numbers of RESULTS.md;
+    * 'full': a larger world and policy (GPU when present);
+    * 'tiny': tests and smoke runs (a small saturated world);
+    * 'amazon': Amazon Beauty with LETTER semantic IDs.
+    """
     if name == "quick":
-        return Profile(name="quick")
+        return Profile(name="quick", rl=RLConfig(steps=100, ckpt_every=25, eval_samples=500))
+    if name == "paper":
+        return Profile(name="paper", rl=RLConfig(steps=200, ckpt_every=50, eval_samples=1000))
     if name == "full":
         return Profile(name="full", world=WorldConfig.full(), sid=SIDConfig(num_levels=3, codebook_size=64),
                        policy=PolicyConfig(n_layer=4, n_embd=128, max_history=20),

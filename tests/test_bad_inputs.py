@@ -499,7 +499,7 @@ def run_reproduce(root, *args):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["foo"], r"unknown profile 'foo'; valid profiles: quick, full, tiny"),
+    (["foo"], r"unknown profile 'foo'; valid profiles: quick, paper, full, tiny"),
     (["amazon"], r"python -m adagrpo_core\.cli reproduce --profile amazon.*stratified"),
     (["quick", "extra"], r"takes one argument"),
 ])

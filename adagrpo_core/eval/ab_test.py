@@ -95,7 +95,7 @@ def ranker_slates(ranker, history, n_items: int, k: int = 10, chunk: int = 256) 
     items = np.arange(n_items)
     for s in range(0, len(history), chunk):
         h = history[s:s + chunk]
-        sc = ranker.score(h, np.broadcast_to(items, (len(h), n_items)))
+        sc = ranker.score(h, np.tile(items, (len(h), 1)))
         out.append(np.argsort(-sc, axis=1, kind="stable")[:, :k])
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
