@@ -100,7 +100,10 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
     (same SFT base, same test samples). ``rows``: a main_results frame (its ``run_dir`` column
     finds the runs); ``pairs``: [(method, reference), ...]. One row per (pair, seed), plus a row
     per pair that pools the discordant pairs over seeds (a stratified McNemar; the seeds share
-    test users, so read the pooled p-value as indicative)."""
+    test users, so read the pooled p-value as indicative). On the simulated world also the
+    simulated-CTR difference with a paired bootstrap CI over users (per seed, and pooled over
+    seeds); ``diff_seed_ci`` and ``sim_ctr_seed_ci`` are the t-interval half-widths over seeds,
+    which also carry the variation between training seeds."""
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     where = rows.drop_duplicates(["method", "seed"]).set_index(["method", "seed"])["run_dir"]
@@ -131,10 +134,12 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
                       f"HR@{k}_reference": np.mean([r[f"HR@{k}_reference"] for r in sub]),
                       "diff": np.mean([r["diff"] for r in sub]), "method_only_hits": pooled[1],
                       "reference_only_hits": pooled[0], "mcnemar_p": mcnemar_p(*pooled)}
+        pooled_row["diff_seed_ci"] = mean_ci([r["diff"] for r in sub])[1]      # t-interval over seeds
         if len(ctr_diffs) == len(seeds):
             d = np.concatenate(ctr_diffs)
             pooled_row["sim_ctr_diff"], pooled_row["sim_ctr_ci_low"], pooled_row["sim_ctr_ci_high"] = \
                 paired_bootstrap_ci(d, np.zeros_like(d))
+            pooled_row["sim_ctr_seed_ci"] = mean_ci([x.mean() for x in ctr_diffs])[1]
         out.append(pooled_row)
     return pd.DataFrame(out)
 
@@ -216,7 +221,9 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
     sft = sft_reference(profile, cache_dir).set_index("method").loc["sft-best"]
     table, _ = ab_reference(profile, cache_dir)
     t = table.set_index("policy")["sim_ctr"]
-    auc = reliability_report(world, get_ranker(world, profile.ranker, cache_dir))["auc"]
+    report = reliability_report(world, get_ranker(world, profile.ranker, cache_dir))
+    rho = report["truth"].set_index(report["truth"].bucket.astype(str))["spearman"]
+    auc = report["auc"]
     auc = auc[(auc.bucket.astype(str) != "all") & auc["auc"].notna()]     # rarest buckets may have no test rows
     gap = float(auc["auc"].iloc[-1] - auc["auc"].iloc[0]) if len(auc) > 1 else float("nan")
     tail = f"bucket {auc.bucket.iloc[0]}" if len(auc) else "none"
@@ -226,6 +233,8 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
             ("ceiling / SFT simulated CTR", float(t["ceiling (true utility)"] / t["sft"]), ">= 1.15",
              t["ceiling (true utility)"] / t["sft"] >= 1.15),
             (f"ranker AUC, most exposed - least exposed with data ({tail})", gap, "> 0", gap > 0),
+            ("ranker-truth Spearman, most - least exposed bucket", float(rho["4"] - rho["0"]) if {"0", "4"} <= set(rho.index)
+             else float("nan"), "> 0", bool(rho.get("4", np.nan) > rho.get("0", np.nan))),
             ("world build seconds", float(world.build_seconds), "< 30", world.build_seconds < 30)]
     return pd.DataFrame(rows, columns=["quantity", "value", "target", "met"])
 

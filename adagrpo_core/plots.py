@@ -198,12 +198,12 @@ def tau_rho_heatmaps(table: pd.DataFrame, columns=("admission_rate", "HR@10_ada"
     return fig
 
 
-def gain_vs_admission(table: pd.DataFrame, metric: str = "HR@10"):
+def gain_vs_admission(table: pd.DataFrame, metric: str = "HR@10", column: str = "gain_vs_random"):
     """AdaGRPO's paired gain over the random gate at the same rates, against the admission rate,
     for every swept point: does any (tau, rho, ...) beat random gating at a matched rate?"""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for i, (sweep, g) in enumerate(table.groupby("sweep", sort=False)):
-        ax.errorbar(g.admission_rate, g.gain_vs_random, yerr=_ci(g.gain_vs_random_ci), fmt="osD^v<>"[i % 7],
+        ax.errorbar(g.admission_rate, g[column], yerr=_ci(g[column + "_ci"]), fmt="osD^v<>"[i % 7],
                     capsize=2, label=f"sweep: {sweep}")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xlabel("AdaGRPO admission rate"); ax.set_ylabel(f"{metric}: AdaGRPO - random (same rates)")

@@ -155,13 +155,20 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
         for tmp in out.glob(".*.tmp"):          # left by a write that was killed: never read, safe to drop
             tmp.unlink()
         atomic_write_text(out / "config.json", _config_json(profile, spec))
-        truth = None
-        if hasattr(world, "true_utility"):
-            def truth(batch, items):
-                return world.true_utility(world.states_for(batch), items)
+        truth = _TrueUtility(world) if hasattr(world, "true_utility") else None
         return run_method(world, sids, sft_dir / "best.pt", reward, grpo, gate, spec.rl, out,
                           reference_rates=rates if gate.method == "random" else None, true_utility=truth,
                           name=spec.name, progress=progress)
+
+
+class _TrueUtility:
+    """true_utility(batch, items) of the simulated world: the oracle gate and the audit use it."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def __call__(self, batch, items):
+        return self.world.true_utility(self.world.states_for(batch), items)
 
 
 class InProcessExecutor(Executor):

@@ -81,22 +81,25 @@ def _paired(rows: pd.DataFrame, a: str, b: str, metric: str, checkpoint: str):
 
 def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
                 checkpoint: str = "best") -> pd.DataFrame:
-    """One row per point: admission rate, the metric of AdaGRPO and of each control (mean and
-    95% t-interval over seeds), and AdaGRPO's paired gains over the matched random gate, the
-    rate-matched mixture and continued NLL."""
+    """One row per point: admission rate, then for ``metric`` and (on the simulated world) the
+    simulated CTR: AdaGRPO and each control (mean and 95% t-interval over seeds) and AdaGRPO's
+    gains over the matched random gate, the rate-matched mixture and continued NLL, paired per seed."""
+    metrics = [(metric, "")] + ([("sim_ctr", "ctr_")] if "sim_ctr" in rows else [])
     out = []
     sub = rows[rows.checkpoint == checkpoint]
     for p in points:
         label = _label({k: v for k, v in p.items() if k != "sweep"})
-        r = dict(p)
-        for tag, name in (("ada", f"ada[{label}]"), ("random", f"random[{label}]"), ("mixp", f"mixp[{label}]")):
-            g = sub[sub.method == name]
-            r[f"{metric}_{tag}"], r[f"{metric}_{tag}_ci"] = mean_ci(g[metric]) if len(g) else (np.nan, np.nan)
-            if tag == "ada":
-                r["seeds"] = len(g)
-                r["admission_rate"], r["admission_rate_ci"] = mean_ci(g["admission_rate"]) if len(g) else (np.nan,) * 2
-        for tag, ref in (("random", f"random[{label}]"), ("mixp", f"mixp[{label}]"), ("nll", "nll")):
-            r[f"gain_vs_{tag}"], r[f"gain_vs_{tag}_ci"] = _paired(rows, f"ada[{label}]", ref, metric, checkpoint)
+        names = {"ada": f"ada[{label}]", "random": f"random[{label}]", "mixp": f"mixp[{label}]"}
+        ada = sub[sub.method == names["ada"]]
+        r = dict(p, seeds=len(ada))
+        r["admission_rate"], r["admission_rate_ci"] = mean_ci(ada["admission_rate"]) if len(ada) else (np.nan,) * 2
+        for m, prefix in metrics:
+            for tag, name in names.items():
+                g = sub[sub.method == name]
+                r[f"{m}_{tag}"], r[f"{m}_{tag}_ci"] = mean_ci(g[m]) if len(g) else (np.nan, np.nan)
+            for tag, ref in (("random", names["random"]), ("mixp", names["mixp"]), ("nll", "nll")):
+                r[f"{prefix}gain_vs_{tag}"], r[f"{prefix}gain_vs_{tag}_ci"] = _paired(rows, names["ada"], ref, m,
+                                                                                        checkpoint)
         out.append(r)
     return pd.DataFrame(out)
 

@@ -394,18 +394,19 @@ rows, summary = main_results(prof, methods=frontier_methods(lams), seeds=seeds, 
 summary["lam"] = summary.method.map({f"mix({lam:g})": lam for lam in lams})
 save_table(summary, out, f"nb06_frontier_{profile}")
 save_figure(plots.frontier(summary, f"HR@{hr_k}"), out, f"nb06_frontier_{profile}")
+if "sim_ctr" in summary:       # the simulated world: the same frontier for the simulated A/B test's CTR
+    save_figure(plots.frontier(summary, "sim_ctr"), out, f"nb06_frontier_ctr_{profile}")
 summary[["method", "checkpoint", "seeds", f"HR@{hr_k}", f"HR@{hr_k}_ci", "halluc", "halluc_ci", "NDCG@10"]].round(4)
 '''),
     SAYS,
     code('''
-m = f"HR@{hr_k}"
-for ckpt in ("best", "final"):
+for m, ckpt in [(m, c) for m in [f"HR@{hr_k}"] + (["sim_ctr"] if "sim_ctr" in summary else []) for c in ("best", "final")]:
     s = summary[summary.checkpoint == ckpt].set_index("method")
     mix = s[s.lam.notna()]
     a = s.loc["adagrpo"]
     # dominated: some mixture has both a higher HR@K and a lower hallucination rate (point estimates)
     dominating = mix[(mix[m] > a[m]) & (mix.halluc < a.halluc)]
-    print(f"{ckpt}: AdaGRPO {m} {a[m]:.4f} ± {a[m + '_ci']:.4f}, hallucination {a.halluc:.4f}; "
+    print(f"{m}, {ckpt}: AdaGRPO {m} {a[m]:.4f} ± {a[m + '_ci']:.4f}, hallucination {a.halluc:.4f}; "
           f"mixtures span {m} {mix[m].min():.4f}-{mix[m].max():.4f} and hallucination "
           f"{mix.halluc.min():.4f}-{mix.halluc.max():.4f}. "
           + ("AdaGRPO is dominated by " + ", ".join(dominating.index) if len(dominating)
@@ -469,13 +470,16 @@ if len(lam_norm):
     code('''
 grid = table[table.sweep == "tau_rho"].drop(columns=["sweep"]).dropna(axis=1, how="all")
 save_table(grid, out, f"nb05_tau_rho_{profile}")
-save_figure(plots.tau_rho_heatmaps(table, ("admission_rate", f"HR@{hr_k}_ada", "gain_vs_random")), out,
-            f"nb05_tau_rho_{profile}")
+panels = ("admission_rate", f"HR@{hr_k}_ada", "gain_vs_random") + (("sim_ctr_ada", "ctr_gain_vs_random") if "sim_ctr_ada" in table else ())
+save_figure(plots.tau_rho_heatmaps(table, panels), out, f"nb05_tau_rho_{profile}")
 grid.round(4)
 '''),
     md("## Selective RL or less RL? The gain over random gating at the same rate, across every point"),
     code('''
 save_figure(plots.gain_vs_admission(table, f"HR@{hr_k}"), out, f"nb05_gain_vs_admission_{profile}")
+if "ctr_gain_vs_random" in table:
+    save_figure(plots.gain_vs_admission(table, "simulated CTR", column="ctr_gain_vs_random"), out,
+                f"nb05_ctr_gain_vs_admission_{profile}")
 '''),
     SAYS,
     code('''
@@ -489,6 +493,11 @@ print(f"AdaGRPO beats random gating at the same rate (95% CI above 0) at {len(wi
 mp = ok.dropna(subset=["gain_vs_mixp"])
 print(f"Against the rate-matched mixture: above at {int(((mp.gain_vs_mixp - mp.gain_vs_mixp_ci.fillna(np.inf)) > 0).sum())} "
       f"of {len(mp)} points, below at {int(((mp.gain_vs_mixp + mp.gain_vs_mixp_ci.fillna(np.inf)) < 0).sum())}.")
+if "ctr_gain_vs_random" in ok:
+    c = ok.dropna(subset=["ctr_gain_vs_random"])
+    up = c[(c.ctr_gain_vs_random - c.ctr_gain_vs_random_ci.fillna(np.inf)) > 0]
+    down = c[(c.ctr_gain_vs_random + c.ctr_gain_vs_random_ci.fillna(np.inf)) < 0]
+    print(f"Simulated CTR: AdaGRPO above random gating at the same rate at {len(up)} of {len(c)} points, below at {len(down)}.")
 '''),
 ])
 

@@ -9,14 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.evaluate import run_hits
 from adagrpo_core.experiments import MethodSpec, main_results, paired_tests
 from adagrpo_core.pipeline import get_sids, get_world
-from adagrpo_core.runs import RunSpec, execute, plan_runs, run_key
+from adagrpo_core.runs import plan_runs, run_key
 
 METHODS = [MethodSpec("nll", "nll"), MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
 ROOT = Path(__file__).resolve().parent.parent

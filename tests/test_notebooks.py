@@ -50,7 +50,8 @@ EXPECTED = {
                                           "HR@10_mixp", "gain_vs_random", "gain_vs_random_ci", "gain_vs_mixp"],
         "nb05_sensitivity_lam_tiny.csv": ["lam", "HR@10_ada", "gain_vs_mixp"],
         "nb05_sensitivity_lam_normalize_tiny.csv": ["lam", "normalize", "HR@10_ada"],
-        "nb05_tau_rho_tiny.csv": ["tau", "rho", "admission_rate", "HR@10_ada", "gain_vs_random"],
+        "nb05_tau_rho_tiny.csv": ["tau", "rho", "admission_rate", "HR@10_ada", "gain_vs_random", "sim_ctr_ada",
+                                  "ctr_gain_vs_random", "ctr_gain_vs_mixp"],
         "nb05_sensitivity_tau_tiny": None, "nb05_tau_rho_tiny": None, "nb05_gain_vs_admission_tiny": None,
     },
     "07_ab_test_and_audit.ipynb": {
@@ -65,7 +66,7 @@ EXPECTED = {
     },
     "06_frontier.ipynb": {
         "nb06_frontier_tiny.csv": ["method", "checkpoint", "lam", "HR@10", "HR@10_ci", "halluc", "halluc_ci"],
-        "nb06_frontier_tiny": None,
+        "nb06_frontier_tiny": None, "nb06_frontier_ctr_tiny": None,
     },
 }
 

@@ -16,18 +16,15 @@ strength``. Results on this data rest on that assumption; the notebooks say so.
 """
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .files import download, read_json, read_text, verify
 from .interactions import Interactions
 from ..model.semantic_ids import SemanticIDs
 from ..utils import check_int, check_range, default_cache_dir
@@ -46,22 +43,6 @@ FILES = {
         "data/Beauty/Beauty.index.json",)),
 }
 DATASETS = {"beauty": ("Beauty.txt", "Beauty_item2attributes.json")}
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _verify(path: Path, expected: str | None) -> Path:
-    if expected is not None:
-        got = sha256_of(path)
-        if got != expected:
-            raise ValueError(f"{path.name}: sha256 mismatch, expected {expected}, got {got} ({path})")
-    return path
 
 
 def fetch(name: str, data_dir: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
@@ -84,49 +65,15 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, cache_dir: str |
         path = Path(data_dir) / name
         if not path.is_file():
             raise FileNotFoundError(f"data_dir: {name} not found in {data_dir}")
-        return _verify(path, expected)
+        return verify(path, expected)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / "amazon" / name
     if path.is_file():
-        return _verify(path, expected)
+        return verify(path, expected)
     urls = urls or (known[1] if known else ())
     if not urls:
         raise ValueError(f"urls: no source known for {name!r}; pass urls=... or data_dir=...")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    errors = []
-    for url in urls:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
-                for chunk in iter(lambda: r.read(1 << 20), b""):
-                    f.write(chunk)
-            _verify(Path(tmp), expected)
-            os.replace(tmp, path)
-            return path
-        except Exception as e:  # try the next mirror; report every failure if none works
-            errors.append(f"{url}: {e}")
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise RuntimeError(f"could not fetch {name}:\n  " + "\n  ".join(errors))
-
-
-def read_text(path: str | os.PathLike) -> str:
-    """A file's text; a file that is not UTF-8 (gzip, latin-1, binary) raises a ValueError naming it."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        hint = "it is gzip-compressed: decompress it first" if data[:2] == b"\x1f\x8b" else "re-encode it as UTF-8"
-        raise ValueError(f"{path}: not UTF-8 text ({hint}; byte {e.start}: {e.reason})") from None
-
-
-def read_json(path: str | os.PathLike, what: str):
-    """JSON from ``path``; a file that is not UTF-8 text or not valid JSON raises a ValueError naming
-    it and ``what`` it should hold."""
-    try:
-        return json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); expected {what}") from None
+    return download(url_list=urls, path=path, expected=expected, timeout=timeout)
 
 
 def _is_int(token: str) -> bool:

@@ -1,0 +1,57 @@
+"""Sensitivity sweeps: the methods of each point, shared points, and the paired gains."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from adagrpo_core.configs import get_profile
+from adagrpo_core.runs import plan_runs
+from adagrpo_core.sweeps import default_grids, operating_point, point_methods, sweep_methods, sweep_table
+
+
+def test_point_methods_match_random_and_mixture_to_their_adagrpo():
+    ada, rnd, mixp = point_methods({"tau": 0.25, "num_negatives": 0})
+    assert (ada.method, rnd.method, mixp.method) == ("adagrpo", "random", "mix")
+    assert rnd.match == ada.name and mixp.match == ada.name
+    assert dict(ada.gate) == {"tau": 0.25, "num_negatives": 0} and dict(rnd.gate) == dict(ada.gate)
+    with pytest.raises(ValueError, match="cannot sweep"):
+        point_methods({"temperature": 2.0})
+
+
+def test_sweep_methods_share_points_and_add_mixtures_per_lambda():
+    methods, points = sweep_methods({"tau": [0.25, 0.5], "lam": [0.5]}, ([0.25], [0.5]), ("admitted",))
+    names = [m.name for m in methods]
+    assert len(names) == len(set(names))
+    assert "nll" in names and "mix(0.5)" in names
+    assert len(points) == 2 + 1 + 1 + 1
+    assert {p["sweep"] for p in points} == {"tau", "lam", "tau_rho", "lam_normalize"}
+    # matched methods point at their own point's AdaGRPO run in the plan
+    specs = plan_runs(get_profile("tiny"), methods, [0], "runs")
+    by_name = {s.name: s for s in specs}
+    assert by_name["random[tau=0.25]"].reference == by_name["ada[tau=0.25]"].out_dir
+    assert by_name["mixp[lam=0.5,normalize=admitted]"].reference == by_name["ada[lam=0.5,normalize=admitted]"].out_dir
+
+
+def test_sweep_table_pairs_gains_per_seed():
+    rows = []
+    for seed, (a, r, m, n) in enumerate([(0.50, 0.40, 0.45, 0.30), (0.52, 0.41, 0.44, 0.31), (0.51, 0.42, 0.46, 0.29)]):
+        for name, v in (("ada[tau=0.25]", a), ("random[tau=0.25]", r), ("mixp[tau=0.25]", m), ("nll", n)):
+            rows.append({"method": name, "seed": seed, "checkpoint": "best", "HR@10": v, "sim_ctr": v / 2,
+                         "admission_rate": 0.3 if name.startswith(("ada", "random")) else 1.0})
+    t = sweep_table(pd.DataFrame(rows), [{"sweep": "tau", "tau": 0.25}])
+    r = t.iloc[0]
+    assert r.seeds == 3 and r.admission_rate == pytest.approx(0.3)
+    assert r.gain_vs_random == pytest.approx(np.mean([0.10, 0.11, 0.09]))
+    assert r.gain_vs_mixp == pytest.approx(np.mean([0.05, 0.08, 0.05]))
+    assert r.ctr_gain_vs_nll == pytest.approx(np.mean([0.10, 0.105, 0.11]))
+    assert r.gain_vs_random_ci > 0
+
+
+def test_grids_and_operating_point():
+    full, grid, modes = default_grids("paper")
+    assert full["tau"] == [0.0, 0.25, 0.5, 0.75, 0.9] and modes == ("batch", "admitted") and len(grid[0]) == 5
+    quick, _, _ = default_grids("quick")
+    assert all(len(v) <= len(full[k]) for k, v in quick.items())
+    p = operating_point(get_profile("tiny"), tau=0.75, lam=2.0)
+    assert p.gate.tau == 0.75 and p.grpo.lam == 2.0
+    with pytest.raises(ValueError, match="unknown knobs"):
+        operating_point(get_profile("tiny"), temperature=2.0)
