@@ -526,3 +526,44 @@ def test_reproduce_writes_a_fresh_run_folder_and_keeps_the_failed_notebook(sandb
     assert re.search(r"01_a\.ipynb: \d+ s\n  02_ok\.ipynb: \d+ s\n  03_c\.ipynb: \d+ s", r.stdout)
     assert re.search(r"done in \d+ s in total", r.stdout)
     assert sorted(p.name for p in stale.parent.iterdir()) == ["01_a.ipynb", "02_ok.ipynb", "03_c.ipynb"]
+
+
+# ------------------------------------------------------------------ outputs never overwrite each other
+def test_sweep_and_smoke_outputs_go_to_their_own_folders(tmp_path):
+    from adagrpo_core.utils import default_figures_dir, notebook_defaults, output_dir
+    defaults = notebook_defaults(Path(__file__).resolve().parent.parent / "notebooks" / "03_main_results.ipynb")
+    base = default_figures_dir()
+    assert base == Path(__file__).resolve().parent.parent / "figures"     # the checkout's, whatever the cwd
+    assert output_dir("03_main_results", None, "quick", dict(defaults)) == base
+    one_seed = output_dir("03_main_results", None, "quick", {**defaults, "seeds": [0]})
+    assert one_seed.parent == base / "sweeps" / "03_main_results" and one_seed != base
+    assert output_dir("03_main_results", None, "quick", {**defaults, "threads": 4, "jobs": 3}) == base  # plumbing
+    assert output_dir("03_main_results", None, "tiny", dict(defaults)) == base / "smoke"
+    assert output_dir("03_main_results", str(tmp_path), "quick", {**defaults, "seeds": [0]}) == tmp_path
+
+
+# ------------------------------------------------------------------ a non-finite loss stops the run
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoints(tmp_path):
+    import torch
+    from adagrpo_core.data.world import WorldConfig, build_world
+    from adagrpo_core.model.policy import PolicyConfig, build_policy
+    from adagrpo_core.model.semantic_ids import SIDConfig, build_semantic_ids
+    from adagrpo_core.configs import SFTConfig
+    from adagrpo_core.eval.evaluate import validation_subset
+    from adagrpo_core.train.loop import run_loop
+    world = build_world(WorldConfig.tiny(n_users=60))
+    sids = build_semantic_ids(world.item_features, SIDConfig(num_levels=2, codebook_size=8))
+    model = build_policy(sids, PolicyConfig(n_layer=1, n_head=2, n_embd=16, max_history=5), "cpu")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    cfg = SFTConfig(steps=6, ckpt_every=2, batch_size=4, warmup_steps=1, eval_samples=10, eval_beam_width=10, device="cpu")
+    w = torch.nn.Parameter(torch.ones(()))
+
+    def batch_loss(step, idx):
+        loss = (model.head.weight.sum() * 0 + w) * (float("nan") if step == 3 else 1.0)
+        return loss, {"nll": float(loss.detach()), "grpo_loss": 0.0}
+
+    val = validation_subset(world, 5, 10, 0)
+    with pytest.raises(FloatingPointError, match=r"step 4 .*non-finite terms: \['nll'\]"):
+        run_loop(model, opt, cfg, tmp_path, n_examples=40, batch_loss=batch_loss, val=val, sids=sids,
+                 configs={"test": 1}, progress=False)
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()     # step 2's checkpoint kept

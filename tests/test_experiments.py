@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from adagrpo_core.configs import get_profile
@@ -169,3 +170,65 @@ def test_results_do_not_depend_on_the_callers_thread_count(tiny_runs, tmp_path):
         torch.set_num_threads(before)
     ref = rows[(rows.seed == 0) & rows.method.isin(["nll", "adagrpo"])]
     assert _tables(again) == _tables(ref.reset_index(drop=True))
+
+
+KILL_CODE = """
+import os, signal, sys
+from adagrpo_core import utils
+from adagrpo_core.configs import get_profile
+from adagrpo_core.runs import MethodSpec, execute, plan_runs
+mode, root, cache = sys.argv[1], sys.argv[2], sys.argv[3]
+calls = [0]
+write = utils.atomic_write_bytes
+def dying_write(path, data):      # SIGKILL after the temporary file is written, before it replaces the target
+    if str(path).endswith("last.pt") and mode == "mid-write":
+        calls[0] += 1
+        if calls[0] == 2:
+            import tempfile
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+            os.write(fd, data[: len(data) // 2]); os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return write(path, data)
+utils.atomic_write_bytes = dying_write
+p = get_profile("tiny").with_rl_steps(4)
+p = p.__class__(**{**p.__dict__, "rl": p.rl.__class__(**{**p.rl.__dict__, "ckpt_every": 1})})
+specs = plan_runs(p, [MethodSpec("adagrpo", "adagrpo")], [0], root)
+if mode == "mid-step":
+    from adagrpo_core.rl import step as st
+    orig, n = st.compute_loss, [0]
+    def dying_loss(*a, **k):
+        n[0] += 1
+        if n[0] == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return orig(*a, **k)
+    st.compute_loss = dying_loss
+    import adagrpo_core.train.rl as trl
+    trl.compute_loss = dying_loss
+execute(specs, p, cache, progress=False)
+"""
+
+
+@pytest.mark.parametrize("mode", ["mid-step", "mid-write"])
+def test_killed_rl_run_resumes_to_identical_outputs(tiny_runs, tmp_path, mode):
+    """SIGKILL an RL run in the middle of a step, or in the middle of writing last.pt; the resumed
+    run's logs, checkpoints' weights and results equal an uninterrupted run's."""
+    import torch
+    prof, _, _, cache, _, _ = tiny_runs
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = subprocess.run([sys.executable, "-c", KILL_CODE, mode, str(tmp_path / "a"), str(cache)], env=env)
+    assert killed.returncode == -signal.SIGKILL
+    run = next((tmp_path / "a").glob("seed0/*"))
+    assert (run / "last.pt").exists() and not (run / "results.csv").exists()
+    done = subprocess.run([sys.executable, "-c", KILL_CODE, "none", str(tmp_path / "a"), str(cache)], env=env)
+    assert done.returncode == 0
+    clean = subprocess.run([sys.executable, "-c", KILL_CODE, "none", str(tmp_path / "b"), str(cache)], env=env)
+    assert clean.returncode == 0
+    other = next((tmp_path / "b").glob("seed0/*"))
+    for name in ("steps.csv", "checkpoints.csv"):
+        assert (run / name).read_text() == (other / name).read_text(), name
+    cols = lambda f: pd.read_csv(f).drop(columns=["train_seconds"])   # noqa: E731
+    assert cols(run / "results.csv").equals(cols(other / "results.csv"))
+    a = torch.load(run / "final.pt", weights_only=False)["model"]
+    b = torch.load(other / "final.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(run.glob(".*.tmp"))
