@@ -1,4 +1,5 @@
-"""Plumbing shared by every module: seeding, devices, atomic writes, config hashing.
+"""Plumbing shared by every module: seeding, threads, devices, validators, atomic writes, tables,
+figures and output folders, config hashing, checkpoint loading.
 
 Nothing here knows about recommendation; keep algorithm logic out of this file.
 """
