@@ -12,8 +12,9 @@ def code(s, params=False):
     return c
 
 def write(name, cells):
-    for c in cells:
+    for i, c in enumerate(cells):
         c.source = c.source.replace("__NB__", name[:-len(".ipynb")])
+        c.id = f"cell-{i:02d}"            # stable ids: regenerating changes only what changed
     nb = nbf.v4.new_notebook()
     nb.cells = cells
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -135,7 +136,7 @@ difficulty_bins = 4        # quantile bins of the target's log-likelihood
 discrim_bins = 2           # quantile bins of discriminability
 n_boot = 2000              # bootstrap resamples
 seed = 0                   # bootstrap seed
-explore_difficulty_q = 4   # stratum explorer: difficulty bin, 1 is the easiest
+explore_difficulty_q = 2   # stratum explorer: difficulty bin, 1 is the easiest
 explore_discrim_q = 2      # stratum explorer: discriminability bin, 1 is the least discriminable
 n_examples = 3             # stratum explorer: samples shown
 ''', params=True),
@@ -601,7 +602,8 @@ for _, r in pooled[(pooled.checkpoint == "best") & (pooled.reference == "nll")].
     if "sim_ctr_diff" in r and pd.notna(r.sim_ctr_diff):
         gap = t["ceiling (true utility)"] - t["sft"]
         print(f"  {r.method:<22} sim CTR vs nll {r.sim_ctr_diff:+.4f} [{r.sim_ctr_ci_low:+.4f}, {r.sim_ctr_ci_high:+.4f}]"
-              f" ({r.sim_ctr_diff / gap:+.1%} of the SFT-to-ceiling gap)")
+              f" over users, ± {r.sim_ctr_seed_ci:.4f} over seeds (a gain worth {r.sim_ctr_diff / gap:.1%} of the "
+              f"SFT-to-ceiling gap)")
 for _, r in gaps.iterrows():
     print(f"reward {r.reward}: {r.metric} AdaGRPO - {r.best_mixture} = {r.gap:+.4f} ± {r.gap_ci:.4f} ({int(r.seeds)} seeds)")
 a = acc.set_index("method")
