@@ -66,7 +66,8 @@ def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Pa
     rows, summary = main_results(prof, seeds=seeds, out_root=runs / profile, cache_dir=cache_dir, jobs=jobs,
                                  scheduler=scheduler)
     print(summary.round(4).to_markdown(index=False))
-    save_table(rows, out, f"main_results_rows_{profile}")
+    print(f"training time per run: {rows.drop_duplicates('run_dir').train_seconds.median():.0f} s (median)")
+    save_table(rows.drop(columns=["run_dir", "train_seconds"]), out, f"main_results_rows_{profile}")
     save_table(summary, out, f"main_results_{profile}")
     return 0
 

@@ -266,7 +266,7 @@ hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 
 ''', params=True),
     code(SETUP_RL.format(imports="main_results, paired_tests_both, read_steps") + '''
 rows, summary = main_results(prof, seeds=seeds, out_root=root, cache_dir=cache_dir, jobs=jobs, scheduler=scheduler)
-save_table(rows, out, f"nb03_main_results_rows_{profile}")
+save_table(rows.drop(columns=["run_dir", "train_seconds"]), out, f"nb03_main_results_rows_{profile}")   # no paths, no timings
 save_table(summary, out, f"nb03_main_results_{profile}")
 cols = ["method", "checkpoint", "seeds"] + [c for m in (f"HR@{hr_k}", "NDCG@10", "halluc", "HR@10_constrained", "admission_rate")
                                             for c in (m, m + "_ci")]
