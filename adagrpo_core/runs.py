@@ -129,21 +129,34 @@ def _config_json(profile: Profile, spec: RunSpec) -> str:
     return json.dumps(cfgs, indent=2, sort_keys=True, default=str)
 
 
+_LOADED: dict = {}   # per process: the cached artefacts of the last profile, so a worker loads them once
+
+
+def _artefacts(profile: Profile, cache_dir):
+    """(world, sids, SFT folder, ranker) of a profile from the cache, loaded once per process."""
+    from .pipeline import get_ranker, get_sft, get_sids, get_world
+    key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft, profile.ranker), str(cache_dir))
+    if key not in _LOADED:
+        world = get_world(profile.world, cache_dir)
+        sids = get_sids(world, profile.sid, cache_dir)
+        sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
+        ranker = get_ranker(world, profile.ranker, cache_dir, progress=False)
+        _LOADED.clear()                      # keep one profile's artefacts at a time
+        _LOADED[key] = (world, sids, sft_dir, ranker)
+    return _LOADED[key]
+
+
 def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool = False) -> pd.DataFrame:
     """Train and evaluate one run (or read its finished results); one torch thread."""
     out = Path(spec.out_dir)
     res = out / "results.csv"
     if res.exists():
         return pd.read_csv(res)
-    from .pipeline import get_ranker, get_sft, get_sids, get_world
     from .reward.reward_model import build_reward
     from .train.rl import run_method
     with torch_threads(1):
-        world = get_world(profile.world, cache_dir)
-        sids = get_sids(world, profile.sid, cache_dir)
-        sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
-        ranker = get_ranker(world, profile.ranker, cache_dir, progress=False) if profile.reward.source == "ranker" else None
-        reward = build_reward(world, sids, ranker, profile.reward)
+        world, sids, sft_dir, ranker = _artefacts(profile, cache_dir)
+        reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward)
         gate, grpo, rates = spec.gate, spec.grpo, None
         if spec.reference is not None:
             rates = pd.read_csv(Path(spec.reference) / "steps.csv")["admission_rate"].to_numpy()
