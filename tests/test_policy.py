@@ -85,12 +85,16 @@ def test_rollouts_shared_history_equals_reencoding(tiny):
     g2 = torch.Generator().manual_seed(3)
     a = sample_rollouts(model, history, 8, trie=sids.trie, generator=g1)
     r = sample_rollouts(model, history.repeat_interleave(8, 0), 1, trie=sids.trie, generator=g2)  # re-encoding
-    b = type(r)(*(z.reshape(3, 8, *z.shape[2:]) for z in (r.tokens, r.logp, r.items, r.valid)))
+    b = type(r)(*(z.reshape(3, 8, *z.shape[2:]) for z in (r.tokens, r.logp, r.logp1, r.items, r.valid)))
     assert a.tokens.shape == (3, 8, 3)
     assert torch.equal(a.tokens, b.tokens)
     torch.testing.assert_close(a.logp, b.logp, atol=1e-5, rtol=1e-5)
     # log-probs agree with re-scoring the sampled tuples
     torch.testing.assert_close(a.logp, model.tuple_logprobs(history, a.tokens), atol=1e-5, rtol=1e-5)
+    assert torch.equal(a.logp1, a.logp)                 # temperature 1
+    hot = sample_rollouts(model, history, 8, temperature=2.0, trie=sids.trie, generator=g1)
+    torch.testing.assert_close(hot.logp, model.tuple_logprobs(history, hot.tokens, 2.0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(hot.logp1, model.tuple_logprobs(history, hot.tokens), atol=1e-5, rtol=1e-5)
     assert torch.equal(a.valid, a.items >= 0)
     assert np.array_equal(sids.decode(a.tokens.numpy()), a.items.numpy())
 

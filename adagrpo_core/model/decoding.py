@@ -23,6 +23,7 @@ NEG_INF = float("-inf")
 class Rollouts:
     tokens: torch.Tensor   # [B, G, Lp] sampled codes
     logp: torch.Tensor     # [B, G, Lp] log-prob of each sampled token under the sampling distribution
+    logp1: torch.Tensor    # [B, G, Lp] the same at temperature 1 (the policy's own log-probs)
     items: torch.Tensor    # [B, G] decoded item id, -1 = hallucination
     valid: torch.Tensor    # [B, G] bool
 
@@ -55,11 +56,12 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
     cache = model.encode(history.to(model.device)) if cache is None else cache.detach()
     nodes = trie.root(B * G).view(B, G)                                     # [B, G]
     logits = model.first_logits(cache)[:, None, :].expand(B, G, model.V)    # [B, G, V]
-    tokens, logps, past = [], [], None
+    tokens, logps, logps1, past = [], [], [], None
     for level in range(model.Lp):
         if level > 0:
             out, past = model.extend(cache, tokens[-1][..., None], level - 1, past)
             logits = out[:, :, -1]                                          # [B, G, V]
+        raw = logits
         logits = logits / temperature
         if constrained:
             logits = logits.masked_fill(~trie.allowed(nodes), NEG_INF)
@@ -67,9 +69,11 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
         tok = _gumbel_argmax(logits, generator)                             # [B, G]
         tokens.append(tok)
         logps.append(logp.gather(-1, tok[..., None]).squeeze(-1))
+        logps1.append(logps[-1] if temperature == 1.0 and not constrained else
+                      raw.log_softmax(-1).gather(-1, tok[..., None]).squeeze(-1))
         nodes = trie.step(nodes, tok)
     items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
-    return Rollouts(torch.stack(tokens, -1), torch.stack(logps, -1), items, items >= 0)
+    return Rollouts(torch.stack(tokens, -1), torch.stack(logps, -1), torch.stack(logps1, -1), items, items >= 0)
 
 
 @dataclass

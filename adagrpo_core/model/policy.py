@@ -69,6 +69,11 @@ class HistoryCache:
         return HistoryCache([k.detach() for k in self.keys], [v.detach() for v in self.values],
                             self.bias, self.last.detach())
 
+    def select(self, rows: torch.Tensor) -> "HistoryCache":
+        """The cache of the contexts ``rows`` [n] only (gradients flow back to the full cache)."""
+        return HistoryCache([k[rows] for k in self.keys], [v[rows] for v in self.values],
+                            self.bias[rows], self.last[rows])
+
 
 class SelfAttention(nn.Module):
     def __init__(self, cfg: PolicyConfig):
@@ -317,9 +322,10 @@ class SIDPolicy(nn.Module):
         logp = (logits / temperature).log_softmax(-1)
         return logp.gather(-1, tuples.clamp(0, logits.shape[-1] - 1)[..., None]).squeeze(-1)
 
-    def tuple_logprobs(self, history: torch.Tensor, tuples: torch.Tensor, temperature: float = 1.0):
+    def tuple_logprobs(self, history: torch.Tensor | None, tuples: torch.Tensor, temperature: float = 1.0,
+                       cache: HistoryCache | None = None):
         """Per-token log-probs of given tuples: [B, G, Lp] (see :meth:`tuple_logits`)."""
-        return self.gather_logprobs(self.tuple_logits(history, tuples), tuples, temperature)
+        return self.gather_logprobs(self.tuple_logits(history, tuples, cache), tuples, temperature)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

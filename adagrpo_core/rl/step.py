@@ -5,12 +5,14 @@
 1. G = ``num_generations`` rollouts per context from the shared-history sampler (unconstrained,
    so hallucinations can be sampled) and their rewards r_ij (invalid tuples get the reward's
    ``invalid_reward``);
-2. one differentiable pass of the policy over the rollouts and y*_i, sharing the history
-   encoding with the sampler;
+2. the policy's log-likelihood of y*_i (teacher-forced, with grad) and of the rollouts (from
+   the sampler), sharing one history encoding;
 3. the diagnostics: difficulty d_i (the policy's log-likelihood of y*_i against the distinct
    valid rollout negatives) and discriminability a_i (the reward's score of y*_i against those
    negatives plus M in-batch negatives);
-4. the method's gate g_i (``gate.compute_gate``).
+4. the method's gate g_i (``gate.compute_gate``);
+5. the differentiable pass over the rollouts of the samples whose GRPO term has a gradient
+   (admitted, non-zero advantage): rejected samples cost no backward pass.
 
 :func:`compute_loss` turns that into L = (1/B) sum_i [ w_nll L_nll_i + lambda g_i L_grpo_i ]
 (``grpo.combine_losses``) and the per-step metrics, named as TRL names them where TRL has a
@@ -43,11 +45,13 @@ class ScoredBatch:
 
 def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie, grpo: GRPOConfig,
                      gate_cfg: GateConfig, generator: torch.Generator, target_rate: float | None = None,
-                     true_utility: Callable | None = None) -> ScoredBatch:
-    """Rollouts, rewards, the differentiable pass, diagnostics and the gate of one batch.
+                     true_utility: Callable | None = None, all_rows: bool = False) -> ScoredBatch:
+    """Rollouts, rewards, diagnostics, the gate and the differentiable passes of one batch.
 
     ``item_codes`` [n_items, Lp] maps items to tuples (on the model's device); ``true_utility(batch,
-    items [B, G]) -> [B, G]`` is needed only by the oracle gate."""
+    items [B, G]) -> [B, G]`` is needed only by the oracle gate. ``all_rows=True`` gives every
+    sample's rollouts the differentiable pass, gated or not (the former step: the same loss and
+    gradients up to float rounding, at more cost; for the benchmark and the tests)."""
     from ..model.decoding import sample_rollouts
     dev = model.device
     hist = torch.as_tensor(batch.history, device=dev)
@@ -63,13 +67,9 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     cache = model.encode(hist)                        # with grad; the rollouts use a detached view
     roll = sample_rollouts(model, None, G, grpo.temperature, trie=trie, generator=generator, cache=cache)
     rewards = reward_model(hist, roll.tokens, batch=batch)                           # [B, G]
-    tuples = torch.cat([roll.tokens, target_codes], 1)                               # [B, G+1, Lp]
-    logits = model.tuple_logits(None, tuples, cache=cache)                           # [B, G+1, Lp, V]
-    logp_1 = model.gather_logprobs(logits, tuples)                                   # [B, G+1, Lp]
-    logp_T = logp_1[:, :G] if grpo.temperature == 1.0 else \
-        model.gather_logprobs(logits[:, :G], roll.tokens, grpo.temperature)          # [B, G, Lp]
-    nll = nll_per_sample(logp_1[:, G])                                               # [B]
-    seq_ll = logp_1.detach().sum(-1)                                                 # [B, G+1]
+    logp_y = model.tuple_logprobs(None, target_codes, cache=cache)[:, 0]             # [B, Lp], with grad
+    nll = nll_per_sample(logp_y)                                                     # [B]
+    seq_ll = torch.cat([roll.logp1, logp_y.detach()[:, None]], 1).sum(-1)           # [B, G+1] sequence log-lik.
     d = difficulty(seq_ll[:, G], seq_ll[:, :G], roll.items, target)
     M = gate_cfg.num_negatives
     idx, inmask = sample_inbatch_negatives(target, M, generator=generator) if M > 0 else (None, None)
@@ -85,6 +85,7 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
         tu = torch.where(roll.valid, tu, torch.zeros_like(tu))
     g = compute_gate(gate_cfg, d, a, generator=generator, target_rate=target_rate,
                      ranker_scores=rewards, true_utility=tu, valid=roll.valid)
+    logp_T = _rollout_logprobs(model, cache, roll, rewards, g, grpo, all_rows)        # [B, G, Lp]
     r = rewards.float()
     metrics = {"mean_d": d.mean().item(), "mean_a": a.mean().item(),
                "reward": r.mean().item(), "reward_std": r.std(1).mean().item(),
@@ -101,6 +102,30 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
                  "reward_truth_corr": _rowwise_corr(rewards.float(), tu, roll.valid), "target": target}
         audit = {k: v.detach().cpu().numpy() for k, v in audit.items()}
     return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics, audit)
+
+
+def _rollout_logprobs(model, cache, roll, rewards: torch.Tensor, g: torch.Tensor, grpo: GRPOConfig,
+                      all_rows: bool = False) -> torch.Tensor:
+    """The rollouts' log-probs at the sampling temperature, [B, G, Lp], with grad where the GRPO
+    term has one: the admitted samples (g != 0) whose group has a non-zero advantage (or a KL
+    term). Only those rows get the teacher-forced pass; the others keep the sampler's detached
+    log-probs, which give the same loss value (on-policy the ratio is 1) and no gradient, exactly
+    as their zero weight in the combined loss does. So a gate that admits 40% of a batch pays for
+    40% of the differentiable rollout pass."""
+    logp = roll.logp                                                                 # [B, G, Lp] detached
+    if all_rows:
+        return model.tuple_logprobs(None, roll.tokens, grpo.temperature, cache=cache)
+    if grpo.lam == 0:
+        return logp
+    need = g != 0
+    if grpo.beta == 0:
+        need &= (group_advantages(rewards.float(), grpo.scale_rewards) != 0).any(1)
+    rows = need.nonzero().squeeze(1)                                                 # [n]
+    if len(rows) == 0:
+        return logp
+    tokens = roll.tokens[rows]                                                       # [n, G, Lp]
+    logits = model.tuple_logits(None, tokens, cache=cache.select(rows))              # [n, G, Lp, V]
+    return logp.index_put((rows,), model.gather_logprobs(logits, tokens, grpo.temperature))
 
 
 def _rowwise_corr(x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
