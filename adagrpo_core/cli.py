@@ -1,6 +1,7 @@
 """Command-line entry points (what a machine without Jupyter uses).
 
     python -m adagrpo_core.cli reproduce --profile quick          # world, SFT vs most-popular, ranker
+    python -m adagrpo_core.cli reproduce --sequences MyShop.txt   # the same on any `user item item ...` file
     python -m adagrpo_core.cli main-results --seeds 0 1 2         # every method x seeds
     python -m adagrpo_core.cli stratified --profile quick         # the paper's Tables 1-3
 
@@ -16,18 +17,20 @@ import sys
 import time
 from pathlib import Path
 
-from .configs import PROFILES, get_profile
+from .configs import PROFILES, Profile, get_profile
 from .utils import save_table
 
 
-def reproduce(profile: str, out: Path, cache_dir=None) -> int:
-    """World summary and exposure bias, semantic IDs, SFT vs most-popular, ranker reliability."""
+def reproduce(profile: str | Profile, out: Path, cache_dir=None) -> int:
+    """World summary and exposure bias, semantic IDs, SFT vs the reference baselines
+    (``experiments.BASELINES``), ranker reliability. ``profile``: a name or a :class:`Profile`."""
     from .data.world import exposure_concentration
     from .experiments import sft_reference
     from .pipeline import get_ranker, get_sids, get_world
     from .reward.reliability import reliability_report
 
-    prof = get_profile(profile)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = prof.name
     sfx = "" if profile == "quick" else f"_{profile}"    # the quick profile's tables keep their names
     t0 = time.perf_counter()
     world = get_world(prof.world, cache_dir, progress=True)
@@ -39,6 +42,8 @@ def reproduce(profile: str, out: Path, cache_dir=None) -> int:
     sids = get_sids(world, prof.sid, cache_dir)
     print(f"semantic IDs: {sids.length} tokens, codebooks {sids.codebook_sizes}, "
           f"collisions before the uniqueness token: {sids.collisions_before_uniqueness}")
+    if not prof.is_simulated:
+        save_table(semantic_ids_summary(prof, sids), out, f"semantic_ids{sfx}")
     ref = sft_reference(prof, cache_dir)
     print(ref[["method", "HR@5", "HR@10", "HR@20", "NDCG@10", "halluc"] +
               [c for c in ("HR@10_unc", "halluc_unc") if c in ref]].round(4).to_markdown(index=False))
@@ -56,6 +61,38 @@ def reproduce(profile: str, out: Path, cache_dir=None) -> int:
         save_table(cal, out, f"world_calibration{sfx}")
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; tables in {out}/")
     return 0
+
+
+def semantic_ids_summary(prof: Profile, sids):
+    """One row: where a real dataset's semantic IDs come from, their shape and their collisions."""
+    import pandas as pd
+    from .data.sequences import SequencesConfig
+    w = prof.world
+    if isinstance(w, SequencesConfig):
+        source = "file" if w.semantic_ids else f"rqkmeans({w.id_kind})"
+    else:
+        source = w.semantic_ids
+    return pd.DataFrame([{"source": source, "tokens": sids.length,
+                          "codebook_sizes": " ".join(map(str, sids.codebook_sizes)),
+                          "collisions_before_uniqueness": sids.collisions_before_uniqueness,
+                          "max_collision_group": sids.max_collision_group, "items": sids.n_items}])
+
+
+def sequences_profile(cfg, base: str, sft_steps: int | None, cache_dir=None) -> Profile:
+    """The profile of a ``--sequences`` run: ``base``'s model, SFT and ranker settings on the
+    dataset ``cfg`` (named after it), ``sft_steps`` SFT steps when given, and at most
+    ``n_items // 8`` codes per level (at least 2), so that a first-level code groups about 8
+    items or more on average instead of giving every item of a small catalogue its own code."""
+    from dataclasses import replace
+
+    from .pipeline import get_world
+    prof = replace(get_profile(base), name=cfg.name, world=cfg).with_sft_steps(sft_steps or 0)
+    n_items = get_world(cfg, cache_dir).n_items          # cached: reproduce loads the same object
+    k = max(2, n_items // 8)
+    if prof.sid.codebook_size > k and cfg.semantic_ids is None:
+        print(f"{n_items} items: {k} codes per level instead of the profile's {prof.sid.codebook_size}")
+        prof = replace(prof, sid=replace(prof.sid, codebook_size=k))
+    return prof
 
 
 def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Path, cache_dir=None,
@@ -104,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
         d = (lambda v: v) if defaults else (lambda v: argparse.SUPPRESS)
         parser.add_argument("--threads", type=int, default=d(None), help="torch CPU threads (default: torch's own)")
         parser.add_argument("--out", type=Path, default=d(Path("figures")), help="where tables are written")
-        parser.add_argument("--profile", choices=list(PROFILES), default=d("quick"), help="named profile")
+        parser.add_argument("--profile", choices=list(PROFILES), default=d(None),
+                            help="named profile; when omitted: quick, or with --sequences amazon (its model, "
+                                 "SFT and ranker settings)")
 
     common = argparse.ArgumentParser(add_help=False)
     add_common(common, defaults=False)
@@ -112,9 +151,21 @@ def _parser() -> argparse.ArgumentParser:
                                 description="AdaGRPO: reward-gated GRPO for generative recommendation.")
     add_common(p, defaults=True)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    sub.add_parser("reproduce", parents=[common], formatter_class=fmt, help="world, SFT vs most-popular, ranker",
-                   description="The main job's CLI part: the world and its exposure bias, the semantic IDs, "
-                               "SFT against most-popular, and the ranker's reliability by exposure bucket.")
+    r = sub.add_parser("reproduce", parents=[common], help="world, SFT vs most-popular, ranker",
+                       description="The main job's CLI part: the world and its exposure bias, the semantic IDs, "
+                                   "SFT against the reference baselines (most popular), and the ranker's "
+                                   "reliability by exposure bucket. With --sequences, the same on any "
+                                   "`user item item ...` file, tables in <out>/<name>/.")
+    r.add_argument("--sequences", type=Path, default=None, metavar="FILE",
+                   help="a `user item item ...` file (1-indexed item ids, chronological) instead of the profile's data")
+    r.add_argument("--attributes", type=Path, default=None, metavar="FILE",
+                   help="with --sequences: item attributes, {item id: [attribute ids]} JSON")
+    r.add_argument("--semantic-ids", type=Path, default=None, metavar="FILE",
+                   help="with --sequences: semantic IDs in LETTER's JSON format (default: RQ-KMeans over "
+                        "co-occurrence embeddings of the training clicks, plus the attributes when given)")
+    r.add_argument("--sft-steps", type=int, default=None, metavar="N",
+                   help="with --sequences: SFT steps (default: the profile's)")
+    r.add_argument("--name", default=None, help="with --sequences: the dataset's name (default: the file stem)")
     m = sub.add_parser("main-results", parents=[common], formatter_class=fmt, help="every method x seeds",
                        description="Train every method (nll, mixtures, AdaGRPO and its controls) for each seed "
                                    "from one cached SFT base and ranker; best and final checkpoints on test.")
@@ -138,6 +189,8 @@ def _validate(args) -> None:
     """Every argument, before any expensive work (ValueError naming the argument and value)."""
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got --threads {args.threads}")
+    if args.cmd == "reproduce":
+        _validate_sequences(args)
     if args.cmd == "main-results":
         bad = [s for s in args.seeds if s < 0]
         if bad:
@@ -154,6 +207,30 @@ def _validate(args) -> None:
         StrataConfig(top_n=args.top_n, k=args.k)
 
 
+def _validate_sequences(args) -> None:
+    """The --sequences options: files that exist, a usable name, N >= 1; builds args.sequences_cfg."""
+    from .data.sequences import SequencesConfig
+    args.sequences_cfg = None
+    given = [flag for flag, v in (("--attributes", args.attributes), ("--semantic-ids", args.semantic_ids),
+                                  ("--sft-steps", args.sft_steps), ("--name", args.name)) if v is not None]
+    if args.sequences is None:
+        if given:
+            raise ValueError(f"{given[0]} needs --sequences FILE (it describes that dataset)")
+        return
+    for flag, path in (("--sequences", args.sequences), ("--attributes", args.attributes),
+                       ("--semantic-ids", args.semantic_ids)):
+        if path is not None and not path.is_file():
+            raise ValueError(f"{flag}: no such file: {str(path)!r}")
+    if args.sft_steps is not None and args.sft_steps < 1:
+        raise ValueError(f"--sft-steps must be >= 1, got --sft-steps {args.sft_steps}")
+    try:
+        args.sequences_cfg = SequencesConfig(path=str(args.sequences), name=args.name,
+                                             attributes=None if args.attributes is None else str(args.attributes),
+                                             semantic_ids=None if args.semantic_ids is None else str(args.semantic_ids))
+    except ValueError as e:
+        raise ValueError(str(e).replace("name must", "--name must").replace("pass a name", "pass --name")) from None
+
+
 def main(argv=None) -> int:
     p = _parser()
     args = p.parse_args(argv)
@@ -161,12 +238,17 @@ def main(argv=None) -> int:
         _validate(args)
     except ValueError as e:
         p.exit(2, f"error: {e}\n")
+    if args.profile is None:
+        args.profile = "amazon" if getattr(args, "sequences_cfg", None) is not None else "quick"
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     try:
-        if args.cmd == "reproduce":
-            return reproduce(args.profile, args.out)
+        if args.cmd == "reproduce" and args.sequences_cfg is not None:
+            cfg = args.sequences_cfg
+            return reproduce(sequences_profile(cfg, args.profile, args.sft_steps), args.out / cfg.name)
+        if args.cmd == "reproduce":    # a real dataset's tables go under figures/<dataset>/, as the notebooks' do
+            return reproduce(args.profile, args.out / "amazon" if args.profile == "amazon" else args.out)
         if args.cmd == "main-results":
             return main_results_cmd(args.profile, args.seeds, args.steps, args.out, args.runs, jobs=args.jobs,
                                     scheduler=args.scheduler)

@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from .data.amazon import AmazonConfig
+from .data.sequences import SequencesConfig
 from .data.world import WorldConfig
 from .eval.strata import StrataConfig
 from .model.policy import PolicyConfig
+from .model.sasrec import SASRecConfig
 from .model.semantic_ids import SIDConfig
 from .reward.ranker import RankerConfig
 from .reward.reward_model import RewardConfig
@@ -24,8 +26,8 @@ from .rl.grpo import GRPOConfig
 from .utils import check_device, check_int, check_range
 
 __all__ = ["AmazonConfig", "GateConfig", "GRPOConfig", "LoopConfig", "PolicyConfig", "Profile", "PROFILES",
-           "RankerConfig", "RewardConfig", "RLConfig", "SFTConfig", "SIDConfig", "StrataConfig", "WorldConfig",
-           "get_profile"]
+           "RankerConfig", "RewardConfig", "RLConfig", "SequencesConfig", "SFTConfig", "SIDConfig", "StrataConfig",
+           "WorldConfig", "get_profile"]
 
 
 @dataclass
@@ -121,8 +123,8 @@ class Profile:
 
     name: str = "quick"
     """The profile's name (tables carry it)."""
-    world: WorldConfig | AmazonConfig = field(default_factory=WorldConfig.quick)
-    """The simulated world, or a real dataset (AmazonConfig)."""
+    world: WorldConfig | AmazonConfig | SequencesConfig = field(default_factory=WorldConfig.quick)
+    """The simulated world, or a real dataset (AmazonConfig, or SequencesConfig for any file)."""
     sid: SIDConfig = field(default_factory=SIDConfig)
     """Residual k-means semantic IDs (unused when a dataset brings its own)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -139,6 +141,8 @@ class Profile:
     """The gate (method, tau, rho, M ...)."""
     rl: RLConfig = field(default_factory=RLConfig)
     """RL optimisation, checkpoints and evaluation."""
+    sasrec: SASRecConfig = field(default_factory=SASRecConfig)
+    """The SASRec reference model (real datasets: a baseline row, and the reward of source='sasrec')."""
 
     @property
     def is_simulated(self) -> bool:
@@ -152,6 +156,16 @@ class Profile:
         check_int("steps", steps, lo=1)
         return replace(self, rl=replace(self.rl, steps=steps, ckpt_every=min(self.rl.ckpt_every, steps)))
 
+    def with_sft_steps(self, steps: int) -> "Profile":
+        """A copy with ``steps`` SFT steps (0 keeps the profile's): checkpoints no sparser than that,
+        and the warm-up at most the profile's and at most a tenth of the steps."""
+        if not steps:
+            return self
+        check_int("steps", steps, lo=1)
+        warmup = min(self.sft.warmup_steps, steps // 10)
+        return replace(self, sft=replace(self.sft, steps=steps, ckpt_every=min(self.sft.ckpt_every, steps),
+                                         warmup_steps=warmup))
+
     def configs(self) -> dict:
         """{field name: config} for every config of the profile (for hashing and config.json)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
@@ -163,16 +177,17 @@ PROFILES = ("quick", "paper", "full", "tiny", "amazon")
 def get_profile(name: str) -> Profile:
     """The named profile.
 
-    * 'quick' (the default of reproduce.sh, CPU): the calibrated world; short RL runs (100 steps)
-      evaluated on every test user; the notebooks use reduced sweep grids;
+    * 'quick' (the default of reproduce.sh, CPU): the calibrated world; short RL runs (50 steps)
+      evaluated on every test user; the notebooks use reduced grids and lists, so the whole suite
+      runs in 15 minutes on 2 cores;
     * 'paper': the same world, SFT base and ranker (one cache), RL runs of 200 steps and the full
       grids: the numbers of RESULTS.md;
     * 'full': a larger world and policy (GPU when present);
     * 'tiny': tests and smoke runs (a small saturated world);
-    * 'amazon': Amazon Beauty with LETTER semantic IDs.
+    * 'amazon': Amazon Beauty with collaborative RQ-KMeans semantic IDs (see below).
     """
     if name == "quick":
-        return Profile(name="quick", rl=RLConfig(steps=100, ckpt_every=25, eval_samples=500))
+        return Profile(name="quick", rl=RLConfig(steps=50, ckpt_every=25, eval_samples=500))
     if name == "paper":
         return Profile(name="paper", rl=RLConfig(steps=200, ckpt_every=50, eval_samples=1000))
     if name == "full":
@@ -187,11 +202,17 @@ def get_profile(name: str) -> Profile:
                        ranker=RankerConfig(max_epochs=2), grpo=GRPOConfig(num_generations=4),
                        rl=RLConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=50, test_samples=100))
     if name == "amazon":
-        # Amazon Beauty with LETTER's semantic IDs; the files come from $ADAGRPO_AMAZON_DIR or a
-        # verified download. The ranker learns from semi-synthetic exposure (see data/amazon.py).
-        return Profile(name="amazon", world=AmazonConfig(), policy=PolicyConfig(n_embd=64, max_history=20),
-                       sft=SFTConfig(steps=3000, batch_size=128, ckpt_every=500, eval_samples=2000),
-                       rl=RLConfig(steps=200, batch_size=64, ckpt_every=50, eval_samples=2000, test_samples=5000))
+        # Amazon Beauty; the files come from $ADAGRPO_AMAZON_DIR or a verified download. The ranker
+        # learns from semi-synthetic exposure (see data/amazon.py). The IDs are RQ-KMeans codes of
+        # co-occurrence embeddings plus attributes, in LETTER's shape (4 levels of 256 codes): with
+        # the same SFT they beat LETTER's published IDs on validation (figures/amazon/
+        # semantic_ids_beauty.md). SFT has 1500 steps, what one CPU thread trains in about 8 minutes;
+        # RL 100 steps, and every method is tested on all 22,363 test users (paired McNemar tests).
+        return Profile(name="amazon", world=AmazonConfig(semantic_ids="collaborative"),
+                       sid=SIDConfig(num_levels=4, codebook_size=256),
+                       policy=PolicyConfig(n_embd=64, max_history=20),
+                       sft=SFTConfig(steps=1500, batch_size=128, ckpt_every=500, eval_samples=2000),
+                       rl=RLConfig(steps=100, batch_size=64, ckpt_every=50, eval_samples=2000, test_samples=0))
     raise ValueError(f"profile must be one of {list(PROFILES)}, got profile={name!r}")
 
 
@@ -205,7 +226,9 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
     Checks the parameters the notebooks share, where given: ``profile`` (one of
     ``allowed_profiles``), ``seeds`` (a non-empty list of distinct non-negative ints), ``steps``
     and ``threads`` (ints >= 0; 0 keeps the default), ``hr_k`` (5, 10 or 20), ``lams``
-    (non-negative numbers), ``oracle_thresholds`` (numbers in [0, 1]), ``run_dir`` (an existing
+    (non-negative numbers), ``oracle_thresholds`` (numbers in [0, 1]; None: the profile's),
+    ``noise_levels`` and ``mix_lams`` (non-negative numbers; None: the profile's), ``jobs`` (int
+    >= 0), ``sequences`` (an existing file or None), ``run_dir`` (an existing
     folder or None), ``out_dir`` / ``cache_dir`` / ``runs_dir`` (a path or None), ``checkpoint``
     ('best' or 'final') and ``split`` ('test' or 'valid'). Other parameters are left to the code
     that uses them. A bad value raises ValueError naming the parameter and the value.
@@ -249,10 +272,19 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
             bad(name, "must be an int >= 0 (0 keeps the default)")
     if "hr_k" in params and not (is_int(params["hr_k"]) and params["hr_k"] in (5, 10, 20)):
         bad("hr_k", "must be 5, 10 or 20")
-    if "lams" in params:
+    if params.get("lams") is not None:
         number_list("lams", 0)
-    if "oracle_thresholds" in params:
+    if params.get("oracle_thresholds") is not None:     # None: the profile's list
         number_list("oracle_thresholds", 0, 1)
+    if params.get("noise_levels") is not None:
+        number_list("noise_levels", 0)
+    if params.get("mix_lams") is not None:
+        number_list("mix_lams", 0)
+    if params.get("sequences") is not None and not (isinstance(params["sequences"], (str, os.PathLike))
+                                                     and Path(params["sequences"]).is_file()):
+        bad("sequences", "must be the path of an existing user item item ... file (or None)")
+    if "jobs" in params and not (is_int(params["jobs"]) and params["jobs"] >= 0):
+        bad("jobs", "must be an int >= 0 (0 means one per CPU core)")
     for name in ("run_dir", "out_dir", "cache_dir", "runs_dir"):
         if name in params and params[name] is not None and not isinstance(params[name], (str, os.PathLike)):
             bad(name, "must be a path or None")

@@ -20,19 +20,22 @@ from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci, paired_bootstra
 from .model.policy import load_policy
 from .pipeline import get_sft, get_sids, get_world
 from .runs import MethodSpec, execute, plan_runs
-from .utils import torch_threads
+from .utils import load_checkpoint, torch_threads
 
-__all__ = ["MethodSpec", "control_methods", "default_methods", "frontier_methods", "main_results",
+__all__ = ["BASELINES", "MethodSpec", "control_methods", "default_methods", "frontier_methods", "main_results", "suite_default",
            "paired_tests", "paired_tests_both", "read_steps", "sft_reference", "summarize"]
 
 
-def default_methods(lams=(0.1, 0.5, 1.0)) -> list[MethodSpec]:
-    """nll, mix over lambdas, adagrpo, random (matched per step), inverse, oracle."""
+def default_methods(lams=(0.1, 0.5, 1.0), simulated: bool = True) -> list[MethodSpec]:
+    """nll, mix over lambdas, adagrpo, random (matched per step), inverse, then oracle on the
+    simulated world, or the two single-diagnostic gates on real data (no truth for an oracle)."""
     specs = [MethodSpec("nll", "nll")]
     specs += [MethodSpec(f"mix({lam:g})", "mix", grpo={"lam": lam}) for lam in lams]
-    specs += [MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random"),
-              MethodSpec("inverse", "inverse"), MethodSpec("oracle", "oracle")]
-    return specs
+    specs += [MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random"), MethodSpec("inverse", "inverse")]
+    if simulated:
+        return specs + [MethodSpec("oracle", "oracle")]
+    return specs + [MethodSpec("difficulty-only", "difficulty"),
+                    MethodSpec("discriminability-only", "discriminability")]
 
 
 def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", "halluc", "HR@10_constrained",
@@ -48,7 +51,8 @@ def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", 
     return pd.DataFrame(out)
 
 
-def control_methods(oracle_thresholds=(0.5, 0.8, 0.9), default_threshold: float = 0.5) -> list[MethodSpec]:
+def control_methods(oracle_thresholds=(0.5, 0.8, 0.9), default_threshold: float = 0.5,
+                    simulated: bool = True) -> list[MethodSpec]:
     """Notebook 04's controls: adagrpo, random per step and by mean, inverse, the two
     single-diagnostic gates, oracle at each threshold and pure GRPO."""
     specs = [MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random"),
@@ -56,8 +60,35 @@ def control_methods(oracle_thresholds=(0.5, 0.8, 0.9), default_threshold: float 
              MethodSpec("inverse", "inverse"), MethodSpec("difficulty-only", "difficulty"),
              MethodSpec("discriminability-only", "discriminability")]
     specs += [MethodSpec("oracle" if t == default_threshold else f"oracle({t:g})", "oracle",
-                         gate={"oracle_threshold": t}) for t in oracle_thresholds]
+                         gate={"oracle_threshold": t}) for t in (oracle_thresholds if simulated else ())]
     return specs + [MethodSpec("grpo", "grpo")]
+
+
+# What the quick (and tiny) profile cuts from notebooks 04, 06 and 07 so that the suite fits in 15
+# minutes on 2 cores, and what a real dataset (amazon, or any file) runs on one CPU machine; tables
+# say which setting they used. The paper profile runs the full lists.
+SUITE_DEFAULTS = {
+    "paper": {"oracle_thresholds": [0.5, 0.8, 0.9], "noise_levels": [1.0, 3.0], "mix_lams": [0.5, 1.0],
+              "frontier_lams": [0.1, 0.25, 0.5, 1.0, 2.0]},
+    "quick": {"oracle_thresholds": [0.5], "noise_levels": [3.0], "mix_lams": [1.0],
+              "frontier_lams": [0.1, 0.25, 0.5, 1.0, 2.0]},
+    "real": {"oracle_thresholds": [], "noise_levels": [], "mix_lams": [1.0],     # no truth on real data
+             "frontier_lams": [0.1, 0.5, 1.0]},                                  # notebook 03's mixtures
+}
+
+
+def suite_default(profile_name: str, knob: str, value=None):
+    """``value`` if given, else the profile's default of a notebook ``knob`` (:data:`SUITE_DEFAULTS`:
+    'quick' and 'tiny' the reduced lists, 'paper' and 'full' the paper's, any other name (a real
+    dataset) the 'real' ones)."""
+    if value is not None:
+        return value
+    group = ("quick" if profile_name in ("quick", "tiny") else "paper" if profile_name in ("paper", "full")
+             else "real")
+    table = SUITE_DEFAULTS[group]
+    if knob not in table:
+        raise ValueError(f"no profile default for {knob!r}; known: {sorted(table)}")
+    return list(table[knob])
 
 
 def frontier_methods(lams=(0.1, 0.25, 0.5, 1.0, 2.0)) -> list[MethodSpec]:
@@ -85,7 +116,7 @@ def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seed
                  scheduler: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train and evaluate every method for every seed of a profile (``jobs`` processes, or a Dask
     ``scheduler``). Returns (rows with a ``run_dir`` column, summary)."""
-    methods = methods or default_methods()
+    methods = methods or default_methods(simulated=profile.is_simulated)
     specs = plan_runs(profile, methods, seeds, out_root)       # validates before any work
     rows = execute(specs, profile, cache_dir, jobs=jobs, scheduler=scheduler, progress=progress)
     rank = {m.name: i for i, m in enumerate(methods)}
@@ -144,19 +175,51 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
     return pd.DataFrame(out)
 
 
+def most_popular_baseline(profile: Profile, world, test, cache_dir=None) -> dict:
+    """The items with the most training clicks, the same list for every user."""
+    return most_popular(world, test)
+
+
+def sasrec_baseline(profile: Profile, world, test, cache_dir=None) -> dict | None:
+    """SASRec (item ids, full-softmax cross-entropy; ``profile.sasrec``), full ranking over the
+    catalogue, on real datasets only (None on the simulated world, where it is not reported). It
+    reads up to ``sasrec.max_len`` history items, so it is scored on the whole test split; ``n``
+    says how many users that is."""
+    if profile.is_simulated:
+        return None
+    from .model.sasrec import evaluate_sasrec
+    from .pipeline import get_sasrec
+    m = evaluate_sasrec(get_sasrec(world, profile.sasrec, cache_dir, progress=False), world, "test", ks=(5, 10, 20))
+    return {k: v for k, v in m.items() if k != "split"}
+
+
+BASELINES = {"most-popular": most_popular_baseline, "sasrec": sasrec_baseline}
+"""The reference recommenders :func:`sft_reference` lists below the SFT policy, in order, by name.
+Each is called as ``fn(profile, world, test, cache_dir)`` with the test examples and returns
+their ranking metrics (``HR@K`` and ``NDCG@K`` for K in 5, 10, 20, and ``n``), as
+:func:`~adagrpo_core.eval.evaluate.most_popular` does, or None where it does not apply."""
+
+
 def sft_reference(profile: Profile, cache_dir=None, test_samples: int = 0, seed: int = 0,
                   beam_width: int = 20) -> pd.DataFrame:
-    """Test metrics of the SFT base (best and final checkpoints) and the most-popular baseline."""
+    """Test metrics of the SFT base (best and final checkpoints) and of every reference in
+    :data:`BASELINES` (most popular; SASRec on real datasets)."""
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir)
     test = test_examples(world, profile.policy.max_history, test_samples, seed)
-    rows = []
+    rows, at_step = [], {}
     with torch_threads(1):
         for kind in ("best", "final"):
-            m = evaluate_policy(load_policy(sft_dir / f"{kind}.pt", sids), sids, test, beam_width)
-            rows.append({"method": f"sft-{kind}", **m})
-    rows.append({"method": "most-popular", **most_popular(world, test)})
+            path = sft_dir / f"{kind}.pt"
+            step = load_checkpoint(path)["step"]
+            if step not in at_step:    # best.pt is often the final step: evaluate those weights once
+                at_step[step] = evaluate_policy(load_policy(path, sids), sids, test, beam_width)
+            rows.append({"method": f"sft-{kind}", **at_step[step]})
+        for name, baseline in BASELINES.items():
+            m = baseline(profile, world, test, cache_dir)
+            if m is not None:      # None: the baseline does not apply to this data
+                rows.append({"method": name, **m})
     return pd.DataFrame(rows)
 
 

@@ -1,4 +1,4 @@
-"""Cached artefacts: world, semantic IDs, SFT checkpoint, ranker — keyed by a hash of their configs.
+"""Cached artefacts: world, semantic IDs, SFT checkpoint, ranker, SASRec — keyed by a hash of their configs.
 
 A sweep over GRPO/gate parameters therefore builds the world and trains the SFT base and the
 ranker once. Every artefact is built with one torch thread, so it is the same whatever thread
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .configs import SFTConfig
 from .data.amazon import AmazonConfig, amazon_semantic_ids, load_amazon
+from .data.sequences import SequencesConfig, load_sequences, sequences_semantic_ids
 from .data.world import WorldConfig, build_world
 from .model.policy import PolicyConfig
 from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids, sids_hash
@@ -38,32 +39,67 @@ def _cached_pickle(path: Path, build):
 
 
 def data_key(cfg) -> str:
-    """Cache key of a world / dataset config (a real dataset's local folder is not part of it:
-    its files are verified by sha256 whatever their source)."""
-    if isinstance(cfg, AmazonConfig):
-        cfg = replace(cfg, data_dir=None)
+    """Cache key of a world / dataset config (a real dataset's local folder and its choice of
+    semantic IDs are not part of it:
+    its files are verified by sha256 whatever their source; a SequencesConfig's files enter by
+    their sha256, not their paths)."""
+    if isinstance(cfg, AmazonConfig):   # the IDs are not the data: they enter keys through get_sids / sids_hash
+        cfg = replace(cfg, data_dir=None, semantic_ids="letter")
+    if isinstance(cfg, SequencesConfig):
+        return config_hash(cfg.fingerprint())
     return config_hash(cfg)
 
 
-def get_world(cfg: WorldConfig | AmazonConfig, cache_dir=None, progress: bool = False):
-    """The simulated world for a WorldConfig, the real dataset for an AmazonConfig (cached)."""
+def get_world(cfg: WorldConfig | AmazonConfig | SequencesConfig, cache_dir=None, progress: bool = False):
+    """The simulated world for a WorldConfig, the real dataset for an AmazonConfig or a
+    SequencesConfig (cached)."""
     cache = Path(cache_dir or default_cache_dir())
     if isinstance(cfg, AmazonConfig):
-        return _cached_pickle(cache / "datasets" / f"{data_key(cfg)}.pkl", lambda: load_amazon(cfg, cache_dir=cache))
+        data = _cached_pickle(cache / "datasets" / f"{data_key(cfg)}.pkl", lambda: load_amazon(cfg, cache_dir=cache))
+        data.cfg = cfg     # same data; the caller's choice of IDs and folder
+        return data
+    if isinstance(cfg, SequencesConfig):
+        data = _cached_pickle(cache / "datasets" / f"{data_key(cfg)}.pkl", lambda: load_sequences(cfg))
+        data.cfg = cfg     # same contents, maybe at other paths now: keep the paths the caller gave
+        return data
     return _cached_pickle(cache / "worlds" / f"{config_hash(cfg)}.pkl", lambda: build_world(cfg, progress))
 
 
 def get_sids(world, cfg: SIDConfig, cache_dir=None, world_key: str | None = None) -> SemanticIDs:
     """Residual k-means IDs of the items' features, or a real dataset's published IDs when its
-    config asks for them (``AmazonConfig.semantic_ids == 'letter'``; ``cfg`` is then unused)."""
+    config asks for them (``AmazonConfig.semantic_ids == 'letter'``; ``cfg`` is then unused), or
+    co-occurrence + attribute RQ-KMeans IDs (``'collaborative'``). For a
+    SequencesConfig: its semantic-IDs file when given, else RQ-KMeans (``cfg``) over collaborative
+    co-occurrence embeddings (plus attributes when it has them)."""
     cache = Path(cache_dir or default_cache_dir())
     wcfg = getattr(world, "cfg", None)
+    if isinstance(wcfg, SequencesConfig):
+        key = config_hash(world_key or data_key(wcfg), "letter" if wcfg.semantic_ids else cfg)
+        return _cached_pickle(cache / "sids" / f"{key}.pkl", lambda: sequences_semantic_ids(world, wcfg, cfg))
     if isinstance(wcfg, AmazonConfig) and wcfg.semantic_ids == "letter":
         key = config_hash(world_key or data_key(wcfg), "letter")
         return _cached_pickle(cache / "sids" / f"{key}.pkl",
                               lambda: amazon_semantic_ids(world, wcfg.resolved_data_dir(), cache))
+    if isinstance(wcfg, AmazonConfig) and wcfg.semantic_ids == "collaborative":
+        from .model.item_embeddings import EmbeddingConfig, collaborative_semantic_ids
+        key = config_hash(world_key or data_key(wcfg), cfg, EmbeddingConfig(), "collaborative")
+        return _cached_pickle(cache / "sids" / f"{key}.pkl", lambda: collaborative_semantic_ids(
+            world, cfg, "both", world.item_features, EmbeddingConfig()))
     key = config_hash(world_key or data_key(wcfg), cfg)
     return _cached_pickle(cache / "sids" / f"{key}.pkl", lambda: build_semantic_ids(world.item_features, cfg))
+
+
+def sft_cached(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,
+               world_key: str | None = None) -> bool:
+    """Whether :func:`get_sft` would find a finished SFT run in the cache (without loading it)."""
+    key = config_hash(world_key or data_key(world.cfg), sids_hash(sids), policy_cfg, sft_cfg)
+    return (Path(cache_dir or default_cache_dir()) / "sft" / key / "final.pt").exists()
+
+
+def ranker_cached(world, ranker_cfg, cache_dir=None, world_key: str | None = None) -> bool:
+    """Whether :func:`get_ranker` would find a trained ranker in the cache (without loading it)."""
+    key = config_hash(world_key or data_key(world.cfg), ranker_cfg)
+    return (Path(cache_dir or default_cache_dir()) / "rankers" / f"{key}.pt").exists()
 
 
 def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,
@@ -108,3 +144,15 @@ def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, 
     with torch_threads(1):
         ranker, _ = train_ranker(world, ranker_cfg, checkpoint_path=path, progress=progress)
     return ranker
+
+
+def get_sasrec(data, cfg, cache_dir=None, world_key: str | None = None, progress: bool = True):
+    """Train (or reuse) the SASRec reference model of a dataset (``cfg`` a SASRecConfig); returns
+    the loaded model. Its folder ``<cache>/sasrec/<key>/`` holds best.pt and history.csv; a
+    damaged or foreign best.pt there is retrained (see :func:`~adagrpo_core.model.sasrec.train_sasrec`)."""
+    from .model.sasrec import train_sasrec
+    cache = Path(cache_dir or default_cache_dir())
+    key = config_hash(world_key or data_key(getattr(data, "cfg", None)), cfg)
+    with torch_threads(1):
+        model, _ = train_sasrec(data, cfg, out_dir=cache / "sasrec" / key, progress=progress)
+    return model

@@ -164,16 +164,24 @@ def frontier(summary: pd.DataFrame, metric: str = "HR@10", points=(("adagrpo", "
     return fig
 
 
-def sweep_curve(table: pd.DataFrame, knob: str, metric: str = "HR@10"):
-    """A one-at-a-time sweep: AdaGRPO and its matched controls against the swept value."""
-    t = table[table.sweep == knob].sort_values(knob)
+def sweep_curve(t: pd.DataFrame, knob: str, metric: str = "HR@10"):
+    """One knob's points (``sweeps.knob_table``): AdaGRPO and its matched controls against the
+    knob's value (and the other threshold's, when the points come from the tau x rho grid)."""
+    other = {"tau": "rho", "rho": "tau"}.get(knob)
+    varies = other is not None and other in t and t[other].nunique() > 1
+    if not varies:
+        t = t.sort_values(knob)
     x = np.arange(len(t))
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for off, tag, label, fmt in ((-0.12, "ada", "AdaGRPO", "o-"), (0.0, "random", "random, same rates", "s--"),
                                  (0.12, "mixp", "mix(lambda x p)", "^:")):
         ax.errorbar(x + off, t[f"{metric}_{tag}"], yerr=_ci(t[f"{metric}_{tag}_ci"]), fmt=fmt, capsize=3, label=label)
-    ax.set_xticks(x); ax.set_xticklabels([f"{v:g}" if isinstance(v, float) else str(v) for v in t[knob]])
-    ax.set_xlabel(knob); ax.set_ylabel(f"test {metric}, best checkpoint")
+    fmt_v = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{fmt_v(v)}\n{other} {fmt_v(o)}" for v, o in zip(t[knob], t[other])] if varies
+                       else [fmt_v(v) for v in t[knob]])
+    ax.set_xlabel(knob + (" (points of the tau x rho grid)" if varies else ""))
+    ax.set_ylabel(f"test {metric}, best checkpoint")
     ax.legend(fontsize=7); fig.tight_layout()
     return fig
 

@@ -14,9 +14,10 @@ a human-readable ``config.json``, the checkpoints, the logs and ``results.csv``.
   whose workers must see the same cache and run folders (a shared file system).
 
 Every run trains with one torch thread, whatever the caller's setting, so results are the same on
-every path. A random control waits for the AdaGRPO run whose admission rates it copies (runs go in
-two waves). A run that is interrupted, even by SIGKILL, leaves its last checkpoint; running the
-list again resumes it and skips every run that has ``results.csv``.
+every path. The costliest runs start first; a random control waits for the AdaGRPO run whose
+admission rates it copies and starts as soon as that run is done. A run that is interrupted, even
+by SIGKILL, leaves its last checkpoint; running the list again resumes it and skips every run that
+has ``results.csv``.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
 from .utils import atomic_write_text, config_hash, torch_threads
 
-RESULT_VERSION = 2   # bump when what a run computes or writes changes meaning
+RESULT_VERSION = 3   # bump when what a run computes or writes changes meaning (3: gated differentiable rollout pass)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_
     never calls the reward, so its key leaves the ranker and the reward out."""
     from .pipeline import data_key
     reward = ("no reward",) if gate.method == "nll" else (profile.ranker, profile.reward)
+    if gate.method != "nll" and profile.reward.source == "sasrec":
+        reward += (profile.sasrec,)
     return config_hash(data_key(profile.world), profile.sid, profile.policy, profile.sft, *reward,
                        grpo, gate, rl, reference_key or "", f"v{RESULT_VERSION}")
 
@@ -146,6 +149,19 @@ def _artefacts(profile: Profile, cache_dir):
     return _LOADED[key]
 
 
+def _sasrec(profile: Profile, world, cache_dir):
+    """The profile's SASRec model (the reward of source='sasrec'), loaded once per process."""
+    from .pipeline import get_sasrec
+    key = ("sasrec", config_hash(profile.world, profile.sasrec), str(cache_dir))
+    if key not in _SASREC:
+        _SASREC.clear()
+        _SASREC[key] = get_sasrec(world, profile.sasrec, cache_dir, progress=False)
+    return _SASREC[key]
+
+
+_SASREC: dict = {}
+
+
 def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool = False) -> pd.DataFrame:
     """Train and evaluate one run (or read its finished results); one torch thread."""
     out = Path(spec.out_dir)
@@ -156,7 +172,9 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
     from .train.rl import run_method
     with torch_threads(1):
         world, sids, sft_dir, ranker = _artefacts(profile, cache_dir)
-        reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward)
+        sasrec = _sasrec(profile, world, cache_dir) if profile.reward.source == "sasrec" else None
+        reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward,
+                              sasrec=sasrec)
         gate, grpo, rates = spec.gate, spec.grpo, None
         if spec.reference is not None:
             rates = pd.read_csv(Path(spec.reference) / "steps.csv")["admission_rate"].to_numpy()
@@ -211,21 +229,55 @@ def make_executor(jobs: int = 1, scheduler: str | None = None) -> tuple[Executor
     return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")), None
 
 
-def prepare(profile: Profile, cache_dir=None, progress: bool = True) -> None:
-    """Build the cached world, IDs, SFT base and ranker once, before any worker needs them."""
+def _build(what: str, profile: Profile, cache_dir) -> None:
+    """Build one cached artefact ("sft" or "ranker") in this process, with one torch thread."""
     from .pipeline import get_ranker, get_sft, get_sids, get_world
+    with torch_threads(1):
+        world = get_world(profile.world, cache_dir)
+        if what == "sft":
+            get_sft(world, get_sids(world, profile.sid, cache_dir), profile.policy, profile.sft, cache_dir,
+                    progress=False)
+        else:
+            get_ranker(world, profile.ranker, cache_dir, progress=False)
+
+
+def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int = 1) -> None:
+    """Build the cached world, IDs, SFT base and ranker once, before any worker needs them. With
+    ``jobs`` >= 2 the SFT base and the ranker train at the same time in two processes (one torch
+    thread each, so the artefacts are the same as built one after the other)."""
+    from .pipeline import get_ranker, get_sft, get_sids, get_world, sft_cached, ranker_cached
     with torch_threads(1):
         world = get_world(profile.world, cache_dir, progress)
         sids = get_sids(world, profile.sid, cache_dir)
+        missing = [w for w, ok in (("sft", sft_cached(world, sids, profile.policy, profile.sft, cache_dir)),
+                                   ("ranker", ranker_cached(world, profile.ranker, cache_dir))) if not ok]
+        if jobs >= 2 and len(missing) == 2:
+            import multiprocessing as mp
+            if progress:
+                print("[prepare] training the SFT base and the ranker in two processes", file=sys.__stderr__,
+                      flush=True)
+            with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as ex:
+                for f in [ex.submit(_build, w, profile, cache_dir) for w in missing]:
+                    f.result()
         get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
         get_ranker(world, profile.ranker, cache_dir, progress=progress)
+        if profile.reward.source == "sasrec":
+            from .pipeline import get_sasrec
+            get_sasrec(world, profile.sasrec, cache_dir, progress=progress)
+
+
+def _cost(spec: RunSpec) -> float:
+    """Rough relative cost of a run, to start the longest first: continued NLL samples no
+    rollouts; the others scale with num_generations."""
+    return spec.rl.steps * (1.0 if spec.gate.method == "nll" else 1.0 + spec.grpo.num_generations / 4)
 
 
 def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 1, scheduler: str | None = None,
             executor: Executor | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run every spec (finished ones are read back), two waves (random controls last), and return
-    their result rows in the order of ``specs``, with a ``run_dir`` column."""
-    prepare(profile, cache_dir, progress)
+    """Run every spec (finished ones are read back) and return their result rows in the order of
+    ``specs``, with a ``run_dir`` column. The costliest runs start first, and a matched control
+    starts as soon as the AdaGRPO run it copies is done, so no worker waits for a whole wave."""
+    prepare(profile, cache_dir, progress, 1 if scheduler or executor is not None else jobs)
     own, client = executor is None, None
     ex = executor
     if own:
@@ -237,18 +289,30 @@ def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 
         from tqdm import tqdm
         bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", file=sys.stderr)
     t0, done = time.perf_counter(), 0
+    todo_dirs = {s.out_dir for s in todo}
+    waiting = [s for s in todo if s.reference in todo_dirs]          # their AdaGRPO run is not done yet
+    ready = sorted((s for s in todo if s.reference not in todo_dirs), key=_cost, reverse=True)
+    futures: dict[Future, RunSpec] = {}
+
+    def submit(batch):
+        for s in batch:
+            futures[ex.submit(execute_run, s, profile, cache_dir, progress and inline)] = s
+
     try:
-        for wave in ([s for s in todo if s.reference is None], [s for s in todo if s.reference is not None]):
-            futures = {ex.submit(execute_run, s, profile, cache_dir, progress and inline): s for s in wave}
-            for f in as_completed(futures):
-                s = futures[f]
-                f.result()                       # re-raise a failed run here
-                done += 1
-                if bar is not None:
-                    left = (time.perf_counter() - t0) / done * (len(todo) - done)
-                    bar.update(1)
-                    print(f"[run] {s.name} seed {s.seed} done ({done}/{len(todo)} new, about {left:.0f} s left)",
-                          file=sys.__stderr__, flush=True)
+        submit(ready)          # costliest first; a control starts as soon as its AdaGRPO run is done
+        while futures:
+            f = next(as_completed(futures))
+            s = futures.pop(f)
+            f.result()                           # re-raise a failed run here
+            done += 1
+            now_ready = [w for w in waiting if w.reference == s.out_dir]
+            waiting = [w for w in waiting if w.reference != s.out_dir]
+            submit(sorted(now_ready, key=_cost, reverse=True))
+            if bar is not None:
+                left = (time.perf_counter() - t0) / done * (len(todo) - done)
+                bar.update(1)
+                print(f"[run] {s.name} seed {s.seed} done ({done}/{len(todo)} new, about {left:.0f} s left)",
+                      file=sys.__stderr__, flush=True)
     finally:
         if bar is not None:
             bar.close()

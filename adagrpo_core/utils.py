@@ -307,7 +307,7 @@ def load_checkpoint(path, weights_only: bool = False) -> dict:
 
 
 # keys that say where things go or how fast, not what is computed: never part of a sweep folder name
-_PLUMBING = {"profile", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler"}
+_PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler"}
 
 
 def notebook_defaults(notebook: str | os.PathLike) -> dict:
@@ -326,7 +326,8 @@ def output_dir(notebook: str, out_dir, profile: str, values: dict) -> Path:
     """Where a notebook writes its tables and figures, so that no run overwrites another's.
 
     An explicit ``out_dir`` wins. Otherwise, under the checkout's ``figures/``: the tiny profile
-    (a smoke test) writes to ``figures/smoke/`` (git-ignored); a run whose parameters differ from
+    (a smoke test) writes to ``figures/smoke/`` (git-ignored), a real dataset under
+    ``figures/<amazon or the file's name>/``; a run whose parameters differ from
     the notebook's defaults writes to ``figures/sweeps/<notebook>/<param>=<value>,.../``; only a
     run with the default parameters writes to ``figures/`` itself.
     """
@@ -335,6 +336,8 @@ def output_dir(notebook: str, out_dir, profile: str, values: dict) -> Path:
     base = default_figures_dir()
     if profile == "tiny":
         return base / "smoke"
+    if profile not in ("quick", "paper", "full"):   # a real dataset (amazon, or a file's name): its own folder
+        base = base / profile
     root = repo_root()
     path = (root / "notebooks" / f"{notebook}.ipynb") if root else None
     defaults = notebook_defaults(path) if path and path.is_file() else {}

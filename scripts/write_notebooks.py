@@ -22,7 +22,8 @@ def write(name, cells):
     nbf.write(nb, NB / name)
 
 COMMON = '''
-profile = "quick"          # "tiny", "quick" or "full"
+profile = "quick"          # "tiny", "quick", "paper", "full" or "amazon" (Amazon Beauty)
+sequences = None           # any user item item ... file instead: its path (the amazon profile's settings)
 out_dir = None             # where tables and figures go; None means figures/ of the checkout
 cache_dir = None           # artefact cache; None means $ADAGRPO_CACHE, else .cache/ of the checkout
 threads = 0                # torch CPU threads; 0 keeps the torch default
@@ -51,8 +52,10 @@ the results.
 
 Run it with papermill, e.g. `papermill notebooks/01_world_and_ranker.ipynb out.ipynb -p profile tiny`.
 '''),
-    code(COMMON, params=True),
+    code(COMMON + '''jobs = 0                   # processes that build the SFT base and the ranker (at once when 2 or more); 0 means one per CPU core
+''', params=True),
     code('''
+import os
 from pathlib import Path
 import torch
 from adagrpo_core import plots
@@ -67,8 +70,15 @@ check_notebook_params(**{k: v for k, v in globals().items() if not k.startswith(
 if threads:
     torch.set_num_threads(threads)
 prof = get_profile(profile)
+if sequences:                # any dataset file: the amazon profile's settings, tables under figures/<its name>/
+    from adagrpo_core.cli import sequences_profile
+    from adagrpo_core.data.sequences import SequencesConfig
+    prof = sequences_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir)
+    profile = prof.name
 out = output_dir("__NB__", out_dir, profile, globals())   # sweeps and smoke runs get their own folder
 out.mkdir(parents=True, exist_ok=True)
+from adagrpo_core.runs import prepare
+prepare(prof, cache_dir, progress=False, jobs=jobs or os.cpu_count())   # world, IDs, then SFT base and ranker side by side
 world = get_world(prof.world, cache_dir)
 sids = get_sids(world, prof.sid, cache_dir)
 world.summary()
@@ -155,6 +165,11 @@ torch.manual_seed(seed)
 cfg = StrataConfig(top_n=top_n, k=k, difficulty_bins=difficulty_bins, discrim_bins=discrim_bins,
                    n_boot=n_boot, seed=seed)
 prof = get_profile(profile)
+if sequences:                # any dataset file: the amazon profile's settings, tables under figures/<its name>/
+    from adagrpo_core.cli import sequences_profile
+    from adagrpo_core.data.sequences import SequencesConfig
+    prof = sequences_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir)
+    profile = prof.name
 out = output_dir("__NB__", out_dir, profile, globals())   # sweeps and smoke runs get their own folder
 df, tables = run_stratified(prof, cfg, cache_dir, split, checkpoint, run_dir)
 tag = f"{profile}_{split}" + ("" if run_dir is None else f"_{Path(run_dir).parent.name}_{Path(run_dir).name}")
@@ -242,6 +257,11 @@ check_notebook_params(**{{k: v for k, v in globals().items() if not k.startswith
 if threads:
     torch.set_num_threads(threads)
 prof = get_profile(profile).with_rl_steps(steps)
+if sequences:                # any dataset file: the amazon profile's settings, tables under figures/<its name>/
+    from adagrpo_core.cli import sequences_profile
+    from adagrpo_core.data.sequences import SequencesConfig
+    prof = sequences_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir).with_rl_steps(steps)
+    profile = prof.name
 jobs = jobs or os.cpu_count()
 out = output_dir("__NB__", out_dir, profile, globals())   # sweeps and smoke runs get their own folder
 root = (Path(runs_dir) if runs_dir else default_runs_dir()) / profile
@@ -303,6 +323,28 @@ for _, r in pooled.iterrows():
           f"{int(r.method_only_hits)}/{int(r.reference_only_hits)}, pooled McNemar p = {r.mcnemar_p:.3g}, "
           f"Holm-adjusted over {len(pooled)} tests {r.p_holm:.3g} ({verdict} at 0.05)")
 '''),
+    md("## Real data: a second reward, SASRec's score"),
+    code('''
+# On a real dataset the ranker is a click model fit to semi-synthetic exposure. For contrast, the same
+# gate with SASRec's next-item logit as the reward (as MiniOneRec's sasrec reward); nll is shared.
+if not prof.is_simulated:
+    from dataclasses import replace
+    from adagrpo_core.experiments import MethodSpec, reward_sources, summarize
+    from adagrpo_core.reward.reward_model import RewardConfig
+    sasrec_reward = RewardConfig(source="sasrec", output="logit")
+    smethods = [MethodSpec("nll", "nll"), MethodSpec("mix(1)", "mix", grpo={"lam": 1.0}),
+                MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
+    srows = reward_sources(prof, [sasrec_reward], smethods, seeds, root, cache_dir, jobs, scheduler)
+    ssum = summarize(srows)
+    save_table(ssum, out, f"nb03_sasrec_reward_{profile}")
+    stests, spooled = paired_tests_both(replace(prof, reward=sasrec_reward), srows,
+                                        [("adagrpo", "random"), ("adagrpo", "nll"), ("adagrpo", "mix(1)")], hr_k, cache_dir)
+    save_table(spooled, out, f"nb03_sasrec_reward_paired_{profile}")
+    display(ssum[["method", "checkpoint", "seeds", f"HR@{hr_k}", f"HR@{hr_k}_ci", "NDCG@10", "halluc", "admission_rate"]].round(4))
+    display(spooled[["method", "reference", "checkpoint", "diff", "mcnemar_p", "p_holm"]].round(4))
+else:
+    print("The simulated world compares reward sources (ranker, truth, noisy truth) in notebook 07.")
+'''),
 ])
 
 # ------------------------------------------------------------------ 04
@@ -327,11 +369,12 @@ reused from there when they exist.
 
 Run it with papermill: `papermill notebooks/04_controls.ipynb out.ipynb -p profile tiny -y "seeds: [0]"`.
 '''),
-    code(COMMON + RUNS + '''oracle_thresholds = [0.5, 0.8, 0.9]
+    code(COMMON + RUNS + '''oracle_thresholds = None    # None means the profile list: quick 0.5 only, paper 0.5 0.8 0.9
 hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 20)
 ''', params=True),
-    code(SETUP_RL.format(imports="control_methods, main_results, paired_tests_both, read_steps") + '''
-methods = control_methods(oracle_thresholds, prof.gate.oracle_threshold)
+    code(SETUP_RL.format(imports="control_methods, main_results, paired_tests_both, read_steps, suite_default") + '''
+oracle_thresholds = suite_default(profile, "oracle_thresholds", oracle_thresholds)
+methods = control_methods(oracle_thresholds, prof.gate.oracle_threshold, prof.is_simulated)   # no oracle on real data
 rows, summary = main_results(prof, methods=methods, seeds=seeds, out_root=root, cache_dir=cache_dir,
                              jobs=jobs, scheduler=scheduler)
 save_table(summary, out, f"nb04_controls_{profile}")
@@ -386,10 +429,11 @@ notebooks 03 and 04, so only new lambdas are trained.
 
 Run it with papermill: `papermill notebooks/06_frontier.ipynb out.ipynb -p profile tiny -y "seeds: [0]"`.
 '''),
-    code(COMMON + RUNS + '''lams = [0.1, 0.25, 0.5, 1.0, 2.0]   # mixture weights of the GRPO term
+    code(COMMON + RUNS + '''lams = None                # mixture weights of the GRPO term; None means the profile list: 0.1 0.25 0.5 1 2, real data 0.1 0.5 1
 hr_k = 10                  # K of HR@K on the frontier (5, 10 or 20)
 ''', params=True),
-    code(SETUP_RL.format(imports="frontier_methods, main_results") + '''
+    code(SETUP_RL.format(imports="frontier_methods, main_results, suite_default") + '''
+lams = suite_default(profile, "frontier_lams", lams)
 rows, summary = main_results(prof, methods=frontier_methods(lams), seeds=seeds, out_root=root, cache_dir=cache_dir,
                              jobs=jobs, scheduler=scheduler)
 summary["lam"] = summary.method.map({f"mix({lam:g})": lam for lam in lams})
@@ -441,7 +485,7 @@ grids = None               # one-at-a-time grids {knob: [values]}; None means th
 hr_k = 10                  # K of HR@K (5, 10 or 20)
 ''', params=True),
     code(SETUP_RL.format(imports="main_results") + '''
-from adagrpo_core.sweeps import default_grids, operating_point, sweep_methods, sweep_table
+from adagrpo_core.sweeps import default_grids, knob_table, operating_point, sweep_methods, sweep_table
 prof = operating_point(prof, tau=tau, rho=rho, lam=lam, num_negatives=num_negatives, num_generations=num_generations)
 one_at_a_time, tau_rho, modes = default_grids(profile)
 if grids is not None:
@@ -457,10 +501,12 @@ table.insert(0, "grid", grid_note)
 '''),
     md("## One knob at a time"),
     code('''
-for knob in one_at_a_time:
-    t = table[table.sweep == knob].drop(columns=["sweep"]).dropna(axis=1, how="all")
+for knob in ["tau", "rho"] + [k for k in one_at_a_time if k not in ("tau", "rho")]:
+    t = knob_table(table, knob)   # tau and rho read off the tau x rho grid when the profile has no one-knob sweep of them
+    if t.empty:
+        continue
     save_table(t, out, f"nb05_sensitivity_{knob}_{profile}")
-    save_figure(plots.sweep_curve(table, knob, f"HR@{hr_k}"), out, f"nb05_sensitivity_{knob}_{profile}")
+    save_figure(plots.sweep_curve(t, knob, f"HR@{hr_k}"), out, f"nb05_sensitivity_{knob}_{profile}")
     display(t.round(4))
 lam_norm = table[table.sweep == "lam_normalize"].drop(columns=["sweep"]).dropna(axis=1, how="all")
 if len(lam_norm):
@@ -525,11 +571,11 @@ simulated world's known truth:
 
 Run it with papermill: `papermill notebooks/07_ab_test_and_audit.ipynb out.ipynb -p profile tiny -y "seeds: [0]"`.
 '''),
-    code(COMMON + RUNS + '''noise_levels = [1.0, 3.0]  # noisy_truth: std of the utility error on the rarest items
-mix_lams = [0.5, 1.0]      # the fixed mixtures of the reward-source comparison
+    code(COMMON + RUNS + '''noise_levels = None        # noisy_truth: std of the utility error on the rarest items; None means quick 3 only, paper 1 and 3
+mix_lams = None            # the fixed mixtures of the reward-source comparison; None means quick 1 only, paper 0.5 and 1
 logging_samples = 20       # Monte Carlo slates per user for the logging policy
 ''', params=True),
-    code(SETUP_RL.format(imports="MethodSpec, ab_reference, gap_to_best_mixture, main_results, paired_tests_both, reward_sources") + '''
+    code(SETUP_RL.format(imports="MethodSpec, ab_reference, gap_to_best_mixture, main_results, paired_tests_both, reward_sources, suite_default") + '''
 from dataclasses import replace
 from adagrpo_core.data.impressions import exposure_buckets
 from adagrpo_core.eval.audit import accuracy_table, admission_by_bucket, diagnostic_roc, load_audits
@@ -561,6 +607,8 @@ pooled[["method", "reference", "checkpoint", "sim_ctr_diff", "sim_ctr_ci_low", "
 '''),
     md("## 2. Reward sources: the ranker, the truth, and the truth with known noise on rare items"),
     code('''
+noise_levels = suite_default(profile, "noise_levels", noise_levels)
+mix_lams = suite_default(profile, "mix_lams", mix_lams)
 sources = [RewardConfig(source="ranker"), RewardConfig(source="truth")] + \\
           [RewardConfig(source="noisy_truth", noise=n) for n in noise_levels]
 rmethods = [MethodSpec("nll", "nll")] + [MethodSpec(f"mix({l:g})", "mix", grpo={"lam": l}) for l in mix_lams] + \\

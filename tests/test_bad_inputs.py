@@ -499,8 +499,7 @@ def run_reproduce(root, *args):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["foo"], r"unknown profile 'foo'; valid profiles: quick, paper, full, tiny"),
-    (["amazon"], r"python -m adagrpo_core\.cli reproduce --profile amazon.*stratified"),
+    (["foo"], r"unknown profile 'foo'; valid profiles: quick, paper, full, tiny, amazon"),
     (["quick", "extra"], r"takes one argument"),
 ])
 def test_reproduce_rejects_a_bad_profile_before_any_setup(sandbox, args, match):
@@ -526,6 +525,24 @@ def test_reproduce_writes_a_fresh_run_folder_and_keeps_the_failed_notebook(sandb
     assert re.search(r"01_a\.ipynb: \d+ s\n  02_ok\.ipynb: \d+ s\n  03_c\.ipynb: \d+ s", r.stdout)
     assert re.search(r"done in \d+ s in total", r.stdout)
     assert sorted(p.name for p in stale.parent.iterdir()) == ["01_a.ipynb", "02_ok.ipynb", "03_c.ipynb"]
+
+
+def test_reproduce_amazon_runs_the_reference_models_then_skips_what_needs_the_truth(sandbox):
+    py = sandbox / ".venv" / "bin" / "python"
+    py.write_text('#!/usr/bin/env bash\necho "$@" > cli_args\n')
+    py.chmod(0o755)
+    (sandbox / ".venv" / "bin" / "papermill").write_text('#!/usr/bin/env bash\ncp "$1" "$2"\n')
+    for nb in ("05_e.ipynb", "07_g.ipynb"):
+        (sandbox / "notebooks" / nb).write_text("{}")
+    r, _ = run_reproduce(sandbox, "amazon")
+    assert r.returncode == 0, r.stderr
+    assert (sandbox / "cli_args").read_text().split() == ["-m", "adagrpo_core.cli", "reproduce", "--profile", "amazon"]
+    assert sorted(p.name for p in (sandbox / "notebooks" / "executed" / "amazon").iterdir()) == ["02_b.ipynb", "03_c.ipynb"]
+    assert "skipping 01_a.ipynb" in r.stdout and "skipping 07_g.ipynb" in r.stdout and "skipping 05_e.ipynb" in r.stdout
+    assert re.search(r"reference models: \d+ s", r.stdout)
+    py.write_text("#!/usr/bin/env bash\nexit 3\n")
+    r, _ = run_reproduce(sandbox, "amazon")
+    assert r.returncode == 1 and "FAILED: python -m adagrpo_core.cli reproduce --profile amazon" in r.stderr
 
 
 # ------------------------------------------------------------------ outputs never overwrite each other

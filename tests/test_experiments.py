@@ -232,3 +232,22 @@ def test_killed_rl_run_resumes_to_identical_outputs(tiny_runs, tmp_path, mode):
     b = torch.load(other / "final.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list(run.glob(".*.tmp"))
+
+
+def test_parallel_prepare_builds_the_same_sft_and_ranker(tiny_runs, tmp_path):
+    """jobs=2 trains the SFT base and the ranker in two processes: the artefacts equal the serial ones."""
+    import torch
+    from adagrpo_core.pipeline import get_ranker, get_sft, ranker_cached, sft_cached
+    from adagrpo_core.runs import prepare
+    prof, _, _, serial_cache, _, _ = tiny_runs
+    prepare(prof, tmp_path, progress=False, jobs=2)
+    world = get_world(prof.world, tmp_path)
+    sids = get_sids(world, prof.sid, tmp_path)
+    assert sft_cached(world, sids, prof.policy, prof.sft, tmp_path) and ranker_cached(world, prof.ranker, tmp_path)
+    for kind in ("best.pt", "final.pt"):
+        a = torch.load(get_sft(world, sids, prof.policy, prof.sft, serial_cache) / kind, weights_only=False)["model"]
+        b = torch.load(get_sft(world, sids, prof.policy, prof.sft, tmp_path) / kind, weights_only=False)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ra = get_ranker(world, prof.ranker, serial_cache).state_dict()
+    rb = get_ranker(world, prof.ranker, tmp_path).state_dict()
+    assert all(torch.equal(ra[k], rb[k]) for k in ra)

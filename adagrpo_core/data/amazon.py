@@ -235,7 +235,9 @@ class AmazonConfig:
     exposure_strength: float = 1.0
     """Semi-synthetic exposure: popularity exponent of the negative distribution (0 = uniform)."""
     semantic_ids: str = "letter"
-    """'letter' (the published text-derived IDs) or 'rqkmeans' (residual k-means on the features)."""
+    """'letter' (the published text-derived IDs), 'rqkmeans' (residual k-means on the attribute
+    features) or 'collaborative' (residual k-means on co-occurrence embeddings of the training
+    clicks plus the attribute features: ``model/item_embeddings.py``)."""
     seed: int = 0
     """Seed of the features' tie-breaks, the categories and the exposure draws."""
 
@@ -246,8 +248,9 @@ class AmazonConfig:
         check_int("n_categories", self.n_categories, lo=1)
         check_int("num_negatives", self.num_negatives, lo=1)
         check_range("exposure_strength", self.exposure_strength, lo=0)
-        if self.semantic_ids not in ("letter", "rqkmeans"):
-            raise ValueError(f"semantic_ids must be 'letter' or 'rqkmeans', got semantic_ids={self.semantic_ids!r}")
+        if self.semantic_ids not in ("letter", "rqkmeans", "collaborative"):
+            raise ValueError("semantic_ids must be 'letter', 'rqkmeans' or 'collaborative', "
+                             f"got semantic_ids={self.semantic_ids!r}")
 
     def resolved_data_dir(self):
         return self.data_dir if self.data_dir is not None else os.environ.get("ADAGRPO_AMAZON_DIR") or None
@@ -263,7 +266,7 @@ class AmazonData(Interactions):
     user_ids: np.ndarray = None        # [n_users] the ids of the source file
     name: str = "custom"
     dropped_users: int = 0
-    cfg: AmazonConfig | None = None    # how it was built (the pipeline's cache key)
+    cfg: object = None                 # how it was built (AmazonConfig / SequencesConfig: the pipeline's cache key)
 
     def summary(self) -> dict:
         return {"dataset": self.name, "users": self.n_users, "items": int(self.n_items),
@@ -344,20 +347,21 @@ def load_sequences_dataset(seq_path, attr_path=None, name: str = "custom", featu
                            num_negatives: int = 4, exposure_strength: float = 1.0, seed: int = 0,
                            min_interactions: int = 3, drop_short: bool = False,
                            n_categories: int = 50) -> AmazonData:
-    """Any dataset in the ``user item item ...`` format, with optional item attributes (without
-    them, items get random features and no category). Semi-synthetic impressions are attached
-    for the ranker."""
+    """Any dataset in the ``user item item ...`` format, with optional item attributes. Without
+    them, an item's features are its co-occurrence embedding (``feature_dim`` dims, from the
+    training clicks only: :mod:`adagrpo_core.model.item_embeddings`) and it has no category.
+    Semi-synthetic impressions are attached for the ranker."""
     user_ids, seq_items, offsets, n_items, dropped = parse_sequences(seq_path, min_interactions, drop_short)
     if n_items < 2:
         raise ValueError(f"{seq_path}: the catalogue has n_items={n_items} item(s); semi-synthetic exposure "
                          "needs at least 2 (a negative must differ from the clicked item)")
-    if attr_path is not None:
-        feats, cat = attribute_features(attr_path, n_items, feature_dim, seed, n_categories)
-    else:
-        feats = np.random.default_rng(seed).normal(size=(n_items, feature_dim)).astype(np.float32)
-        cat = None                 # no categories: the ranker then has no category embedding
+    feats, cat = (attribute_features(attr_path, n_items, feature_dim, seed, n_categories) if attr_path is not None
+                  else (None, None))  # no categories: the ranker then has no category embedding
     data = AmazonData(seq_items, offsets, n_items, item_features=feats, item_category=cat,
                       user_ids=user_ids, name=name, dropped_users=dropped)
+    if feats is None:
+        from ..model.item_embeddings import EmbeddingConfig, cooc_embeddings
+        data.item_features = cooc_embeddings(data, EmbeddingConfig(dim=feature_dim, seed=seed))
     data.impressions = semi_synthetic_impressions(data, num_negatives, exposure_strength, seed)
     return data
 

@@ -72,10 +72,15 @@ class Interactions:
     def sequence(self, user: int) -> np.ndarray:
         return self.seq_items[self.seq_offsets[user]:self.seq_offsets[user + 1]]
 
+    def train_positions(self) -> np.ndarray:
+        """Boolean mask over ``seq_items``: the clicks of the training part (all but the last two
+        clicks of each user, histories included). Whatever learns from "training data only"
+        (popularity, item embeddings) reads exactly these clicks."""
+        return self._position_mask("train_all")
+
     def train_item_counts(self) -> np.ndarray:
         """Clicks per item in the training part (all but the last two clicks of each user)."""
-        mask = self._position_mask("train_all")
-        return np.bincount(self.seq_items[mask], minlength=self.n_items)
+        return np.bincount(self.seq_items[self.train_positions()], minlength=self.n_items)
 
     def _position_mask(self, kind: str) -> np.ndarray:
         lens = self.seq_lengths

@@ -2,7 +2,8 @@
 
 :class:`RewardConfig` is the single owner of what the reward serves (the click probability or
 logit) and what an invalid tuple (a hallucination) gets; the RL trainer and the stratified
-analysis both read it.
+analysis both read it. :func:`build_reward` returns the reward of a config's ``source``: the
+ranker (here), the world's truth (``truth_reward.py``) or a SASRec model (``sasrec_reward.py``).
 """
 from __future__ import annotations
 
@@ -22,18 +23,20 @@ class RewardConfig:
 
     source: str = "ranker"
     """'ranker' (the click model trained on impressions), 'truth' (the simulated world's true click
-    probability, the noise-free ceiling) or 'noisy_truth' (the truth with known noise on rare items)."""
+    probability, the noise-free ceiling), 'noisy_truth' (the truth with known noise on rare items)
+    or 'sasrec' (a SASRec next-item model's softmax probability, as MiniOneRec's 'sasrec' reward;
+    see reward/sasrec_reward.py)."""
     noise: float = 0.0
     """noisy_truth: std of the per-item utility error on the rarest items (scaled down to 0 on the most shown)."""
     noise_seed: int = 0
     """noisy_truth: seed of the per-item errors."""
     output: str = "prob"
-    """'prob' (a click probability, in [0, 1]) or 'logit' (the click logit / true utility)."""
+    """'prob' (a probability, in [0, 1]) or 'logit' (the click logit / true utility / SASRec's next-item logit)."""
     invalid_reward: float | None = None
     """Reward of an invalid tuple; None = a penalty below every valid score (see RewardModel)."""
 
     def __post_init__(self):
-        check_choice("source", self.source, ("ranker", "truth", "noisy_truth"))
+        check_choice("source", self.source, ("ranker", "truth", "noisy_truth", "sasrec"))
         check_range("noise", self.noise, lo=0)
         if self.noise > 0 and self.source != "noisy_truth":
             raise ValueError(f"noise applies to source='noisy_truth' only, got noise={self.noise!r} "
@@ -89,15 +92,7 @@ class RewardModel:
         s = self.ranker(history, items).float()                                  # [B, C]
         if self.output == "prob":
             s = torch.sigmoid(s)
-        if self.invalid_reward is not None:
-            fill = torch.full_like(s, float(self.invalid_reward))
-        elif self.output == "prob":
-            fill = torch.full_like(s, -1.0)
-        else:
-            row_min = s.masked_fill(~valid, float("inf")).min(1, keepdim=True).values  # [B, 1]
-            fill = torch.where(torch.isinf(row_min), torch.full_like(row_min, -10.0), row_min - 1.0)
-            fill = fill.expand_as(s)
-        return torch.where(valid, s, fill)
+        return fill_invalid(s, valid, self.output, self.invalid_reward)
 
     @torch.no_grad()
     def decode(self, tuples) -> torch.Tensor:
@@ -113,9 +108,31 @@ class RewardModel:
         return self.score_items(history, self.decode(tuples))
 
 
-def build_reward(world, sids, ranker, cfg: RewardConfig):
-    """The reward of ``cfg.source``: the ranker's (``ranker`` a trained Ranker), or the truth."""
+def fill_invalid(s: torch.Tensor, valid: torch.Tensor, output: str, invalid_reward: float | None) -> torch.Tensor:
+    """Scores s [B, C] with the invalid entries (~valid) replaced by the invalid-tuple reward:
+    ``invalid_reward`` when set; else -1 for ``output="prob"``, and for ``output="logit"`` the
+    row's lowest valid score minus 1 (-10 for a row without a valid item). See RewardModel."""
+    if invalid_reward is not None:
+        fill = torch.full_like(s, float(invalid_reward))
+    elif output == "prob":
+        fill = torch.full_like(s, -1.0)
+    else:
+        row_min = s.masked_fill(~valid, float("inf")).min(1, keepdim=True).values      # [B, 1]
+        fill = torch.where(torch.isinf(row_min), torch.full_like(row_min, -10.0), row_min - 1.0)
+        fill = fill.expand_as(s)
+    return torch.where(valid, s, fill)
+
+
+def build_reward(world, sids, ranker, cfg: RewardConfig, sasrec=None):
+    """The reward of ``cfg.source``: the ranker's (``ranker`` a trained Ranker), SASRec's
+    (``sasrec`` a trained SASRec, e.g. from ``pipeline.get_sasrec``), or the truth."""
     if cfg.source == "ranker":
         return RewardModel(ranker, sids, cfg)
+    if cfg.source == "sasrec":
+        if sasrec is None:
+            raise ValueError("reward source='sasrec' needs a trained SASRec model: pass sasrec= "
+                             "(pipeline.get_sasrec(data, SASRecConfig(...)) trains or loads one)")
+        from .sasrec_reward import SASRecReward
+        return SASRecReward(sasrec, sids, cfg)
     from .truth_reward import TruthReward
     return TruthReward(world, sids, cfg)
