@@ -207,12 +207,12 @@ def get_profile(name: str) -> Profile:
         # co-occurrence embeddings plus attributes, in LETTER's shape (4 levels of 256 codes): with
         # the same SFT they beat LETTER's published IDs on validation (figures/amazon/
         # semantic_ids_beauty.md). SFT has 1500 steps, what one CPU thread trains in about 8 minutes;
-        # RL 100 steps, and every method is tested on all 22,363 test users (paired McNemar tests).
+        # RL 50 steps, as the quick profile, and every method is tested on all 22,363 test users.
         return Profile(name="amazon", world=AmazonConfig(semantic_ids="collaborative"),
                        sid=SIDConfig(num_levels=4, codebook_size=256),
                        policy=PolicyConfig(n_embd=64, max_history=20),
                        sft=SFTConfig(steps=1500, batch_size=128, ckpt_every=500, eval_samples=2000),
-                       rl=RLConfig(steps=100, batch_size=64, ckpt_every=50, eval_samples=2000, test_samples=0))
+                       rl=RLConfig(steps=50, batch_size=64, ckpt_every=25, eval_samples=2000, test_samples=0))
     raise ValueError(f"profile must be one of {list(PROFILES)}, got profile={name!r}")
 
 
