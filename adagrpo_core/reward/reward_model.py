@@ -47,7 +47,44 @@ class RewardConfig:
             check_range("invalid_reward", self.invalid_reward)
 
 
-class RewardModel:
+class TupleReward:
+    """What GRPO calls: rewards of semantic-ID rollouts, r_ij = R(x_i, y_ij), from a model that
+    scores items. Subclasses set ``self.device``, ``self.trie``, ``self.n_items``, ``self.output``
+    and ``self.invalid_reward``, and implement ``_score(history, items) -> [B, C]`` for checked
+    inputs; decoding, input checks and the invalid-tuple reward are here, once."""
+
+    def _tensor(self, x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device).long()
+
+    @torch.no_grad()
+    def score_items(self, history, items, batch=None) -> torch.Tensor:
+        """history [B, H] (-1 pad), items [B, C] (-1 = invalid) -> rewards [B, C] float on the device.
+        ``batch`` is unused (the truth rewards need it; the models read the history)."""
+        history, items = self._tensor(history), self._tensor(items)
+        if history.ndim != 2 or items.ndim != 2 or history.shape[0] != items.shape[0]:
+            raise ValueError(f"history must be [B, H] and items [B, C] with the same B, got "
+                             f"{tuple(history.shape)} and {tuple(items.shape)}")
+        for name, x in (("history", history), ("items", items)):
+            if x.numel() and (x.max() >= self.n_items or x.min() < NO_ITEM):
+                raise ValueError(f"{name} item ids must be in [-1, {self.n_items}), got range "
+                                 f"[{int(x.min())}, {int(x.max())}]")
+        return fill_invalid(self._score(history, items).float(), items >= 0, self.output, self.invalid_reward)
+
+    @torch.no_grad()
+    def decode(self, tuples) -> torch.Tensor:
+        """tuples [B, G, L] -> item ids [B, G] (-1 = hallucination), on the device."""
+        return self.trie.lookup(self._tensor(tuples))
+
+    @torch.no_grad()
+    def __call__(self, history, tuples, batch=None) -> torch.Tensor:
+        """history [B, H], tuples [B, G, L] -> rewards [B, G]: one batched pass over all B * G pairs."""
+        tuples = self._tensor(tuples)
+        if tuples.ndim != 3:
+            raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
+        return self.score_items(history, self.decode(tuples))
+
+
+class RewardModel(TupleReward):
     """The ranker as the GRPO reward of semantic-ID rollouts: r_ij = R(x_i, y_ij).
 
     ``invalid_reward=None`` means a penalty below every valid score: -1.0 for ``output="prob"``
@@ -58,54 +95,21 @@ class RewardModel:
 
     def __init__(self, ranker: Ranker, sids, cfg: RewardConfig | None = None):
         cfg = cfg or RewardConfig()
-        output, invalid_reward = cfg.output, cfg.invalid_reward
         self.cfg = cfg
         self.ranker = ranker.eval()
         self.sids = sids
-        self.output = output
-        self.invalid_reward = invalid_reward
+        self.output, self.invalid_reward = cfg.output, cfg.invalid_reward
         self.device = next(ranker.parameters()).device
         self.trie = sids.trie.to(self.device)
+        self.n_items = ranker.n_items
         if sids.n_items != ranker.n_items:
             raise ValueError(f"sids.n_items={sids.n_items} != ranker.n_items={ranker.n_items}")
 
-    def _tensor(self, x) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device).long()
-
-    @torch.no_grad()
-    def score_items(self, history, items, batch=None) -> torch.Tensor:
-        """history [B, H] (-1 pad), items [B, C] (-1 = invalid) -> rewards [B, C] float on the device.
-
-        Only the last ``max_history`` history items are used, as in training. ``batch`` is unused
-        (the truth rewards need it; the ranker reads the history).
-        """
-        history, items = self._tensor(history), self._tensor(items)
-        if history.ndim != 2 or items.ndim != 2 or history.shape[0] != items.shape[0]:
-            raise ValueError(f"history must be [B, H] and items [B, C] with the same B, got "
-                             f"{tuple(history.shape)} and {tuple(items.shape)}")
-        for name, x in (("history", history), ("items", items)):
-            if x.numel() and (x.max() >= self.ranker.n_items or x.min() < NO_ITEM):
-                raise ValueError(f"{name} item ids must be in [-1, {self.ranker.n_items}), got range "
-                                 f"[{int(x.min())}, {int(x.max())}]")
-        history = history[:, -self.ranker.cfg.max_history:]                      # [B, <=H]
-        valid = items >= 0                                                       # [B, C]
-        s = self.ranker(history, items).float()                                  # [B, C]
-        if self.output == "prob":
-            s = torch.sigmoid(s)
-        return fill_invalid(s, valid, self.output, self.invalid_reward)
-
-    @torch.no_grad()
-    def decode(self, tuples) -> torch.Tensor:
-        """tuples [B, G, L] -> item ids [B, G] (-1 = hallucination), on the device."""
-        return self.trie.lookup(self._tensor(tuples))
-
-    @torch.no_grad()
-    def __call__(self, history, tuples, batch=None) -> torch.Tensor:
-        """history [B, H], tuples [B, G, L] -> rewards [B, G]: one batched forward over all B * G pairs."""
-        tuples = self._tensor(tuples)
-        if tuples.ndim != 3:
-            raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
-        return self.score_items(history, self.decode(tuples))
+    def _score(self, history, items) -> torch.Tensor:
+        """The ranker's click logit (or probability); only the last ``max_history`` history items
+        are used, as in training."""
+        s = self.ranker(history[:, -self.ranker.cfg.max_history:], items)        # [B, C]
+        return torch.sigmoid(s) if self.output == "prob" else s
 
 
 def fill_invalid(s: torch.Tensor, valid: torch.Tensor, output: str, invalid_reward: float | None) -> torch.Tensor:

@@ -24,14 +24,12 @@ is not needed (``batch=`` is accepted for the common interface and ignored).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from ..data.interactions import NO_ITEM
-from .reward_model import RewardConfig, fill_invalid
+from .reward_model import RewardConfig, TupleReward
 
 
-class SASRecReward:
+class SASRecReward(TupleReward):
     """SASRec's next-item probability (or logit) of decoded rollouts. See the module docstring."""
 
     def __init__(self, model, sids, cfg: RewardConfig | None = None):
@@ -41,39 +39,13 @@ class SASRecReward:
         self.cfg, self.output, self.invalid_reward = cfg, cfg.output, cfg.invalid_reward
         self.model = model.eval()
         self.sids = sids
+        self.n_items = model.n_items
         self.device = model.device
         self.trie = sids.trie.to(self.device)
 
-    def _tensor(self, x) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device).long()
-
-    @torch.no_grad()
-    def score_items(self, history, items, batch=None) -> torch.Tensor:
-        """history [B, H] (-1 pad), items [B, C] (-1 = invalid) -> rewards [B, C] float on the device."""
-        history, items = self._tensor(history), self._tensor(items)
-        if history.ndim != 2 or items.ndim != 2 or history.shape[0] != items.shape[0]:
-            raise ValueError(f"history must be [B, H] and items [B, C] with the same B, got "
-                             f"{tuple(history.shape)} and {tuple(items.shape)}")
-        for name, x in (("history", history), ("items", items)):
-            if x.numel() and (x.max() >= self.model.n_items or x.min() < NO_ITEM):
-                raise ValueError(f"{name} item ids must be in [-1, {self.model.n_items}), got range "
-                                 f"[{int(x.min())}, {int(x.max())}]")
-        valid = items >= 0                                                           # [B, C]
+    def _score(self, history, items) -> torch.Tensor:
+        """One SASRec pass per history, then the items' logits (or softmax probabilities)."""
         logits = self.model.score_all(history).float()                               # [B, N]
         if self.output == "prob":
             logits = torch.log_softmax(logits, dim=1).exp_()                         # [B, N] softmax
-        s = logits.gather(1, items.clamp(min=0))                                     # [B, C]
-        return fill_invalid(s, valid, self.output, self.invalid_reward)
-
-    @torch.no_grad()
-    def decode(self, tuples) -> torch.Tensor:
-        """tuples [B, G, L] -> item ids [B, G] (-1 = hallucination), on the device."""
-        return self.trie.lookup(self._tensor(tuples))
-
-    @torch.no_grad()
-    def __call__(self, history, tuples, batch=None) -> torch.Tensor:
-        """history [B, H], tuples [B, G, L] -> rewards [B, G]: one SASRec pass per history."""
-        tuples = self._tensor(tuples)
-        if tuples.ndim != 3:
-            raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
-        return self.score_items(history, self.decode(tuples))
+        return logits.gather(1, items.clamp(min=0))                                  # [B, C]
