@@ -21,9 +21,16 @@ from .configs import PROFILES, Profile, get_profile
 from .utils import save_table
 
 
+def tables_dir(out, prof: Profile) -> Path:
+    """Where a command writes its tables: ``out``, or ``out/<dataset name>/`` for a real dataset
+    (as the notebooks do, via ``utils.output_dir``)."""
+    return Path(out) if prof.is_simulated else Path(out) / prof.name
+
+
 def reproduce(profile: str | Profile, out: Path, cache_dir=None) -> int:
     """World summary and exposure bias, semantic IDs, SFT vs the reference baselines
-    (``experiments.BASELINES``), ranker reliability. ``profile``: a name or a :class:`Profile`."""
+    (``experiments.BASELINES``), ranker reliability. ``profile``: a name or a :class:`Profile`.
+    Tables go to ``out``, a real dataset's to ``out/<its name>/``."""
     from .data.world import exposure_concentration
     from .experiments import sft_reference
     from .pipeline import get_ranker, get_sids, get_world
@@ -31,6 +38,7 @@ def reproduce(profile: str | Profile, out: Path, cache_dir=None) -> int:
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     profile = prof.name
+    out = tables_dir(out, prof)
     sfx = "" if profile == "quick" else f"_{profile}"    # the quick profile's tables keep their names
     t0 = time.perf_counter()
     world = get_world(prof.world, cache_dir, progress=True)
@@ -78,23 +86,6 @@ def semantic_ids_summary(prof: Profile, sids):
                           "max_collision_group": sids.max_collision_group, "items": sids.n_items}])
 
 
-def sequences_profile(cfg, base: str, sft_steps: int | None, cache_dir=None) -> Profile:
-    """The profile of a ``--sequences`` run: ``base``'s model, SFT and ranker settings on the
-    dataset ``cfg`` (named after it), ``sft_steps`` SFT steps when given, and at most
-    ``n_items // 8`` codes per level (at least 2), so that a first-level code groups about 8
-    items or more on average instead of giving every item of a small catalogue its own code."""
-    from dataclasses import replace
-
-    from .pipeline import get_world
-    prof = replace(get_profile(base), name=cfg.name, world=cfg).with_sft_steps(sft_steps or 0)
-    n_items = get_world(cfg, cache_dir).n_items          # cached: reproduce loads the same object
-    k = max(2, n_items // 8)
-    if prof.sid.codebook_size > k and cfg.semantic_ids is None:
-        print(f"{n_items} items: {k} codes per level instead of the profile's {prof.sid.codebook_size}")
-        prof = replace(prof, sid=replace(prof.sid, codebook_size=k))
-    return prof
-
-
 def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Path, cache_dir=None,
                      jobs: int = 1, scheduler: str | None = None) -> int:
     """Every method x seeds, best and final checkpoints."""
@@ -114,6 +105,7 @@ def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test",
     """Tables 1-3 of the stratified analysis for a profile (what notebook 02 shows, without plots)."""
     from .eval.strata import StrataConfig, run_stratified
     prof = get_profile(profile)
+    out = tables_dir(out, prof)
     cfg = StrataConfig(top_n=top_n, k=k)          # validated before any expensive work
     t0 = time.perf_counter()
     _, tables = run_stratified(prof, cfg, cache_dir, split, checkpoint)
@@ -246,9 +238,10 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "reproduce" and args.sequences_cfg is not None:
             cfg = args.sequences_cfg
-            return reproduce(sequences_profile(cfg, args.profile, args.sft_steps), args.out / cfg.name)
-        if args.cmd == "reproduce":    # a real dataset's tables go under figures/<dataset>/, as the notebooks' do
-            return reproduce(args.profile, args.out / "amazon" if args.profile == "amazon" else args.out)
+            from .pipeline import dataset_profile
+            return reproduce(dataset_profile(cfg, args.profile, args.sft_steps), args.out)
+        if args.cmd == "reproduce":
+            return reproduce(args.profile, args.out)
         if args.cmd == "main-results":
             return main_results_cmd(args.profile, args.seeds, args.steps, args.out, args.runs, jobs=args.jobs,
                                     scheduler=args.scheduler)

@@ -89,25 +89,34 @@ def get_sids(world, cfg: SIDConfig, cache_dir=None, world_key: str | None = None
     return _cached_pickle(cache / "sids" / f"{key}.pkl", lambda: build_semantic_ids(world.item_features, cfg))
 
 
+def _sft_dir(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,
+             world_key: str | None = None) -> Path:
+    """The cache folder of an SFT run (its key: data, IDs, policy and SFT configs)."""
+    key = config_hash(world_key or data_key(world.cfg), sids_hash(sids), policy_cfg, sft_cfg)
+    return Path(cache_dir or default_cache_dir()) / "sft" / key
+
+
+def _ranker_path(world, ranker_cfg, cache_dir=None, world_key: str | None = None) -> Path:
+    """The cache file of a trained ranker (its key: data and ranker config)."""
+    key = config_hash(world_key or data_key(world.cfg), ranker_cfg)
+    return Path(cache_dir or default_cache_dir()) / "rankers" / f"{key}.pt"
+
+
 def sft_cached(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,
                world_key: str | None = None) -> bool:
     """Whether :func:`get_sft` would find a finished SFT run in the cache (without loading it)."""
-    key = config_hash(world_key or data_key(world.cfg), sids_hash(sids), policy_cfg, sft_cfg)
-    return (Path(cache_dir or default_cache_dir()) / "sft" / key / "final.pt").exists()
+    return (_sft_dir(world, sids, policy_cfg, sft_cfg, cache_dir, world_key) / "final.pt").exists()
 
 
 def ranker_cached(world, ranker_cfg, cache_dir=None, world_key: str | None = None) -> bool:
     """Whether :func:`get_ranker` would find a trained ranker in the cache (without loading it)."""
-    key = config_hash(world_key or data_key(world.cfg), ranker_cfg)
-    return (Path(cache_dir or default_cache_dir()) / "rankers" / f"{key}.pt").exists()
+    return _ranker_path(world, ranker_cfg, cache_dir, world_key).exists()
 
 
 def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,
             world_key: str | None = None, progress: bool = True) -> Path:
     """Train (or resume, or reuse) the SFT policy; returns the folder holding best.pt / final.pt."""
-    cache = Path(cache_dir or default_cache_dir())
-    key = config_hash(world_key or data_key(world.cfg), sids_hash(sids), policy_cfg, sft_cfg)
-    out = cache / "sft" / key
+    out = _sft_dir(world, sids, policy_cfg, sft_cfg, cache_dir, world_key)
     if (out / "final.pt").exists():
         try:
             load_checkpoint(out / "final.pt")
@@ -133,9 +142,7 @@ def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, 
     """Train (or reuse) the ranker for a world; returns the loaded ranker."""
     from .reward.ranker import load_ranker
     from .reward.training import train_ranker
-    cache = Path(cache_dir or default_cache_dir())
-    key = config_hash(world_key or data_key(world.cfg), ranker_cfg)
-    path = cache / "rankers" / f"{key}.pt"
+    path = _ranker_path(world, ranker_cfg, cache_dir, world_key)
     if path.exists():
         try:
             return load_ranker(path)
@@ -156,3 +163,28 @@ def get_sasrec(data, cfg, cache_dir=None, world_key: str | None = None, progress
     with torch_threads(1):
         model, _ = train_sasrec(data, cfg, out_dir=cache / "sasrec" / key, progress=progress)
     return model
+
+
+def dataset_profile(cfg: SequencesConfig, base: str = "amazon", sft_steps: int | None = None,
+                    cache_dir=None):
+    """The profile of a ``user item item ...`` file: ``base``'s model, SFT and ranker settings on
+    the dataset ``cfg`` (named after it), ``sft_steps`` SFT steps when given, and at most
+    ``n_items // 8`` codes per level (at least 2), so that a first-level code groups about 8
+    items or more on average instead of giving every item of a small catalogue its own code."""
+    from .configs import get_profile
+    prof = replace(get_profile(base), name=cfg.name, world=cfg).with_sft_steps(sft_steps or 0)
+    n_items = get_world(cfg, cache_dir).n_items          # cached: the run loads the same object
+    k = max(2, n_items // 8)
+    if prof.sid.codebook_size > k and cfg.semantic_ids is None:
+        print(f"{n_items} items: {k} codes per level instead of the profile's {prof.sid.codebook_size}")
+        prof = replace(prof, sid=replace(prof.sid, codebook_size=k))
+    return prof
+
+
+def notebook_profile(profile: str, sequences=None, cache_dir=None):
+    """A notebook's profile: the named one, or, with ``sequences`` (a file's path), that dataset
+    with the amazon profile's settings (:func:`dataset_profile`; its name is the file's stem)."""
+    from .configs import get_profile
+    if not sequences:
+        return get_profile(profile)
+    return dataset_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir)

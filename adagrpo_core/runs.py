@@ -136,30 +136,21 @@ _LOADED: dict = {}   # per process: the cached artefacts of the last profile, so
 
 
 def _artefacts(profile: Profile, cache_dir):
-    """(world, sids, SFT folder, ranker) of a profile from the cache, loaded once per process."""
-    from .pipeline import get_ranker, get_sft, get_sids, get_world
-    key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft, profile.ranker), str(cache_dir))
+    """(world, sids, SFT folder, ranker, SASRec or None) of a profile from the cache, loaded once
+    per process; SASRec only when it is the reward (``reward.source == 'sasrec'``)."""
+    from .pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
+    sasrec_cfg = profile.sasrec if profile.reward.source == "sasrec" else None
+    key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft, profile.ranker, sasrec_cfg),
+           str(cache_dir))
     if key not in _LOADED:
         world = get_world(profile.world, cache_dir)
         sids = get_sids(world, profile.sid, cache_dir)
         sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
         ranker = get_ranker(world, profile.ranker, cache_dir, progress=False)
+        sasrec = None if sasrec_cfg is None else get_sasrec(world, sasrec_cfg, cache_dir, progress=False)
         _LOADED.clear()                      # keep one profile's artefacts at a time
-        _LOADED[key] = (world, sids, sft_dir, ranker)
+        _LOADED[key] = (world, sids, sft_dir, ranker, sasrec)
     return _LOADED[key]
-
-
-def _sasrec(profile: Profile, world, cache_dir):
-    """The profile's SASRec model (the reward of source='sasrec'), loaded once per process."""
-    from .pipeline import get_sasrec
-    key = ("sasrec", config_hash(profile.world, profile.sasrec), str(cache_dir))
-    if key not in _SASREC:
-        _SASREC.clear()
-        _SASREC[key] = get_sasrec(world, profile.sasrec, cache_dir, progress=False)
-    return _SASREC[key]
-
-
-_SASREC: dict = {}
 
 
 def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool = False) -> pd.DataFrame:
@@ -171,8 +162,7 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
     from .reward.reward_model import build_reward
     from .train.rl import run_method
     with torch_threads(1):
-        world, sids, sft_dir, ranker = _artefacts(profile, cache_dir)
-        sasrec = _sasrec(profile, world, cache_dir) if profile.reward.source == "sasrec" else None
+        world, sids, sft_dir, ranker, sasrec = _artefacts(profile, cache_dir)
         reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward,
                               sasrec=sasrec)
         gate, grpo, rates = spec.gate, spec.grpo, None

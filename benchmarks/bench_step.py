@@ -52,7 +52,7 @@ def main():
         from adagrpo_core.configs import get_profile
         from adagrpo_core.runs import _artefacts
         prof = get_profile(a.world)
-        world, sids, sft_dir, ranker = _artefacts(prof, None)
+        world, sids, sft_dir, ranker, _ = _artefacts(prof, None)
         model = load_policy(sft_dir / "best.pt", sids, a.device).train()
         reward = RewardModel(ranker.to(a.device), sids, prof.reward)
         grpo_cfg, gate_cfg = replace(prof.grpo, num_generations=a.G), prof.gate

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Amazon Beauty on a GPU machine (plain scripts, no Jupyter): dataset + LETTER IDs + SFT + ranker
+# Amazon Beauty on a GPU machine (plain scripts, no Jupyter): dataset + semantic IDs + SFT + SASRec + ranker
 # (reproduce --profile amazon), then the stratified analysis. Needs the three Beauty files in
 # $ADAGRPO_AMAZON_DIR (default ./.amazon, an ignored folder) or internet access for the download.
 # Writes logs, the tables (amazon_tables.tgz) and the trained SFT/ranker (amazon_models.tgz) to $OUT.

@@ -59,22 +59,18 @@ import os
 from pathlib import Path
 import torch
 from adagrpo_core import plots
-from adagrpo_core.configs import check_notebook_params, get_profile
+from adagrpo_core.configs import check_notebook_params
 from adagrpo_core.data.world import exposure_concentration
 from adagrpo_core.experiments import sft_reference
-from adagrpo_core.pipeline import get_ranker, get_sids, get_world
+from adagrpo_core.pipeline import get_ranker, get_sids, get_world, notebook_profile
 from adagrpo_core.reward.reliability import reliability_report
 from adagrpo_core.utils import atomic_save_df, output_dir, save_figure
 
 check_notebook_params(**{k: v for k, v in globals().items() if not k.startswith("_")})   # before any work
 if threads:
     torch.set_num_threads(threads)
-prof = get_profile(profile)
-if sequences:                # any dataset file: the amazon profile's settings, tables under figures/<its name>/
-    from adagrpo_core.cli import sequences_profile
-    from adagrpo_core.data.sequences import SequencesConfig
-    prof = sequences_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir)
-    profile = prof.name
+prof = notebook_profile(profile, sequences, cache_dir)   # sequences: a file, the amazon settings
+profile = prof.name          # tables under figures/<dataset name>/ on real data
 out = output_dir("__NB__", out_dir, profile, globals())   # sweeps and smoke runs get their own folder
 out.mkdir(parents=True, exist_ok=True)
 from adagrpo_core.runs import prepare
@@ -154,7 +150,8 @@ n_examples = 3             # stratum explorer: samples shown
 from pathlib import Path
 import torch
 from adagrpo_core import plots
-from adagrpo_core.configs import check_notebook_params, get_profile
+from adagrpo_core.configs import check_notebook_params
+from adagrpo_core.pipeline import notebook_profile
 from adagrpo_core.eval.strata import StrataConfig, explore_stratum, run_stratified
 from adagrpo_core.utils import atomic_save_df, output_dir, save_figure, save_table
 
@@ -164,12 +161,8 @@ if threads:
 torch.manual_seed(seed)
 cfg = StrataConfig(top_n=top_n, k=k, difficulty_bins=difficulty_bins, discrim_bins=discrim_bins,
                    n_boot=n_boot, seed=seed)
-prof = get_profile(profile)
-if sequences:                # any dataset file: the amazon profile's settings, tables under figures/<its name>/
-    from adagrpo_core.cli import sequences_profile
-    from adagrpo_core.data.sequences import SequencesConfig
-    prof = sequences_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir)
-    profile = prof.name
+prof = notebook_profile(profile, sequences, cache_dir)   # sequences: a file, the amazon settings
+profile = prof.name          # tables under figures/<dataset name>/ on real data
 out = output_dir("__NB__", out_dir, profile, globals())   # sweeps and smoke runs get their own folder
 df, tables = run_stratified(prof, cfg, cache_dir, split, checkpoint, run_dir)
 tag = f"{profile}_{split}" + ("" if run_dir is None else f"_{Path(run_dir).parent.name}_{Path(run_dir).name}")
@@ -249,19 +242,16 @@ import numpy as np
 import pandas as pd
 import torch
 from adagrpo_core import plots
-from adagrpo_core.configs import check_notebook_params, get_profile
+from adagrpo_core.configs import check_notebook_params
 from adagrpo_core.experiments import {imports}
+from adagrpo_core.pipeline import notebook_profile
 from adagrpo_core.utils import output_dir, default_runs_dir, save_figure, save_table
 
 check_notebook_params(**{{k: v for k, v in globals().items() if not k.startswith("_")}})   # before any work
 if threads:
     torch.set_num_threads(threads)
-prof = get_profile(profile).with_rl_steps(steps)
-if sequences:                # any dataset file: the amazon profile's settings, tables under figures/<its name>/
-    from adagrpo_core.cli import sequences_profile
-    from adagrpo_core.data.sequences import SequencesConfig
-    prof = sequences_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir).with_rl_steps(steps)
-    profile = prof.name
+prof = notebook_profile(profile, sequences, cache_dir).with_rl_steps(steps)   # sequences: a file, the amazon settings
+profile = prof.name          # tables under figures/<dataset name>/ on real data
 jobs = jobs or os.cpu_count()
 out = output_dir("__NB__", out_dir, profile, globals())   # sweeps and smoke runs get their own folder
 root = (Path(runs_dir) if runs_dir else default_runs_dir()) / profile

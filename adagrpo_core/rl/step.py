@@ -41,6 +41,7 @@ class ScoredBatch:
     tokens: torch.Tensor | None = None        # [B, G, Lp] rollout tuples
     metrics: dict = field(default_factory=dict)
     audit: dict | None = None                 # per-sample diagnostics against the truth (simulated world)
+    advantages: torch.Tensor | None = None    # [B, G] group advantages of the rewards (grpo.scale_rewards)
 
 
 def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie, grpo: GRPOConfig,
@@ -85,7 +86,8 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
         tu = torch.where(roll.valid, tu, torch.zeros_like(tu))
     g = compute_gate(gate_cfg, d, a, generator=generator, target_rate=target_rate,
                      ranker_scores=rewards, true_utility=tu, valid=roll.valid)
-    logp_T = _rollout_logprobs(model, cache, roll, rewards, g, grpo, all_rows)        # [B, G, Lp]
+    adv = group_advantages(rewards, grpo.scale_rewards)                              # [B, G]
+    logp_T = _rollout_logprobs(model, cache, roll, adv, g, grpo, all_rows)            # [B, G, Lp]
     r = rewards.float()
     metrics = {"mean_d": d.mean().item(), "mean_a": a.mean().item(),
                "reward": r.mean().item(), "reward_std": r.std(1).mean().item(),
@@ -101,10 +103,10 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
         audit = {"d": d, "a": a, "gate": g, "agreement": agree, "pairs": n_pairs,
                  "reward_truth_corr": _rowwise_corr(rewards.float(), tu, roll.valid), "target": target}
         audit = {k: v.detach().cpu().numpy() for k, v in audit.items()}
-    return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics, audit)
+    return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics, audit, adv)
 
 
-def _rollout_logprobs(model, cache, roll, rewards: torch.Tensor, g: torch.Tensor, grpo: GRPOConfig,
+def _rollout_logprobs(model, cache, roll, adv: torch.Tensor, g: torch.Tensor, grpo: GRPOConfig,
                       all_rows: bool = False) -> torch.Tensor:
     """The rollouts' log-probs at the sampling temperature, [B, G, Lp], with grad where the GRPO
     term has one: the admitted samples (g != 0) whose group has a non-zero advantage (or a KL
@@ -119,7 +121,7 @@ def _rollout_logprobs(model, cache, roll, rewards: torch.Tensor, g: torch.Tensor
         return logp
     need = g != 0
     if grpo.beta == 0:
-        need &= (group_advantages(rewards.float(), grpo.scale_rewards) != 0).any(1)
+        need &= (adv != 0).any(1)
     rows = need.nonzero().squeeze(1)                                                 # [n]
     if len(rows) == 0:
         return logp
@@ -148,7 +150,7 @@ def compute_loss(scored: ScoredBatch, grpo: GRPOConfig, gate_cfg: GateConfig,
     if scored.logp is None:                                                          # method "nll"
         loss = combine_losses(nll, torch.zeros_like(nll), g, gate_cfg.w_nll, 0.0, grpo.normalize)
         return loss, {"nll": nll.mean().item(), "admission_rate": 0.0}
-    adv = group_advantages(scored.rewards, grpo.scale_rewards)
+    adv = scored.advantages
     logp_ref = None
     if grpo.beta > 0 and ref_model is not None:
         with torch.no_grad():
