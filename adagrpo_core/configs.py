@@ -224,7 +224,7 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
     """Validate a notebook's papermill parameters before any expensive work.
 
     Checks the parameters the notebooks share, where given: ``profile`` (one of
-    ``allowed_profiles``), ``seeds`` (a non-empty list of distinct non-negative ints), ``steps``
+    ``allowed_profiles``), ``seeds`` (a non-empty list of distinct non-negative ints; None: the profile's), ``steps``
     and ``threads`` (ints >= 0; 0 keeps the default), ``hr_k`` (5, 10 or 20), ``lams``
     (non-negative numbers), ``oracle_thresholds`` (numbers in [0, 1]; None: the profile's),
     ``noise_levels`` and ``mix_lams`` (non-negative numbers; None: the profile's), ``jobs`` (int
@@ -259,7 +259,7 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
 
     if "profile" in params and params["profile"] not in allowed_profiles:
         bad("profile", f"must be one of {list(allowed_profiles)}")
-    if "seeds" in params:
+    if params.get("seeds") is not None:       # None: the profile's default (notebook 03)
         v = params["seeds"]
         if not isinstance(v, (list, tuple)) or not v:
             bad("seeds", "must be a non-empty list of ints")

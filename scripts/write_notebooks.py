@@ -271,10 +271,13 @@ finished is reused, so re-running this notebook only trains what is missing.
 
 Run it with papermill: `papermill notebooks/03_main_results.ipynb out.ipynb -p profile tiny -y "seeds: [0]"`.
 '''),
-    code(COMMON + RUNS + '''reference_pairs = [["adagrpo", "random"], ["adagrpo", "nll"], ["adagrpo", "mix(0.5)"], ["adagrpo", "inverse"]]
+    code(COMMON + RUNS.replace("seeds = [0, 1, 2]          # training seeds",
+                               "seeds = None               # training seeds; None means the profile's: 5 on paper and full, else 3")
+         + '''reference_pairs = [["adagrpo", "random"], ["adagrpo", "nll"], ["adagrpo", "mix(0.5)"], ["adagrpo", "inverse"]]
 hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 20)
 ''', params=True),
-    code(SETUP_RL.format(imports="main_results, paired_tests_both, read_steps") + '''
+    code(SETUP_RL.format(imports="main_results, paired_tests_both, read_steps, suite_default") + '''
+seeds = suite_default(profile, "main_seeds", seeds)
 rows, summary = main_results(prof, seeds=seeds, out_root=root, cache_dir=cache_dir, jobs=jobs, scheduler=scheduler)
 save_table(rows.drop(columns=["run_dir", "train_seconds"]), out, f"nb03_main_results_rows_{profile}")   # no paths, no timings
 save_table(summary, out, f"nb03_main_results_{profile}")

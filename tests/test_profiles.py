@@ -22,6 +22,16 @@ def test_suite_defaults_by_profile():
         suite_default("quick", "tau")
 
 
+def test_notebook_03_runs_five_seeds_on_the_paper_profile_and_three_elsewhere():
+    assert suite_default("paper", "main_seeds") == [0, 1, 2, 3, 4]
+    assert suite_default("full", "main_seeds") == [0, 1, 2, 3, 4]
+    assert suite_default("quick", "main_seeds") == suite_default("amazon", "main_seeds") == [0, 1, 2]
+    assert suite_default("paper", "main_seeds", [7]) == [7]
+    check_notebook_params(seeds=None)                   # None: the profile's seeds
+    with pytest.raises(ValueError, match="seeds"):
+        check_notebook_params(seeds=[])
+
+
 def test_quick_sweep_reads_tau_and_rho_off_the_grid():
     grids, tau_rho, modes = default_grids("quick")
     assert "tau" not in grids and "rho" not in grids and tau_rho == ([0.25, 0.75], [0.25, 0.75])
