@@ -224,8 +224,8 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
     """Validate a notebook's papermill parameters before any expensive work.
 
     Checks the parameters the notebooks share, where given: ``profile`` (one of
-    ``allowed_profiles``), ``seeds`` (a non-empty list of distinct non-negative ints; None: the profile's), ``steps``
-    and ``threads`` (ints >= 0; 0 keeps the default), ``hr_k`` (5, 10 or 20), ``lams``
+    ``allowed_profiles``), ``seeds`` (a non-empty list of distinct non-negative ints; None: the
+    profile's), ``steps`` and ``threads`` (ints >= 0; 0 keeps the default), ``hr_k`` (5, 10 or 20), ``lams``
     (non-negative numbers), ``oracle_thresholds`` (numbers in [0, 1]; None: the profile's),
     ``noise_levels`` and ``mix_lams`` (non-negative numbers; None: the profile's), ``jobs`` (int
     >= 0), ``sequences`` (an existing file or None), ``run_dir`` (an existing

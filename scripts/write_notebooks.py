@@ -28,12 +28,16 @@ out_dir = None             # where tables and figures go; None means figures/ of
 cache_dir = None           # artefact cache; None means $ADAGRPO_CACHE, else .cache/ of the checkout
 threads = 0                # torch CPU threads; 0 keeps the torch default
 '''
-RUNS = '''runs_dir = None            # run folders <runs_dir>/<profile>/seed<k>/<method>/; None means runs/ of the checkout
-seeds = [0, 1, 2]          # training seeds
+RUNS_TEMPLATE = '''runs_dir = None            # run folders <runs_dir>/<profile>/seed<k>/<method>/; None means runs/ of the checkout
+{seeds}
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
 '''
+RUNS = RUNS_TEMPLATE.format(seeds="seeds = [0, 1, 2]          # training seeds")
+# notebook 03: the profile's seeds (experiments.SUITE_DEFAULTS["main_seeds"])
+RUNS_PROFILE_SEEDS = RUNS_TEMPLATE.format(
+    seeds="seeds = None               # training seeds; None means the profile's: 5 on paper and full, else 3")
 SAYS = md('''
 ## What the numbers say
 
@@ -271,9 +275,7 @@ finished is reused, so re-running this notebook only trains what is missing.
 
 Run it with papermill: `papermill notebooks/03_main_results.ipynb out.ipynb -p profile tiny -y "seeds: [0]"`.
 '''),
-    code(COMMON + RUNS.replace("seeds = [0, 1, 2]          # training seeds",
-                               "seeds = None               # training seeds; None means the profile's: 5 on paper and full, else 3")
-         + '''reference_pairs = [["adagrpo", "random"], ["adagrpo", "nll"], ["adagrpo", "mix(0.5)"], ["adagrpo", "inverse"]]
+    code(COMMON + RUNS_PROFILE_SEEDS + '''reference_pairs = [["adagrpo", "random"], ["adagrpo", "nll"], ["adagrpo", "mix(0.5)"], ["adagrpo", "inverse"]]
 hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 20)
 ''', params=True),
     code(SETUP_RL.format(imports="main_results, paired_tests_both, read_steps, suite_default") + '''
