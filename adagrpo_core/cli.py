@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .configs import PROFILES, Profile, get_profile
-from .utils import save_table
+from .tables import save_table
 
 
 def tables_dir(out, prof: Profile) -> Path:
@@ -103,7 +103,8 @@ def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Pa
 def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test", checkpoint: str = "best",
                    top_n: int = 20, k: int = 10) -> int:
     """Tables 1-3 of the stratified analysis for a profile (what notebook 02 shows, without plots)."""
-    from .eval.strata import StrataConfig, run_stratified
+    from .eval.strata import StrataConfig
+    from .stratified import run_stratified
     prof = get_profile(profile)
     out = tables_dir(out, prof)
     cfg = StrataConfig(top_n=top_n, k=k)          # validated before any expensive work

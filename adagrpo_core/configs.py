@@ -1,12 +1,11 @@
-"""Every config of the package in one place, and the named profiles (one object each).
+"""The named profiles: one :class:`Profile` gathers a config of every component, and what the
+notebook suite runs with it (:class:`SuiteConfig`).
 
-The configs of the training stages live here: :class:`LoopConfig` holds what SFT and RL share
-(the one training loop reads it), :class:`SFTConfig` and :class:`RLConfig` add their own fields.
-The configs of a component stay next to the component so that a file can be copied on its own
-(``GateConfig`` in ``rl/gate.py``, ``GRPOConfig`` in ``rl/grpo.py``, ``WorldConfig`` in
-``data/world.py`` ...) and are re-exported here. :class:`Profile` holds one of each, and
-:func:`get_profile` returns the named ones: ``quick`` (the default, CPU), ``full``, ``tiny``
-(tests and smoke runs) and ``amazon`` (Amazon Beauty).
+Each config sits beside its component (``GateConfig`` in ``rl/gate.py``, ``GRPOConfig`` in
+``rl/grpo.py``, ``SFTConfig`` in ``train/sft.py``, ``WorldConfig`` in ``data/world.py`` ...), so a
+file can be read, or copied, on its own; this module only gathers them. :func:`get_profile`
+returns the named profiles: ``quick`` (the default, CPU), ``paper``, ``full``, ``tiny`` (tests
+and smoke runs) and ``amazon`` (Amazon Beauty).
 """
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field, fields, replace
 from .data.amazon import AmazonConfig
 from .data.sequences import SequencesConfig
 from .data.world import WorldConfig
-from .eval.strata import StrataConfig
 from .model.policy import PolicyConfig
 from .model.sasrec import SASRecConfig
 from .model.semantic_ids import SIDConfig
@@ -23,98 +21,87 @@ from .reward.ranker import RankerConfig
 from .reward.reward_model import RewardConfig
 from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
-from .utils import check_device, check_int, check_range
+from .checks import check_int, check_range
+from .train.loop import LoopConfig
+from .train.rl import RLConfig
+from .train.sft import SFTConfig
 
 __all__ = ["AmazonConfig", "GateConfig", "GRPOConfig", "LoopConfig", "PolicyConfig", "Profile", "PROFILES",
-           "RankerConfig", "RewardConfig", "RLConfig", "SequencesConfig", "SFTConfig", "SIDConfig", "StrataConfig",
+           "RankerConfig", "RewardConfig", "RLConfig", "SequencesConfig", "SFTConfig", "SIDConfig", "SuiteConfig",
            "WorldConfig", "get_profile"]
-
-
-@dataclass
-class LoopConfig:
-    """What every training stage shares: optimisation, checkpoint cadence and validation."""
-
-    steps: int = 200
-    """Optimiser steps in total."""
-    batch_size: int = 64
-    """Samples per step."""
-    lr: float = 3e-4
-    """AdamW (peak) learning rate."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
-    grad_clip: float = 1.0
-    """Max global gradient norm (0 = no clipping)."""
-    ckpt_every: int = 50
-    """Checkpoint + validation HR@10 every this many steps (and at the last step)."""
-    eval_samples: int = 1000
-    """Validation examples used at checkpoints (a fixed subsample; 0 = all)."""
-    eval_beam_width: int = 20
-    """Beam width of the validation (and test) beam search."""
-    seed: int = 0
-    """Seeds random, numpy and torch, the data order (and the RL rollout sampler)."""
-    device: str = "auto"
-    """'auto' (CUDA when available), 'cpu' or 'cuda'."""
-
-    min_batch_size = 1       # class constants, not fields: what each stage needs at least
-    min_beam_width = 10
-
-    def __post_init__(self):
-        check_int("steps", self.steps, lo=1)
-        check_int("batch_size", self.batch_size, lo=self.min_batch_size)
-        check_range("lr", self.lr, lo=0, lo_open=True)
-        check_range("weight_decay", self.weight_decay, lo=0)
-        check_range("grad_clip", self.grad_clip, lo=0)
-        check_int("ckpt_every", self.ckpt_every, lo=1)
-        check_int("eval_samples", self.eval_samples, lo=0)
-        check_int("eval_beam_width", self.eval_beam_width, lo=self.min_beam_width)
-        check_int("seed", self.seed, lo=0)
-        check_device("device", self.device)
-
-
-@dataclass
-class SFTConfig(LoopConfig):
-    """Supervised fine-tuning: AdamW, linear warm-up then cosine decay to min_lr_ratio * lr."""
-
-    steps: int = 600
-    """Optimiser steps in total."""
-    batch_size: int = 128
-    """Windows per step."""
-    lr: float = 3e-3
-    """Peak learning rate (AdamW)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay."""
-    ckpt_every: int = 100
-    """Checkpoint + validation every this many steps."""
-    warmup_steps: int = 100
-    """Linear warm-up steps (at most ``steps``)."""
-    min_lr_ratio: float = 0.1
-    """Cosine decay floor, as a fraction of lr."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_int("warmup_steps", self.warmup_steps, lo=0, hi=self.steps)
-        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
-
-
-@dataclass
-class RLConfig(LoopConfig):
-    """RL fine-tuning from the SFT checkpoint (one update per batch, TRL's num_iterations=1)."""
-
-    batch_size: int = 64
-    """B: training contexts per step (each gets num_generations rollouts); >= 2 for in-batch negatives."""
-    test_samples: int = 0
-    """Test examples a run is evaluated on (0 = all), drawn with the run's seed."""
-
-    min_batch_size = 2
-    min_beam_width = 20      # test evaluation reports HR@20
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_int("test_samples", self.test_samples, lo=0)
 
 
 # ----------------------------------------------------------------------------------------------
 # profiles
+
+
+@dataclass
+class SuiteConfig:
+    """What the notebook suite runs on a profile: seeds, method lists and sweep grids. A notebook
+    parameter left at None takes its value from here."""
+
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    """Training seeds of notebooks 04-07."""
+    main_seeds: list = field(default_factory=lambda: [0, 1, 2])
+    """Training seeds of notebook 03's headline comparison."""
+    oracle_thresholds: list = field(default_factory=lambda: [0.5, 0.8, 0.9])
+    """Notebook 04: the oracle control's rank-agreement thresholds (empty on real data: no truth)."""
+    frontier_lams: list = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0])
+    """Notebook 06: the fixed mixtures' lambdas."""
+    noise_levels: list = field(default_factory=lambda: [1.0, 3.0])
+    """Notebook 07: noisy_truth's utility error std on the rarest items (empty on real data)."""
+    mix_lams: list = field(default_factory=lambda: [0.5, 1.0])
+    """Notebook 07: the fixed mixtures of the reward-source comparison."""
+    sweep_grids: dict = field(default_factory=lambda: {
+        "tau": [0.0, 0.25, 0.5, 0.75, 0.9], "rho": [0.0, 0.25, 0.5, 0.75, 0.9], "lam": [0.1, 0.25, 0.5, 1.0, 2.0],
+        "num_negatives": [0, 1, 5, 10, 20], "num_generations": [4, 8, 16]})
+    """Notebook 05: one-at-a-time grids {knob: [values]} around the operating point."""
+    tau_rho_grid: tuple = ((0.0, 0.25, 0.5, 0.75, 0.9), (0.0, 0.25, 0.5, 0.75, 0.9))
+    """Notebook 05: (taus, rhos) of the tau x rho grid."""
+    lam_normalize: tuple = ("batch", "admitted")
+    """Notebook 05: the normalize modes under which lambda is swept again."""
+    grid: str = "full grid"
+    """How tables name these grids ("full grid", "reduced grid", "smoke grid")."""
+    smoke: bool = False
+    """A smoke run: tables and figures go to figures/smoke/ (git-ignored), never over real ones."""
+
+    def __post_init__(self):
+        for name in ("seeds", "main_seeds"):
+            v = getattr(self, name)
+            if not v or len(set(v)) != len(v):
+                raise ValueError(f"{name} must be a non-empty list of distinct seeds, got {name}={v!r}")
+            for s in v:
+                check_int(name, s, lo=0)
+        for t in self.oracle_thresholds:
+            check_range("oracle_thresholds", t, 0.0, 1.0)
+        for name in ("frontier_lams", "noise_levels", "mix_lams"):
+            for x in getattr(self, name):
+                check_range(name, x, lo=0.0)
+        if len(self.tau_rho_grid) != 2:
+            raise ValueError(f"tau_rho_grid must be (taus, rhos), got tau_rho_grid={self.tau_rho_grid!r}")
+
+    @classmethod
+    def reduced(cls) -> "SuiteConfig":
+        """The quick profile's lists, sized so that the whole suite runs in 15 minutes on 2 cores:
+        tau and rho move only in a 2 x 2 grid (their one-knob tables are read off it); lambda, M and
+        G one value each away from the operating point; one oracle threshold, one noise level."""
+        return cls(oracle_thresholds=[0.5], noise_levels=[3.0], mix_lams=[1.0],
+                   sweep_grids={"lam": [2.0], "num_negatives": [0], "num_generations": [4]},
+                   tau_rho_grid=((0.25, 0.75), (0.25, 0.75)), lam_normalize=("admitted",), grid="reduced grid")
+
+    @classmethod
+    def real(cls) -> "SuiteConfig":
+        """A real dataset's lists: no oracle and no noisy truth (there is no truth), three mixtures."""
+        return cls(oracle_thresholds=[], noise_levels=[], mix_lams=[1.0], frontier_lams=[0.1, 0.5, 1.0])
+
+    def default(self, knob: str, value=None):
+        """``value`` when given (a notebook parameter), else this suite's ``knob``."""
+        if value is not None:
+            return value
+        if knob not in {f.name for f in fields(self)}:
+            raise ValueError(f"no suite default for {knob!r}; known: {sorted(f.name for f in fields(self))}")
+        v = getattr(self, knob)
+        return list(v) if isinstance(v, (list, tuple)) else v
 
 
 @dataclass
@@ -143,6 +130,8 @@ class Profile:
     """RL optimisation, checkpoints and evaluation."""
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     """The SASRec reference model (real datasets: a baseline row, and the reward of source='sasrec')."""
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+    """What the notebooks run: seeds, method lists, sweep grids."""
 
     @property
     def is_simulated(self) -> bool:
@@ -166,9 +155,16 @@ class Profile:
         return replace(self, sft=replace(self.sft, steps=steps, ckpt_every=min(self.sft.ckpt_every, steps),
                                          warmup_steps=warmup))
 
+    @property
+    def figures_subdir(self) -> str:
+        """Where this profile's tables go under figures/: 'smoke' for a smoke run, '' on the
+        simulated world, else the dataset's name (amazon, or a file's stem)."""
+        return "smoke" if self.suite.smoke else "" if self.is_simulated else self.name
+
     def configs(self) -> dict:
-        """{field name: config} for every config of the profile (for hashing and config.json)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
+        """{field name: config} for every config of the experiment (config.json of a run); the
+        suite's lists are not part of a run."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "suite")}
 
 
 PROFILES = ("quick", "paper", "full", "tiny", "amazon")
@@ -187,20 +183,25 @@ def get_profile(name: str) -> Profile:
     * 'amazon': Amazon Beauty with collaborative RQ-KMeans semantic IDs (see below).
     """
     if name == "quick":
-        return Profile(name="quick", rl=RLConfig(steps=50, ckpt_every=25, eval_samples=500))
+        return Profile(name="quick", rl=RLConfig(steps=50, ckpt_every=25, eval_samples=500),
+                       suite=SuiteConfig.reduced())
     if name == "paper":
-        return Profile(name="paper", rl=RLConfig(steps=200, ckpt_every=50, eval_samples=1000))
+        return Profile(name="paper", rl=RLConfig(steps=200, ckpt_every=50, eval_samples=1000),
+                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4]))
     if name == "full":
         return Profile(name="full", world=WorldConfig.full(), sid=SIDConfig(num_levels=3, codebook_size=64),
                        policy=PolicyConfig(n_layer=4, n_embd=128, max_history=20),
                        sft=SFTConfig(steps=4000, batch_size=256, ckpt_every=500),
-                       rl=RLConfig(steps=1000, batch_size=128, ckpt_every=100))
+                       rl=RLConfig(steps=1000, batch_size=128, ckpt_every=100),
+                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4]))
     if name == "tiny":
         return Profile(name="tiny", world=WorldConfig.tiny(), sid=SIDConfig(num_levels=2, codebook_size=8),
                        policy=PolicyConfig(n_embd=32, max_history=5),
                        sft=SFTConfig(steps=30, ckpt_every=10, eval_samples=50, warmup_steps=10),
                        ranker=RankerConfig(max_epochs=2), grpo=GRPOConfig(num_generations=4),
-                       rl=RLConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=50, test_samples=100))
+                       rl=RLConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=50, test_samples=100),
+                       suite=replace(SuiteConfig.reduced(), sweep_grids={"tau": [0.0, 0.9], "lam": [0.5]},
+                                     tau_rho_grid=((0.25,), (0.25, 0.75)), grid="smoke grid", smoke=True))
     if name == "amazon":
         # Amazon Beauty; the files come from $ADAGRPO_AMAZON_DIR or a verified download. The ranker
         # learns from semi-synthetic exposure (see data/amazon.py). The IDs are RQ-KMeans codes of
@@ -212,86 +213,6 @@ def get_profile(name: str) -> Profile:
                        sid=SIDConfig(num_levels=4, codebook_size=256),
                        policy=PolicyConfig(n_embd=64, max_history=20),
                        sft=SFTConfig(steps=1500, batch_size=128, ckpt_every=500, eval_samples=2000),
-                       rl=RLConfig(steps=50, batch_size=64, ckpt_every=25, eval_samples=2000, test_samples=0))
+                       rl=RLConfig(steps=50, batch_size=64, ckpt_every=25, eval_samples=2000, test_samples=0),
+                       suite=SuiteConfig.real())
     raise ValueError(f"profile must be one of {list(PROFILES)}, got profile={name!r}")
-
-
-# ----------------------------------------------------------------------------------------------
-# notebook parameters
-
-
-def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
-    """Validate a notebook's papermill parameters before any expensive work.
-
-    Checks the parameters the notebooks share, where given: ``profile`` (one of
-    ``allowed_profiles``), ``seeds`` (a non-empty list of distinct non-negative ints; None: the
-    profile's), ``steps`` and ``threads`` (ints >= 0; 0 keeps the default), ``hr_k`` (5, 10 or 20), ``lams``
-    (non-negative numbers), ``oracle_thresholds`` (numbers in [0, 1]; None: the profile's),
-    ``noise_levels`` and ``mix_lams`` (non-negative numbers; None: the profile's), ``jobs`` (int
-    >= 0), ``sequences`` (an existing file or None), ``run_dir`` (an existing
-    folder or None), ``out_dir`` / ``cache_dir`` / ``runs_dir`` (a path or None), ``checkpoint``
-    ('best' or 'final') and ``split`` ('test' or 'valid'). Other parameters are left to the code
-    that uses them. A bad value raises ValueError naming the parameter and the value.
-    """
-    import math
-    import os
-    from pathlib import Path
-
-    import numpy as np
-
-    def bad(name, why):
-        raise ValueError(f"notebook parameter {name} {why}, got {name}={params[name]!r}")
-
-    def is_int(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-    def is_number(v):
-        return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-                and math.isfinite(float(v)))
-
-    def number_list(name, lo, hi=None):
-        v = params[name]
-        if not isinstance(v, (list, tuple)) or not v:
-            bad(name, "must be a non-empty list of numbers")
-        where = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        if not all(is_number(x) and lo <= x and (hi is None or x <= hi) for x in v):
-            bad(name, f"must hold finite numbers {where}")
-
-    if "profile" in params and params["profile"] not in allowed_profiles:
-        bad("profile", f"must be one of {list(allowed_profiles)}")
-    if params.get("seeds") is not None:       # None: the profile's default (notebook 03)
-        v = params["seeds"]
-        if not isinstance(v, (list, tuple)) or not v:
-            bad("seeds", "must be a non-empty list of ints")
-        if not all(is_int(s) and s >= 0 for s in v):
-            bad("seeds", "must hold non-negative ints")
-        if len(set(int(s) for s in v)) != len(v):
-            bad("seeds", "must be distinct (a repeated seed fakes precision)")
-    for name in ("steps", "threads"):
-        if name in params and not (is_int(params[name]) and params[name] >= 0):
-            bad(name, "must be an int >= 0 (0 keeps the default)")
-    if "hr_k" in params and not (is_int(params["hr_k"]) and params["hr_k"] in (5, 10, 20)):
-        bad("hr_k", "must be 5, 10 or 20")
-    if params.get("lams") is not None:
-        number_list("lams", 0)
-    if params.get("oracle_thresholds") is not None:     # None: the profile's list
-        number_list("oracle_thresholds", 0, 1)
-    if params.get("noise_levels") is not None:
-        number_list("noise_levels", 0)
-    if params.get("mix_lams") is not None:
-        number_list("mix_lams", 0)
-    if params.get("sequences") is not None and not (isinstance(params["sequences"], (str, os.PathLike))
-                                                     and Path(params["sequences"]).is_file()):
-        bad("sequences", "must be the path of an existing user item item ... file (or None)")
-    if "jobs" in params and not (is_int(params["jobs"]) and params["jobs"] >= 0):
-        bad("jobs", "must be an int >= 0 (0 means one per CPU core)")
-    for name in ("run_dir", "out_dir", "cache_dir", "runs_dir"):
-        if name in params and params[name] is not None and not isinstance(params[name], (str, os.PathLike)):
-            bad(name, "must be a path or None")
-    if params.get("run_dir") is not None and (not str(params["run_dir"]).strip()
-                                              or not Path(params["run_dir"]).is_dir()):
-        bad("run_dir", "must be an existing folder (or None for the SFT base)")
-    if "checkpoint" in params and params["checkpoint"] not in ("best", "final"):
-        bad("checkpoint", "must be 'best' or 'final'")
-    if "split" in params and params["split"] not in ("test", "valid"):
-        bad("split", "must be 'test' or 'valid'")

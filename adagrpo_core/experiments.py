@@ -20,9 +20,10 @@ from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci, paired_bootstra
 from .model.policy import load_policy
 from .pipeline import get_sft, get_sids, get_world
 from .runs import MethodSpec, execute, plan_runs
-from .utils import load_checkpoint, torch_threads
+from .runtime import torch_threads
+from .storage import load_checkpoint
 
-__all__ = ["BASELINES", "MethodSpec", "control_methods", "default_methods", "frontier_methods", "main_results", "suite_default",
+__all__ = ["BASELINES", "MethodSpec", "control_methods", "default_methods", "frontier_methods", "main_results",
            "paired_tests", "paired_tests_both", "read_steps", "sft_reference", "summarize"]
 
 
@@ -62,34 +63,6 @@ def control_methods(oracle_thresholds=(0.5, 0.8, 0.9), default_threshold: float 
     specs += [MethodSpec("oracle" if t == default_threshold else f"oracle({t:g})", "oracle",
                          gate={"oracle_threshold": t}) for t in (oracle_thresholds if simulated else ())]
     return specs + [MethodSpec("grpo", "grpo")]
-
-
-# What the quick (and tiny) profile cuts from notebooks 04, 06 and 07 so that the suite fits in 15
-# minutes on 2 cores, and what a real dataset (amazon, or any file) runs on one CPU machine; tables
-# say which setting they used. The paper profile runs the full lists, and notebook 03's headline
-# comparison (AdaGRPO against its random gate, whose 3-seed interval is wide) on 5 seeds.
-SUITE_DEFAULTS = {
-    "paper": {"oracle_thresholds": [0.5, 0.8, 0.9], "noise_levels": [1.0, 3.0], "mix_lams": [0.5, 1.0],
-              "frontier_lams": [0.1, 0.25, 0.5, 1.0, 2.0], "main_seeds": [0, 1, 2, 3, 4]},
-    "quick": {"oracle_thresholds": [0.5], "noise_levels": [3.0], "mix_lams": [1.0],
-              "frontier_lams": [0.1, 0.25, 0.5, 1.0, 2.0], "main_seeds": [0, 1, 2]},
-    "real": {"oracle_thresholds": [], "noise_levels": [], "mix_lams": [1.0],     # no truth on real data
-             "frontier_lams": [0.1, 0.5, 1.0], "main_seeds": [0, 1, 2]},         # notebook 03's mixtures
-}
-
-
-def suite_default(profile_name: str, knob: str, value=None):
-    """``value`` if given, else the profile's default of a notebook ``knob`` (:data:`SUITE_DEFAULTS`:
-    'quick' and 'tiny' the reduced lists, 'paper' and 'full' the paper's, any other name (a real
-    dataset) the 'real' ones)."""
-    if value is not None:
-        return value
-    group = ("quick" if profile_name in ("quick", "tiny") else "paper" if profile_name in ("paper", "full")
-             else "real")
-    table = SUITE_DEFAULTS[group]
-    if knob not in table:
-        raise ValueError(f"no profile default for {knob!r}; known: {sorted(table)}")
-    return list(table[knob])
 
 
 def frontier_methods(lams=(0.1, 0.25, 0.5, 1.0, 2.0)) -> list[MethodSpec]:

@@ -12,15 +12,16 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from .configs import SFTConfig
+from .train.sft import SFTConfig
 from .data.amazon import AmazonConfig, amazon_semantic_ids, load_amazon
 from .data.sequences import SequencesConfig, load_sequences, sequences_semantic_ids
 from .data.world import WorldConfig, build_world
 from .model.policy import PolicyConfig
 from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids, sids_hash
 from .train.sft import train_sft
-from .utils import (DamagedFileError, atomic_write_bytes, config_hash, default_cache_dir, load_checkpoint,
-                    torch_threads)
+from .paths import default_cache_dir
+from .runtime import torch_threads
+from .storage import DamagedFileError, atomic_write_bytes, config_hash, load_checkpoint
 
 
 def _cached_pickle(path: Path, build):

@@ -5,9 +5,26 @@ annotation next to the point.
 """
 from __future__ import annotations
 
+import io
+import os
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from .storage import atomic_write_bytes
+
+
+def save_figure(fig, out_dir: str | os.PathLike, name: str, dpi: int = 120) -> None:
+    """Save a matplotlib figure as ``name.png`` and ``name.pdf`` in out_dir, each atomically."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for fmt in ("png", "pdf"):
+        buf = io.BytesIO()
+        meta = {"CreationDate": None} if fmt == "pdf" else None   # reproducible bytes
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight", metadata=meta)
+        atomic_write_bytes(out / f"{name}.{fmt}", buf.getvalue())
 
 
 def _ci(x) -> np.ndarray:

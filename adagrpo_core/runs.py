@@ -32,10 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .configs import Profile, RLConfig
+from .configs import Profile
+from .train.rl import RLConfig
 from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
-from .utils import atomic_write_text, config_hash, torch_threads
+from .runtime import torch_threads
+from .storage import atomic_write_text, config_hash
 
 RESULT_VERSION = 3   # bump when what a run computes or writes changes meaning (3: gated differentiable rollout pass)
 

@@ -104,25 +104,11 @@ def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
     return pd.DataFrame(out)
 
 
-# the grids of each profile: the full ones, and the reduced ones of the quick and tiny profiles
-FULL_GRIDS = {"tau": [0.0, 0.25, 0.5, 0.75, 0.9], "rho": [0.0, 0.25, 0.5, 0.75, 0.9],
-              "lam": [0.1, 0.25, 0.5, 1.0, 2.0], "num_negatives": [0, 1, 5, 10, 20], "num_generations": [4, 8, 16]}
-# quick: tau and rho move only in the 2 x 2 tau x rho grid (their one-knob tables are read off it),
-# lambda, M and G one value each away from the operating point: 8 points, so the whole quick suite
-# fits in 15 minutes on 2 cores
-REDUCED_GRIDS = {"lam": [2.0], "num_negatives": [0], "num_generations": [4]}
-REDUCED_TAU_RHO = ([0.25, 0.75], [0.25, 0.75])
-SMOKE_GRIDS = {"tau": [0.0, 0.9], "lam": [0.5]}
-
-
-def default_grids(profile_name: str) -> tuple[dict, tuple, tuple]:
-    """(one-at-a-time grids, tau x rho grid, normalize modes of the lambda sweep) of a profile:
-    smoke-sized for 'tiny', reduced for 'quick' (every table says so), full otherwise ('paper')."""
-    if profile_name == "tiny":
-        return dict(SMOKE_GRIDS), ([0.25], [0.25, 0.75]), ("admitted",)
-    if profile_name == "quick":
-        return dict(REDUCED_GRIDS), REDUCED_TAU_RHO, ("admitted",)
-    return dict(FULL_GRIDS), (FULL_GRIDS["tau"], FULL_GRIDS["rho"]), ("batch", "admitted")
+def default_grids(profile: Profile) -> tuple[dict, tuple, tuple]:
+    """(one-at-a-time grids, tau x rho grid, normalize modes of the lambda sweep) of a profile: its
+    suite's (``Profile.suite``: smoke-sized for tiny, reduced for quick, full for paper and full)."""
+    s = profile.suite
+    return {k: list(v) for k, v in s.sweep_grids.items()}, tuple(s.tau_rho_grid), tuple(s.lam_normalize)
 
 
 def knob_table(table: pd.DataFrame, knob: str) -> pd.DataFrame:

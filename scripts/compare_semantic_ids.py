@@ -40,7 +40,8 @@ from adagrpo_core.model.item_embeddings import EmbeddingConfig, collaborative_se
 from adagrpo_core.model.policy import load_policy  # noqa: E402
 from adagrpo_core.model.semantic_ids import SIDConfig  # noqa: E402
 from adagrpo_core.pipeline import get_sft, get_sids, get_world  # noqa: E402
-from adagrpo_core.utils import load_checkpoint, save_table  # noqa: E402
+from adagrpo_core.storage import load_checkpoint# noqa: E402
+from adagrpo_core.tables import save_table# noqa: E402
 
 KINDS = ("letter", "attributes", "both")
 

@@ -68,7 +68,9 @@ from adagrpo_core.data.world import exposure_concentration
 from adagrpo_core.experiments import sft_reference
 from adagrpo_core.pipeline import get_ranker, get_sids, get_world, notebook_profile
 from adagrpo_core.reward.reliability import reliability_report
-from adagrpo_core.utils import atomic_save_df, output_dir, save_figure
+from adagrpo_core.notebook import output_dir
+from adagrpo_core.plots import save_figure
+from adagrpo_core.storage import atomic_save_df
 
 check_notebook_params(**{k: v for k, v in globals().items() if not k.startswith("_")})   # before any work
 if threads:
@@ -156,8 +158,12 @@ import torch
 from adagrpo_core import plots
 from adagrpo_core.configs import check_notebook_params
 from adagrpo_core.pipeline import notebook_profile
-from adagrpo_core.eval.strata import StrataConfig, explore_stratum, run_stratified
-from adagrpo_core.utils import atomic_save_df, output_dir, save_figure, save_table
+from adagrpo_core.eval.strata import StrataConfig
+from adagrpo_core.stratified import explore_stratum, run_stratified
+from adagrpo_core.notebook import output_dir
+from adagrpo_core.plots import save_figure
+from adagrpo_core.storage import atomic_save_df
+from adagrpo_core.tables import save_table
 
 check_notebook_params(**{k: v for k, v in globals().items() if not k.startswith("_")})   # before any work
 if threads:
@@ -249,7 +255,10 @@ from adagrpo_core import plots
 from adagrpo_core.configs import check_notebook_params
 from adagrpo_core.experiments import {imports}
 from adagrpo_core.pipeline import notebook_profile
-from adagrpo_core.utils import output_dir, default_runs_dir, save_figure, save_table
+from adagrpo_core.notebook import output_dir
+from adagrpo_core.paths import default_runs_dir
+from adagrpo_core.plots import save_figure
+from adagrpo_core.tables import save_table
 
 check_notebook_params(**{{k: v for k, v in globals().items() if not k.startswith("_")}})   # before any work
 if threads:

@@ -27,7 +27,9 @@ import torch
 
 from adagrpo_core import cli
 from adagrpo_core.configs import (AmazonConfig, GateConfig, GRPOConfig, PolicyConfig, RankerConfig, RewardConfig,
-                                  RLConfig, SFTConfig, SIDConfig, StrataConfig, WorldConfig, check_notebook_params)
+                                  RLConfig, SFTConfig, SIDConfig, WorldConfig)
+from adagrpo_core.eval.strata import StrataConfig
+from adagrpo_core.notebook import check_notebook_params
 from adagrpo_core.data.amazon import (attribute_features, draw_excluding, letter_semantic_ids, load_sequences_dataset,
                                       parse_sequences, semi_synthetic_impressions)
 from adagrpo_core.data.interactions import Interactions
@@ -40,7 +42,9 @@ from adagrpo_core.reward.reward_model import RewardModel
 from adagrpo_core.reward.training import train_ranker
 from adagrpo_core.train.rl import train_rl
 from adagrpo_core.train.sft import train_sft
-from adagrpo_core.utils import DamagedFileError, atomic_torch_save, check_range, save_table
+from adagrpo_core.checks import check_range
+from adagrpo_core.storage import DamagedFileError, atomic_torch_save
+from adagrpo_core.tables import save_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PCFG = PolicyConfig(n_layer=1, n_head=2, n_embd=16, max_history=5)
@@ -547,7 +551,8 @@ def test_reproduce_amazon_runs_the_reference_models_then_skips_what_needs_the_tr
 
 # ------------------------------------------------------------------ outputs never overwrite each other
 def test_sweep_and_smoke_outputs_go_to_their_own_folders(tmp_path):
-    from adagrpo_core.utils import default_figures_dir, notebook_defaults, output_dir
+    from adagrpo_core.notebook import notebook_defaults, output_dir
+    from adagrpo_core.paths import default_figures_dir
     defaults = notebook_defaults(Path(__file__).resolve().parent.parent / "notebooks" / "03_main_results.ipynb")
     base = default_figures_dir()
     assert base == Path(__file__).resolve().parent.parent / "figures"     # the checkout's, whatever the cwd

@@ -174,12 +174,12 @@ def test_results_do_not_depend_on_the_callers_thread_count(tiny_runs, tmp_path):
 
 KILL_CODE = """
 import os, signal, sys
-from adagrpo_core import utils
+from adagrpo_core import storage
 from adagrpo_core.configs import get_profile
 from adagrpo_core.runs import MethodSpec, execute, plan_runs
 mode, root, cache = sys.argv[1], sys.argv[2], sys.argv[3]
 calls = [0]
-write = utils.atomic_write_bytes
+write = storage.atomic_write_bytes
 def dying_write(path, data):      # SIGKILL after the temporary file is written, before it replaces the target
     if str(path).endswith("last.pt") and mode == "mid-write":
         calls[0] += 1
@@ -189,7 +189,7 @@ def dying_write(path, data):      # SIGKILL after the temporary file is written,
             os.write(fd, data[: len(data) // 2]); os.close(fd)
             os.kill(os.getpid(), signal.SIGKILL)
     return write(path, data)
-utils.atomic_write_bytes = dying_write
+storage.atomic_write_bytes = dying_write
 p = get_profile("tiny").with_rl_steps(4)
 p = p.__class__(**{**p.__dict__, "rl": p.rl.__class__(**{**p.rl.__dict__, "ckpt_every": 1})})
 specs = plan_runs(p, [MethodSpec("adagrpo", "adagrpo")], [0], root)

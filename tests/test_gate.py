@@ -134,8 +134,9 @@ def test_rank_agreement_and_oracle_gate_by_hand():
 def test_methods_table_matches_design():
     assert set(METHODS) == {"nll", "grpo", "mix", "adagrpo", "random", "difficulty",
                             "discriminability", "inverse", "oracle"}
-    assert METHODS["grpo"] == 0.0
-    assert all(w == 1.0 for k, w in METHODS.items() if k != "grpo")
+    assert METHODS["grpo"].w_nll == 0.0
+    assert all(m.w_nll == 1.0 for k, m in METHODS.items() if k != "grpo")
+    assert all(m.help for m in METHODS.values())
     assert GateConfig(method="grpo").w_nll == 0.0
 
 

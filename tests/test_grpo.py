@@ -260,10 +260,30 @@ def test_grpo_config_defaults_and_validation():
         (dict(beta=-0.01), "beta=-0.01"),
         (dict(scale_rewards="batch"), "scale_rewards='batch'"),
         (dict(lam=-1.0), "lam=-1.0"),
-        (dict(w_nll=-1.0), "w_nll=-1.0"),
         (dict(normalize="mean"), "normalize='mean'"),
     ]
     for kwargs, msg in cases:
         with pytest.raises(ValueError) as e:
             GRPOConfig(**kwargs)
         assert msg in str(e.value), (kwargs, str(e.value))
+
+
+def test_nll_weight_has_one_owner_the_method_registry():
+    """GRPOConfig has no NLL weight; compute_loss takes it from the method (gate.METHODS)."""
+    from adagrpo_core.rl.gate import GateConfig
+    from adagrpo_core.rl.step import ScoredBatch, compute_loss
+    with pytest.raises(TypeError):
+        GRPOConfig(w_nll=0.0)
+    torch.manual_seed(0)
+    B, G, L = 4, 3, 2
+    nll = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    logp = torch.randn(B, G, L)
+    adv = torch.randn(B, G)
+    gate = torch.ones(B, dtype=torch.bool)
+    scored = ScoredBatch(nll, gate, logp, torch.randn(B, G), advantages=adv)
+    cfg = GRPOConfig(lam=0.5)
+    pure, _ = compute_loss(scored, cfg, GateConfig(method="grpo"))
+    mix, _ = compute_loss(scored, cfg, GateConfig(method="mix"))
+    assert mix.item() == pytest.approx(pure.item() + nll.mean().item(), abs=1e-6)
+    grpo_i, _ = grpo_loss_per_sample(logp, logp.detach(), adv, cfg.epsilon, 0.0, None)
+    assert pure.item() == pytest.approx(0.5 * grpo_i.mean().item(), abs=1e-6)

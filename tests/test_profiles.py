@@ -5,36 +5,43 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from adagrpo_core.configs import check_notebook_params, get_profile
-from adagrpo_core.experiments import control_methods, default_methods, sasrec_baseline, suite_default
+from adagrpo_core.configs import SuiteConfig, get_profile
+from adagrpo_core.notebook import check_notebook_params
+from adagrpo_core.experiments import control_methods, default_methods, sasrec_baseline
 from adagrpo_core.sweeps import default_grids, knob_table, sweep_methods
-from adagrpo_core.utils import default_figures_dir, output_dir
+from adagrpo_core.notebook import output_dir
+from adagrpo_core.paths import default_figures_dir
 
 
 def test_suite_defaults_by_profile():
-    assert suite_default("quick", "oracle_thresholds") == [0.5]
-    assert suite_default("paper", "oracle_thresholds") == [0.5, 0.8, 0.9]
-    assert suite_default("full", "noise_levels") == [1.0, 3.0]
-    assert suite_default("amazon", "frontier_lams") == [0.1, 0.5, 1.0]        # real data: notebook 03's mixtures
-    assert suite_default("MyShop", "oracle_thresholds") == []                  # no truth, no oracle
-    assert suite_default("quick", "mix_lams", [0.25]) == [0.25]                # an explicit value wins
+    suite = lambda name: get_profile(name).suite      # noqa: E731
+    assert suite("quick").default("oracle_thresholds") == [0.5]
+    assert suite("paper").default("oracle_thresholds") == [0.5, 0.8, 0.9]
+    assert suite("full").default("noise_levels") == [1.0, 3.0]
+    assert suite("amazon").default("frontier_lams") == [0.1, 0.5, 1.0]       # real data: notebook 03's mixtures
+    assert SuiteConfig.real().default("oracle_thresholds") == []             # no truth, no oracle
+    assert suite("quick").default("mix_lams", [0.25]) == [0.25]              # an explicit value wins
     with pytest.raises(ValueError, match="'tau'"):
-        suite_default("quick", "tau")
+        suite("quick").default("tau")
+    with pytest.raises(ValueError, match="main_seeds"):
+        SuiteConfig(main_seeds=[0, 0])
+    with pytest.raises(ValueError, match="oracle_thresholds"):
+        SuiteConfig(oracle_thresholds=[1.5])
 
 
 def test_notebook_03_runs_five_seeds_on_the_paper_profile_and_three_elsewhere():
-    assert suite_default("paper", "main_seeds") == [0, 1, 2, 3, 4]
-    assert suite_default("full", "main_seeds") == [0, 1, 2, 3, 4]
-    assert suite_default("quick", "main_seeds") == suite_default("amazon", "main_seeds") == [0, 1, 2]
-    assert suite_default("paper", "main_seeds", [7]) == [7]
+    main = lambda name: get_profile(name).suite.default("main_seeds")      # noqa: E731
+    assert main("paper") == main("full") == [0, 1, 2, 3, 4]
+    assert main("quick") == main("amazon") == [0, 1, 2]
+    assert get_profile("paper").suite.default("main_seeds", [7]) == [7]
     check_notebook_params(seeds=None)                   # None: the profile's seeds
     with pytest.raises(ValueError, match="seeds"):
         check_notebook_params(seeds=[])
 
 
 def test_quick_sweep_reads_tau_and_rho_off_the_grid():
-    grids, tau_rho, modes = default_grids("quick")
-    assert "tau" not in grids and "rho" not in grids and tau_rho == ([0.25, 0.75], [0.25, 0.75])
+    grids, tau_rho, modes = default_grids(get_profile("quick"))
+    assert "tau" not in grids and "rho" not in grids and tau_rho == ((0.25, 0.75), (0.25, 0.75))
     methods, points = sweep_methods(grids, tau_rho, modes)
     assert len(points) == 8 and len({m.name for m in methods}) == len(methods)
     table = pd.DataFrame([dict(p, HR=i) for i, p in enumerate(points)])
@@ -42,7 +49,7 @@ def test_quick_sweep_reads_tau_and_rho_off_the_grid():
     assert len(tau) == 4 and list(tau.tau) == [0.25, 0.25, 0.75, 0.75] and list(tau.rho) == [0.25, 0.75, 0.25, 0.75]
     assert knob_table(table, "lam").lam.tolist() == [2.0]                      # a one-knob sweep stays itself
     assert knob_table(table, "num_negatives").num_negatives.tolist() == [0]
-    full, full_grid, full_modes = default_grids("paper")
+    full, full_grid, full_modes = default_grids(get_profile("paper"))
     assert full["tau"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(full_grid[0]) * len(full_grid[1]) == 25
     assert full_modes == ("batch", "admitted")
 

@@ -47,9 +47,9 @@ def test_sweep_table_pairs_gains_per_seed():
 
 
 def test_grids_and_operating_point():
-    full, grid, modes = default_grids("paper")
+    full, grid, modes = default_grids(get_profile("paper"))
     assert full["tau"] == [0.0, 0.25, 0.5, 0.75, 0.9] and modes == ("batch", "admitted") and len(grid[0]) == 5
-    quick, _, _ = default_grids("quick")
+    quick, _, _ = default_grids(get_profile("quick"))
     assert all(len(v) <= len(full[k]) for k, v in quick.items())
     p = operating_point(get_profile("tiny"), tau=0.75, lam=2.0)
     assert p.gate.tau == 0.75 and p.grpo.lam == 2.0

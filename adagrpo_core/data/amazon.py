@@ -27,7 +27,8 @@ import pandas as pd
 from .files import download, read_json, read_text, verify
 from .interactions import Interactions
 from ..model.semantic_ids import SemanticIDs
-from ..utils import check_int, check_range, default_cache_dir
+from ..checks import check_int, check_range
+from ..paths import default_cache_dir
 
 # name -> (sha256, public sources tried in order). Published facts of this split:
 # 22,363 users, 12,101 items, 198,502 interactions; LETTER IDs: 12,088 distinct tuples.

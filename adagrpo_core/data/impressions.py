@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..utils import check_int
+from ..checks import check_int
 from .interactions import NO_ITEM
 
 

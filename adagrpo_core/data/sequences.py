@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..model.item_embeddings import KINDS, EmbeddingConfig
-from ..utils import check_choice, check_int, check_range
+from ..checks import check_choice, check_int, check_range
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 

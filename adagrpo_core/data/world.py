@@ -51,7 +51,7 @@ import torch
 
 from .interactions import Interactions
 from ..eval.metrics import gini, top_share
-from ..utils import check_int, check_range
+from ..checks import check_int, check_range
 
 
 @dataclass

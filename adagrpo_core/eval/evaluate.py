@@ -15,7 +15,8 @@ from ..model.decoding import beam_search
 from .metrics import ranking_metrics
 from ..model.policy import SIDPolicy, load_policy
 from ..model.semantic_ids import SemanticIDs
-from ..utils import atomic_save_npy, check_choice, check_int, load_checkpoint
+from ..checks import check_choice, check_int
+from ..storage import atomic_save_npy, load_checkpoint
 
 MODES = ("constrained", "unconstrained")
 

@@ -14,7 +14,7 @@ import torch
 from .policy import SIDPolicy
 from ..data.interactions import NO_ITEM
 from .semantic_ids import Trie
-from ..utils import check_int, check_range
+from ..checks import check_int, check_range
 
 NEG_INF = float("-inf")
 

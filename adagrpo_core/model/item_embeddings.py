@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..data.interactions import Interactions
-from ..utils import check_choice, check_int, check_range
+from ..checks import check_choice, check_int, check_range
 from .semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids
 
 KINDS = ("cooc", "attributes", "both")

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils import check_int, check_range
+from ..checks import check_int, check_range
 
 
 @dataclass
@@ -338,7 +338,8 @@ def build_policy(sids, cfg: PolicyConfig, device) -> SIDPolicy:
 
 def load_policy(path, sids, device="auto") -> SIDPolicy:
     """Load a policy checkpoint (best.pt / final.pt / last.pt) for the given semantic IDs."""
-    from ..utils import load_checkpoint, resolve_device
+    from ..runtime import resolve_device
+    from ..storage import load_checkpoint
     from .semantic_ids import sids_hash
     ck = load_checkpoint(path)
     if "sids_hash" in ck and ck["sids_hash"] != sids_hash(sids):

@@ -36,8 +36,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.interactions import NO_ITEM
-from ..utils import (DamagedFileError, atomic_save_df, atomic_torch_save, check_device, check_int, check_range,
-                     load_checkpoint, resolve_device, seed_everything)
+from ..checks import check_device, check_int, check_range
+from ..runtime import resolve_device, seed_everything
+from ..storage import DamagedFileError, atomic_save_df, atomic_torch_save, load_checkpoint
 
 
 @dataclass

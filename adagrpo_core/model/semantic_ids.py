@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..data.interactions import NO_ITEM  # item / node id meaning "no such item / prefix"
-from ..utils import check_int
+from ..checks import check_int
 
 
 @dataclass

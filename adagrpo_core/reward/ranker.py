@@ -22,7 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..utils import atomic_torch_save, check_device, check_int, check_range, load_checkpoint, resolve_device
+from ..checks import check_device, check_int, check_range
+from ..runtime import resolve_device
+from ..storage import atomic_torch_save, load_checkpoint
 
 
 @dataclass

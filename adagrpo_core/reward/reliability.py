@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..data.impressions import examined_rows, exposure_buckets, grouped_impressions
 from ..eval.metrics import auc, rowwise_spearman
-from ..utils import check_int, torch_threads
+from ..checks import check_int
+from ..runtime import torch_threads
 from .ranker import Ranker, RankerConfig
 from .training import train_ranker
 

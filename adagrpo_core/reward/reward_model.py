@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..data.interactions import NO_ITEM
-from ..utils import check_choice, check_int, check_range
+from ..checks import check_choice, check_int, check_range
 from .ranker import Ranker
 
 

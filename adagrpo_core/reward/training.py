@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..data.impressions import check_impression_log, grouped_impressions
 from ..eval.metrics import auc
-from ..utils import resolve_device, seed_everything
+from ..runtime import resolve_device, seed_everything
 from .ranker import Ranker, RankerConfig, save_ranker
 
 

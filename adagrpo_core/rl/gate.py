@@ -19,15 +19,17 @@ interface, so a trainer swaps them with one config field. Everything is vectoris
 batch (shapes in comments: B samples, G rollouts, M in-batch negatives). Item id -1 (any
 negative id) marks an invalid rollout (a hallucinated tuple).
 
-Copy-paste friendly: this file needs only torch and three small validators.
+This file needs only torch and the validators of ``adagrpo_core/checks.py``: copy both into
+your own GRPO code.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
-from ..utils import check_choice, check_int, check_range
+from ..checks import check_choice, check_int, check_range
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,17 +180,55 @@ def oracle_gate(ranker_scores: torch.Tensor, true_utility: torch.Tensor, valid: 
 # methods and config
 
 
-# The NLL weight of each method; the gate each one uses is in compute_gate.
-METHODS: dict[str, float] = {
-    "nll": 1.0,               # continued SFT: no GRPO term
-    "grpo": 0.0,              # pure GRPO: every sample, no NLL term
-    "mix": 1.0,               # fixed NLL-GRPO mixture: every sample
-    "adagrpo": 1.0,           # d >= tau and a >= rho
-    "random": 1.0,            # Bernoulli(p), p = AdaGRPO's admission rate
-    "difficulty": 1.0,        # d >= tau
-    "discriminability": 1.0,  # a >= rho
-    "inverse": 1.0,           # not (d >= tau and a >= rho)
-    "oracle": 1.0,            # rank agreement(ranker, true utility) >= oracle_threshold
+@dataclass(frozen=True)
+class Method:
+    """A training method: the gate that picks the samples of its GRPO term, and its NLL weight."""
+
+    gate: Callable[..., torch.Tensor]
+    """``gate(cfg, d, a, extras) -> bool [B]``; ``extras`` holds what some controls need."""
+    w_nll: float
+    """Weight of the NLL term: 1, or 0 for pure GRPO."""
+    help: str
+    """The rule, in words."""
+
+
+def _closed(cfg, d, a, extras):
+    return torch.zeros(d.shape[0], dtype=torch.bool, device=d.device)
+
+
+def _open(cfg, d, a, extras):
+    return torch.ones(d.shape[0], dtype=torch.bool, device=d.device)
+
+
+def _random(cfg, d, a, extras):
+    p = extras.get("target_rate") if cfg.random_rate_mode == "per_step" else cfg.random_rate
+    if p is None:
+        name = "target_rate" if cfg.random_rate_mode == "per_step" else "random_rate"
+        raise ValueError(f"{name} is required for method='random' with "
+                         f"random_rate_mode={cfg.random_rate_mode!r}, got {name}=None")
+    return random_gate(d.shape[0], p, extras.get("generator"), device=d.device)
+
+
+def _oracle(cfg, d, a, extras):
+    need = ("ranker_scores", "true_utility", "valid")
+    if any(extras.get(k) is None for k in need):
+        got = ", ".join(f"{k}={'set' if extras.get(k) is not None else None}" for k in need)
+        raise ValueError(f"method='oracle' needs ranker_scores, true_utility and valid, got {got}")
+    return oracle_gate(extras["ranker_scores"], extras["true_utility"], extras["valid"], cfg.oracle_threshold)
+
+
+# The one registry of methods: each one's gate and NLL weight. GateConfig.method names one of these.
+METHODS: dict[str, Method] = {
+    "nll": Method(_closed, 1.0, "continued SFT: no GRPO term"),
+    "grpo": Method(_open, 0.0, "pure GRPO: every sample, no NLL term"),
+    "mix": Method(_open, 1.0, "fixed NLL-GRPO mixture: every sample"),
+    "adagrpo": Method(lambda cfg, d, a, x: adagrpo_gate(d, a, cfg.tau, cfg.rho), 1.0, "d >= tau and a >= rho"),
+    "random": Method(_random, 1.0, "Bernoulli(p), p = AdaGRPO's admission rate"),
+    "difficulty": Method(lambda cfg, d, a, x: difficulty_gate(d, cfg.tau), 1.0, "d >= tau"),
+    "discriminability": Method(lambda cfg, d, a, x: discriminability_gate(a, cfg.rho), 1.0, "a >= rho"),
+    "inverse": Method(lambda cfg, d, a, x: inverse_gate(d, a, cfg.tau, cfg.rho), 1.0,
+                      "not (d >= tau and a >= rho)"),
+    "oracle": Method(_oracle, 1.0, "rank agreement(ranker, true utility) >= oracle_threshold"),
 }
 
 
@@ -223,8 +263,8 @@ class GateConfig:
 
     @property
     def w_nll(self) -> float:
-        """The NLL weight this method uses (0 for pure GRPO, else 1)."""
-        return METHODS[self.method]
+        """The NLL weight of this method (:data:`METHODS`: 0 for pure GRPO, else 1)."""
+        return METHODS[self.method].w_nll
 
 
 def compute_gate(cfg: GateConfig, d: torch.Tensor, a: torch.Tensor, *,
@@ -232,38 +272,14 @@ def compute_gate(cfg: GateConfig, d: torch.Tensor, a: torch.Tensor, *,
                  ranker_scores: torch.Tensor | None = None,
                  true_utility: torch.Tensor | None = None,
                  valid: torch.Tensor | None = None) -> torch.Tensor:
-    """bool [B] gate for ``cfg.method``, from d [B] and a [B] (and the extras some controls need).
+    """bool [B] gate for ``cfg.method`` (:data:`METHODS`), from d [B] and a [B] and the extras
+    some controls need.
 
     random: p = ``target_rate`` (AdaGRPO's rate at this step) when random_rate_mode is
     "per_step", else ``cfg.random_rate``; oracle: needs ``ranker_scores``, ``true_utility``
     and ``valid`` [B, G].
     """
-    m = cfg.method
-    B = d.shape[0]
-    if m == "nll":
-        return torch.zeros(B, dtype=torch.bool, device=d.device)
-    if m in ("grpo", "mix"):
-        return torch.ones(B, dtype=torch.bool, device=d.device)
-    if m == "adagrpo":
-        return adagrpo_gate(d, a, cfg.tau, cfg.rho)
-    if m == "difficulty":
-        return difficulty_gate(d, cfg.tau)
-    if m == "discriminability":
-        return discriminability_gate(a, cfg.rho)
-    if m == "inverse":
-        return inverse_gate(d, a, cfg.tau, cfg.rho)
-    if m == "random":
-        p = target_rate if cfg.random_rate_mode == "per_step" else cfg.random_rate
-        if p is None:
-            name = "target_rate" if cfg.random_rate_mode == "per_step" else "random_rate"
-            raise ValueError(f"{name} is required for method='random' with "
-                             f"random_rate_mode={cfg.random_rate_mode!r}, got {name}=None")
-        return random_gate(B, p, generator, device=d.device)
-    if m == "oracle":
-        if ranker_scores is None or true_utility is None or valid is None:
-            raise ValueError("method='oracle' needs ranker_scores, true_utility and valid, "
-                             f"got ranker_scores={'set' if ranker_scores is not None else None}, "
-                             f"true_utility={'set' if true_utility is not None else None}, "
-                             f"valid={'set' if valid is not None else None}")
-        return oracle_gate(ranker_scores, true_utility, valid, cfg.oracle_threshold)
-    raise ValueError(f"method must be one of {sorted(METHODS)}, got method={m!r}")
+    check_choice("method", cfg.method, METHODS)
+    extras = {"generator": generator, "target_rate": target_rate, "ranker_scores": ranker_scores,
+              "true_utility": true_utility, "valid": valid}
+    return METHODS[cfg.method].gate(cfg, d, a, extras)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..utils import check_choice, check_int, check_range
+from ..checks import check_choice, check_int, check_range
 
 SCALE_REWARDS = ("group", "none")
 NORMALIZE = ("batch", "admitted")
@@ -203,7 +203,8 @@ def combine_losses(nll: torch.Tensor, grpo: torch.Tensor, gate: torch.Tensor, w_
 
 @dataclass
 class GRPOConfig:
-    """GRPO knobs (TRL names where TRL has one) and the weights of the combined loss."""
+    """GRPO knobs (TRL names where TRL has one) and the weight of the GRPO term. The NLL term's
+    weight belongs to the method (``gate.METHODS``), not to this config."""
 
     num_generations: int = 8
     """G: rollouts sampled per sample (TRL ``num_generations``); >= 2 for a group std."""
@@ -217,8 +218,6 @@ class GRPOConfig:
     """How rewards become advantages: "group" divides the centred rewards by the group std (+1e-4); "none" only centres."""
     lam: float = 1.0
     """lambda: weight of the GRPO term in the combined loss (>= 0)."""
-    w_nll: float = 1.0
-    """Weight of the NLL term in the combined loss (>= 0; 0 = pure GRPO)."""
     normalize: str = "batch"
     """Divisor of the GRPO term: "batch" = B (gate always open == fixed mixture); "admitted" = max(1, number admitted)."""
 
@@ -231,5 +230,4 @@ class GRPOConfig:
         check_range("beta", self.beta, lo=0.0, hi=math.inf)
         check_choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
         check_range("lam", self.lam, lo=0.0, hi=math.inf)
-        check_range("w_nll", self.w_nll, lo=0.0, hi=math.inf)
         check_choice("normalize", self.normalize, NORMALIZE)

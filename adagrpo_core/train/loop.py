@@ -26,8 +26,51 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..checks import check_device, check_int, check_range
 from ..eval.evaluate import evaluate_policy
-from ..utils import atomic_save_df, atomic_torch_save, load_checkpoint, rng_state, set_rng_state
+from ..runtime import rng_state, set_rng_state
+from ..storage import atomic_save_df, atomic_torch_save, load_checkpoint
+
+
+@dataclass
+class LoopConfig:
+    """What every training stage shares: optimisation, checkpoint cadence and validation."""
+
+    steps: int = 200
+    """Optimiser steps in total."""
+    batch_size: int = 64
+    """Samples per step."""
+    lr: float = 3e-4
+    """AdamW (peak) learning rate."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    grad_clip: float = 1.0
+    """Max global gradient norm (0 = no clipping)."""
+    ckpt_every: int = 50
+    """Checkpoint + validation HR@10 every this many steps (and at the last step)."""
+    eval_samples: int = 1000
+    """Validation examples used at checkpoints (a fixed subsample; 0 = all)."""
+    eval_beam_width: int = 20
+    """Beam width of the validation (and test) beam search."""
+    seed: int = 0
+    """Seeds random, numpy and torch, the data order (and the RL rollout sampler)."""
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu' or 'cuda'."""
+
+    min_batch_size = 1       # class constants, not fields: what each stage needs at least
+    min_beam_width = 10
+
+    def __post_init__(self):
+        check_int("steps", self.steps, lo=1)
+        check_int("batch_size", self.batch_size, lo=self.min_batch_size)
+        check_range("lr", self.lr, lo=0, lo_open=True)
+        check_range("weight_decay", self.weight_decay, lo=0)
+        check_range("grad_clip", self.grad_clip, lo=0)
+        check_int("ckpt_every", self.ckpt_every, lo=1)
+        check_int("eval_samples", self.eval_samples, lo=0)
+        check_int("eval_beam_width", self.eval_beam_width, lo=self.min_beam_width)
+        check_int("seed", self.seed, lo=0)
+        check_device("device", self.device)
 
 
 @dataclass

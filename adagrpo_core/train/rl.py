@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..configs import RLConfig
+from ..checks import check_int, check_range
 from ..data.interactions import Interactions
 from ..eval.evaluate import evaluate_checkpoints, validation_subset
 from ..model.policy import SIDPolicy, load_policy
@@ -27,8 +27,26 @@ from ..model.semantic_ids import SemanticIDs
 from ..rl.gate import GateConfig
 from ..rl.grpo import GRPOConfig
 from ..rl.step import compute_loss, sample_and_score
-from ..utils import atomic_save_df, atomic_save_npz, resolve_device, seed_everything
-from .loop import run_loop
+from ..runtime import resolve_device, seed_everything
+from ..storage import atomic_save_df, atomic_save_npz
+from .loop import LoopConfig, run_loop
+
+
+@dataclass
+class RLConfig(LoopConfig):
+    """RL fine-tuning from the SFT checkpoint (one update per batch, TRL's num_iterations=1)."""
+
+    batch_size: int = 64
+    """B: training contexts per step (each gets num_generations rollouts); >= 2 for in-batch negatives."""
+    test_samples: int = 0
+    """Test examples a run is evaluated on (0 = all), drawn with the run's seed."""
+
+    min_batch_size = 2
+    min_beam_width = 20      # test evaluation reports HR@20
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("test_samples", self.test_samples, lo=0)
 
 
 @dataclass

@@ -18,13 +18,38 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..configs import SFTConfig
+from ..checks import check_int, check_range
 from ..data.interactions import Interactions
 from ..eval.evaluate import validation_subset
 from ..model.policy import PolicyConfig, SIDPolicy, build_policy
 from ..model.semantic_ids import SemanticIDs
-from ..utils import resolve_device, seed_everything
-from .loop import run_loop
+from ..runtime import resolve_device, seed_everything
+from .loop import LoopConfig, run_loop
+
+
+@dataclass
+class SFTConfig(LoopConfig):
+    """Supervised fine-tuning: AdamW, linear warm-up then cosine decay to min_lr_ratio * lr."""
+
+    steps: int = 600
+    """Optimiser steps in total."""
+    batch_size: int = 128
+    """Windows per step."""
+    lr: float = 3e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    ckpt_every: int = 100
+    """Checkpoint + validation every this many steps."""
+    warmup_steps: int = 100
+    """Linear warm-up steps (at most ``steps``)."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay floor, as a fraction of lr."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_int("warmup_steps", self.warmup_steps, lo=0, hi=self.steps)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
 
 
 def lr_lambda(cfg: SFTConfig):

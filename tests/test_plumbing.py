@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from adagrpo_core import utils
-from adagrpo_core.utils import atomic_save_df, atomic_torch_save, atomic_write_bytes, atomic_write_text, check_choice, check_int, check_range, config_hash, default_cache_dir, resolve_device, rng_state, seed_everything, set_rng_state
+from adagrpo_core import storage
+from adagrpo_core.checks import check_choice, check_int, check_range
+from adagrpo_core.paths import default_cache_dir
+from adagrpo_core.runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from adagrpo_core.storage import atomic_save_df, atomic_torch_save, atomic_write_bytes, atomic_write_text, config_hash
 from adagrpo_core.data.world import WorldConfig
 
 
@@ -190,7 +193,7 @@ def test_atomic_write_keeps_old_content_when_replace_fails(tmp_path, monkeypatch
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(utils.os, "replace", boom)
+    monkeypatch.setattr(storage.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         atomic_write_bytes(path, b"new")
     monkeypatch.undo()
