@@ -57,3 +57,26 @@ def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = Non
             raise ValueError(f"{name} must be <= {hi}, got {name}={value!r}")
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {name}={value!r}")
 
+
+
+def check_transformer(cfg) -> None:
+    """A transformer config's size and dropout: ``n_layer``, ``n_head`` and ``n_embd`` positive ints,
+    ``n_head`` dividing ``n_embd``, ``dropout`` in [0, 1)."""
+    check_int("n_layer", cfg.n_layer, lo=1)
+    check_int("n_head", cfg.n_head, lo=1)
+    check_int("n_embd", cfg.n_embd, lo=1)
+    if cfg.n_embd % cfg.n_head:
+        raise ValueError(f"n_embd must be divisible by n_head={cfg.n_head}, got n_embd={cfg.n_embd}")
+    check_range("dropout", cfg.dropout, 0, 1, hi_open=True)
+
+
+def check_training(cfg, epochs: str = "epochs") -> None:
+    """The training fields of a network's config trained in epochs with early stopping: ``lr`` > 0,
+    ``weight_decay`` >= 0, ``batch_size``, the epoch count (the field named ``epochs``) and
+    ``patience`` >= 1, ``seed`` >= 0, and ``device`` (see :func:`check_device`)."""
+    check_range("lr", cfg.lr, lo=0, lo_open=True)
+    check_range("weight_decay", cfg.weight_decay, lo=0)
+    for name in ("batch_size", epochs, "patience"):
+        check_int(name, getattr(cfg, name), lo=1)
+    check_int("seed", cfg.seed, lo=0)
+    check_device("device", cfg.device)

@@ -17,24 +17,31 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import torch
+
 from .configs import PROFILES, Profile, get_profile
+from .data.sequences import SequencesConfig
+from .data.world import exposure_concentration
+from .eval.strata import StrataConfig
+from .experiments import main_results, sft_reference, world_calibration
+from .pipeline import dataset_profile, get_ranker, get_sids, get_world
+from .reward.reliability import reliability_report
+from .stratified import run_stratified
 from .tables import save_table
 
 
 def tables_dir(out, prof: Profile) -> Path:
-    """Where a command writes its tables: ``out``, or ``out/<dataset name>/`` for a real dataset
-    (as the notebooks do, via ``utils.output_dir``)."""
-    return Path(out) if prof.is_simulated else Path(out) / prof.name
+    """Where a command writes its tables: ``out/<Profile.figures_subdir>``, as the notebooks do
+    (``out`` itself on the simulated world, ``out/<dataset name>/`` for a real dataset,
+    ``out/smoke/`` for a smoke run)."""
+    return Path(out) / prof.figures_subdir
 
 
 def reproduce(profile: str | Profile, out: Path, cache_dir=None) -> int:
     """World summary and exposure bias, semantic IDs, SFT vs the reference baselines
     (``experiments.BASELINES``), ranker reliability. ``profile``: a name or a :class:`Profile`.
     Tables go to ``out``, a real dataset's to ``out/<its name>/``."""
-    from .data.world import exposure_concentration
-    from .experiments import sft_reference
-    from .pipeline import get_ranker, get_sids, get_world
-    from .reward.reliability import reliability_report
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     profile = prof.name
@@ -63,7 +70,6 @@ def reproduce(profile: str | Profile, out: Path, cache_dir=None) -> int:
         print(f"\nranker reliability: {name}\n" + df.round(4).to_markdown(index=False))
         save_table(df, out, f"ranker_reliability_{name}{sfx}")
     if hasattr(world, "true_utility"):   # the world's calibration targets, measured
-        from .experiments import world_calibration
         cal = world_calibration(prof, cache_dir)
         print("\nworld calibration\n" + cal.round(4).to_markdown(index=False))
         save_table(cal, out, f"world_calibration{sfx}")
@@ -73,8 +79,6 @@ def reproduce(profile: str | Profile, out: Path, cache_dir=None) -> int:
 
 def semantic_ids_summary(prof: Profile, sids):
     """One row: where a real dataset's semantic IDs come from, their shape and their collisions."""
-    import pandas as pd
-    from .data.sequences import SequencesConfig
     w = prof.world
     if isinstance(w, SequencesConfig):
         source = "file" if w.semantic_ids else f"rqkmeans({w.id_kind})"
@@ -89,7 +93,6 @@ def semantic_ids_summary(prof: Profile, sids):
 def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Path, cache_dir=None,
                      jobs: int = 1, scheduler: str | None = None) -> int:
     """Every method x seeds, best and final checkpoints."""
-    from .experiments import main_results
     prof = get_profile(profile).with_rl_steps(steps or 0)
     rows, summary = main_results(prof, seeds=seeds, out_root=runs / profile, cache_dir=cache_dir, jobs=jobs,
                                  scheduler=scheduler)
@@ -103,8 +106,6 @@ def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Pa
 def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test", checkpoint: str = "best",
                    top_n: int = 20, k: int = 10) -> int:
     """Tables 1-3 of the stratified analysis for a profile (what notebook 02 shows, without plots)."""
-    from .eval.strata import StrataConfig
-    from .stratified import run_stratified
     prof = get_profile(profile)
     out = tables_dir(out, prof)
     cfg = StrataConfig(top_n=top_n, k=k)          # validated before any expensive work
@@ -196,13 +197,11 @@ def _validate(args) -> None:
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got --jobs {args.jobs}")
     if args.cmd == "stratified":
-        from .eval.strata import StrataConfig
         StrataConfig(top_n=args.top_n, k=args.k)
 
 
 def _validate_sequences(args) -> None:
     """The --sequences options: files that exist, a usable name, N >= 1; builds args.sequences_cfg."""
-    from .data.sequences import SequencesConfig
     args.sequences_cfg = None
     given = [flag for flag, v in (("--attributes", args.attributes), ("--semantic-ids", args.semantic_ids),
                                   ("--sft-steps", args.sft_steps), ("--name", args.name)) if v is not None]
@@ -234,12 +233,10 @@ def main(argv=None) -> int:
     if args.profile is None:
         args.profile = "amazon" if getattr(args, "sequences_cfg", None) is not None else "quick"
     if args.threads:
-        import torch
         torch.set_num_threads(args.threads)
     try:
         if args.cmd == "reproduce" and args.sequences_cfg is not None:
             cfg = args.sequences_cfg
-            from .pipeline import dataset_profile
             return reproduce(dataset_profile(cfg, args.profile, args.sft_steps), args.out)
         if args.cmd == "reproduce":
             return reproduce(args.profile, args.out)

@@ -15,10 +15,27 @@ import numpy as np
 import pandas as pd
 
 from .configs import Profile
-from .eval.evaluate import ctr_path, evaluate_policy, most_popular, run_hits, test_examples
+from .eval.ab_test import (
+    ceiling_slates,
+    logging_ctr_mc,
+    most_popular_slates,
+    ranker_slates,
+    slate_click_stats,
+)
+from .eval.evaluate import (
+    SLATE_K,
+    ctr_path,
+    evaluate_policy,
+    most_popular,
+    ranked_items,
+    run_hits,
+    test_examples,
+)
 from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci, paired_bootstrap_ci
 from .model.policy import load_policy
-from .pipeline import get_sft, get_sids, get_world
+from .model.sasrec import evaluate_sasrec
+from .pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
+from .reward.reliability import reliability_report
 from .runs import MethodSpec, execute, plan_runs
 from .runtime import torch_threads
 from .storage import load_checkpoint
@@ -71,16 +88,11 @@ def frontier_methods(lams=(0.1, 0.25, 0.5, 1.0, 2.0)) -> list[MethodSpec]:
             + [MethodSpec("adagrpo", "adagrpo")])
 
 
-# per-step metric columns written before they took TRL's names
-_OLD_STEP_COLUMNS = {"reward_mean": "reward", "zero_std_share": "frac_reward_zero_std",
-                     "clip_frac": "clip_ratio/region_mean"}
-
-
 def read_steps(rows: pd.DataFrame) -> pd.DataFrame:
     """The per-step metrics (``steps.csv``) of every run in ``rows`` (a main_results frame), with
-    ``method`` and ``seed`` columns. Columns of older runs are renamed to the current names."""
+    ``method`` and ``seed`` columns."""
     runs = rows.drop_duplicates("run_dir")
-    logs = [pd.read_csv(Path(r.run_dir) / "steps.csv").rename(columns=_OLD_STEP_COLUMNS).assign(method=r.method, seed=r.seed)
+    logs = [pd.read_csv(Path(r.run_dir) / "steps.csv").assign(method=r.method, seed=r.seed)
             for r in runs.itertuples() if (Path(r.run_dir) / "steps.csv").exists()]
     return pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["method", "seed", "step"])
 
@@ -161,8 +173,6 @@ def sasrec_baseline(profile: Profile, world, test, cache_dir=None) -> dict | Non
     says how many users that is."""
     if profile.is_simulated:
         return None
-    from .model.sasrec import evaluate_sasrec
-    from .pipeline import get_sasrec
     m = evaluate_sasrec(get_sasrec(world, profile.sasrec, cache_dir, progress=False), world, "test", ks=(5, 10, 20))
     return {k: v for k, v in m.items() if k != "split"}
 
@@ -214,9 +224,6 @@ def ab_reference(profile: Profile, cache_dir=None, logging_samples: int = 20) ->
     by Monte Carlo over ``logging_samples`` slates per user), most popular, the SFT policy (best
     checkpoint, top 10 constrained beams), the ranker's top 10 over the catalogue and the top 10
     by true utility (the ceiling). Returns (table, {row name: per-user CTR array})."""
-    from .eval.ab_test import ceiling_slates, logging_ctr_mc, most_popular_slates, ranker_slates, slate_click_stats
-    from .eval.evaluate import SLATE_K, ranked_items
-    from .pipeline import get_ranker
     world = get_world(profile.world, cache_dir)
     if not hasattr(world, "true_utility"):
         raise ValueError("the simulated A/B test needs the simulated world's true utility")
@@ -248,8 +255,6 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
     """The world's calibration targets, measured: logged slate CTR, the median test state's best
     item click probability, SFT test HR@10, the ceiling / SFT simulated-CTR ratio and the ranker's
     AUC gap between the most and the least exposed items; one row each, with its target."""
-    from .reward.reliability import reliability_report
-    from .pipeline import get_ranker
     world = get_world(profile.world, cache_dir)
     imp = world.impressions
     slate_ctr = float(imp.groupby(["user", "step"])["clicked"].max().mean())

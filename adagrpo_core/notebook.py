@@ -1,57 +1,214 @@
-"""Notebook plumbing: the defaults of a notebook's parameters cell and where its outputs go."""
+"""Notebook plumbing: one set-up call per notebook, the defaults of a notebook's parameters cell and
+where its outputs go.
+
+Every notebook of ``notebooks/`` starts with a ``parameters`` cell of literals (papermill overrides
+them), then calls :func:`setup`::
+
+    nb = setup("04_controls", globals())
+    nb.prof, nb.profile, nb.out, nb.runs, nb.jobs     # profile, its name, output folder, run root, jobs
+    nb.seeds, nb.oracle_thresholds                    # parameters, a None list resolved from the profile
+
+A parameter left at None stands for the profile's own value: a list of the notebook suite
+(``Profile.suite``, see :data:`SUITE_PARAMETERS`) or an operating-point knob of its gate or GRPO
+config (``tau``, ``rho``, ``lam``, ``num_negatives``, ``num_generations``).
+"""
 from __future__ import annotations
 
 import ast
 import json
 import math
 import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from .configs import PROFILES
-from .paths import default_figures_dir, repo_root
+from .configs import PROFILES, Profile
+from .paths import default_figures_dir, default_runs_dir, repo_root
+from .pipeline import notebook_profile
+from .sweeps import SWEEPABLE
+
+__all__ = ["SUITE_PARAMETERS", "NotebookSetup", "check_notebook_params", "notebook_defaults", "notebook_file",
+           "output_dir", "resolve_params", "setup"]
 
 
 _PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler"}
+"""Parameters that change where or how fast a notebook runs, never its numbers."""
+
+SUITE_PARAMETERS = {"seeds": "seeds", "oracle_thresholds": "oracle_thresholds", "lams": "frontier_lams",
+                    "noise_levels": "noise_levels", "mix_lams": "mix_lams", "grids": "sweep_grids"}
+"""Notebook parameter -> the field of ``Profile.suite`` that its None value stands for."""
+
+SEEDS_FIELD = {"03_main_results": "main_seeds"}
+"""Notebooks whose ``seeds`` come from another suite field than ``seeds``."""
+
+_PARAMETERS_HEADER = re.compile(r"^# %%.*\btags\s*=\s*\[[^\]]*[\"']parameters[\"']")
+
+
+def notebook_file(notebook: str) -> Path | None:
+    """The checkout's ``notebooks/<notebook>.ipynb``, else its paired ``.py``; None when neither
+    exists (an installed package, or an unknown name)."""
+    root = repo_root()
+    if root is None:
+        return None
+    for ext in (".ipynb", ".py"):
+        path = root / "notebooks" / f"{notebook}{ext}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _parameters_source(path: Path) -> str:
+    """The source of the cell tagged ``parameters`` of a .ipynb file or a percent-format .py file."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".py":
+        lines, inside = [], False
+        for line in text.splitlines():
+            if line.startswith("# %%"):
+                if inside:
+                    break
+                inside = bool(_PARAMETERS_HEADER.match(line))
+            elif inside:
+                lines.append(line)
+        if inside or lines:
+            return "\n".join(lines)
+    else:
+        for cell in json.loads(text)["cells"]:
+            if "parameters" in cell.get("metadata", {}).get("tags", []):
+                src = cell["source"]
+                return src if isinstance(src, str) else "".join(src)
+    raise ValueError(f"{path} has no cell tagged 'parameters'")
 
 
 def notebook_defaults(notebook: str | os.PathLike) -> dict:
-    """The literal values of a notebook's ``parameters`` cell, parsed from the .ipynb file."""
-    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
-    for cell in nb["cells"]:
-        if "parameters" in cell.get("metadata", {}).get("tags", []):
-            src = "".join(cell["source"])
-            return {t.id: ast.literal_eval(node.value) for node in ast.parse(src).body
-                    if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
-    raise ValueError(f"{notebook} has no cell tagged 'parameters'")
+    """The literal values of a notebook's ``parameters`` cell, parsed from its .ipynb file or its
+    paired percent-format .py file."""
+    src = _parameters_source(Path(notebook))
+    return {t.id: ast.literal_eval(node.value) for node in ast.parse(src).body
+            if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
 
 
-def output_dir(notebook: str, out_dir, profile: str, values: dict) -> Path:
+def resolve_params(notebook: str, prof: Profile, params: Mapping) -> dict:
+    """``params`` with every None that stands for a profile value replaced by that value: the
+    suite's lists (:data:`SUITE_PARAMETERS`; ``seeds`` of notebook 03 are the suite's
+    ``main_seeds``) and the operating point (``tau``, ``rho``, ``num_negatives`` from
+    ``prof.gate``, ``lam``, ``num_generations`` from ``prof.grpo``). Other values are kept."""
+    out = dict(params)
+    for name, value in params.items():
+        if value is not None:
+            continue
+        if name in SUITE_PARAMETERS:
+            knob = SEEDS_FIELD.get(notebook, "seeds") if name == "seeds" else SUITE_PARAMETERS[name]
+            v = prof.suite.default(knob)
+            out[name] = {k: list(x) for k, x in v.items()} if isinstance(v, dict) else v
+        elif name in SWEEPABLE:
+            out[name] = getattr(getattr(prof, SWEEPABLE[name]), name)
+    return out
+
+
+def output_dir(notebook: str, out_dir, prof: Profile, values: Mapping) -> Path:
     """Where a notebook writes its tables and figures, so that no run overwrites another's.
 
-    An explicit ``out_dir`` wins. Otherwise, under the checkout's ``figures/``: the tiny profile
-    (a smoke test) writes to ``figures/smoke/`` (git-ignored), a real dataset under
-    ``figures/<amazon or the file's name>/``; a run whose parameters differ from
-    the notebook's defaults writes to ``figures/sweeps/<notebook>/<param>=<value>,.../``; only a
-    run with the default parameters writes to ``figures/`` itself.
+    An explicit ``out_dir`` wins. Otherwise, under the checkout's ``figures/``, in the profile's
+    ``figures_subdir`` (``smoke/`` for a smoke run, git-ignored, where nothing else applies; the
+    dataset's name on real data; nothing on the simulated world); a run whose parameters
+    ``values`` differ from the defaults of the notebook's parameters cell writes to
+    ``sweeps/<notebook>/<param>=<value>,.../`` below that. Both sides are compared after
+    :func:`resolve_params`, so passing the profile's own value is the default run. Parameters
+    that only change where or how fast a notebook runs (``jobs``, ``threads`` ...) do not count.
     """
     if out_dir:
         return Path(out_dir)
-    base = default_figures_dir()
-    if profile == "tiny":
-        return base / "smoke"
-    if profile not in ("quick", "paper", "full"):   # a real dataset (amazon, or a file's name): its own folder
-        base = base / profile
-    root = repo_root()
-    path = (root / "notebooks" / f"{notebook}.ipynb") if root else None
-    defaults = notebook_defaults(path) if path and path.is_file() else {}
-    changed = {k: v for k, v in values.items() if k not in _PLUMBING and k in defaults and defaults[k] != v}
+    base = default_figures_dir() / prof.figures_subdir if prof.figures_subdir else default_figures_dir()
+    if prof.suite.smoke:
+        return base
+    path = notebook_file(notebook)
+    defaults = resolve_params(notebook, prof, notebook_defaults(path)) if path else {}
+    values = resolve_params(notebook, prof, {k: v for k, v in values.items() if k in defaults})
+    changed = {k: v for k, v in values.items() if k not in _PLUMBING and defaults[k] != v}
     if not changed:
         return base
     name = ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
     safe = "".join(c if c.isalnum() or c in "=,.-_" else "_" for c in name)[:120]
     return base / "sweeps" / notebook / safe
+
+
+@dataclass
+class NotebookSetup:
+    """What :func:`setup` returns. The notebook's parameters, resolved, are attributes too:
+    ``nb.seeds`` is ``nb.params["seeds"]``."""
+
+    name: str
+    """The notebook's name (its file name without extension), e.g. ``04_controls``."""
+    prof: Profile
+    """The profile the notebook runs (named, or a dataset's; RL steps applied)."""
+    out: Path
+    """Where tables and figures go (:func:`output_dir`), created."""
+    runs: Path
+    """The run root ``<runs_dir or the checkout's runs/>/<profile name>``."""
+    jobs: int
+    """Runs in parallel: the ``jobs`` parameter, 0 or absent meaning one per CPU core."""
+    params: dict = field(default_factory=dict)
+    """The notebook's parameters, with every None list resolved (:func:`resolve_params`)."""
+
+    @property
+    def profile(self) -> str:
+        """The profile's name, as table and figure file names carry it."""
+        return self.prof.name
+
+    @property
+    def run_args(self) -> dict:
+        """Keyword arguments of ``experiments.main_results`` and ``experiments.reward_sources``
+        that the notebook's parameters set: seeds, out_root, cache_dir, jobs and scheduler."""
+        return {"seeds": self.params["seeds"], "out_root": self.runs, "cache_dir": self.params.get("cache_dir"),
+                "jobs": self.jobs, "scheduler": self.params.get("scheduler")}
+
+    def __getattr__(self, name: str):
+        params = self.__dict__.get("params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"notebook {self.__dict__.get('name')!r} has no parameter or attribute {name!r}; "
+                             f"its parameters: {sorted(params)}")
+
+
+_PLAIN = (type(None), bool, int, float, str, list, tuple, dict, np.integer, np.floating)
+
+
+def _parameters(notebook: str, namespace: Mapping) -> dict:
+    """The notebook's parameters in ``namespace``: the names of its parameters cell when the file
+    is found, else every public plain value (None, numbers, strings, lists, dicts)."""
+    path = notebook_file(notebook)
+    if path is not None:
+        return {k: namespace[k] for k in notebook_defaults(path) if k in namespace}
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and k not in ("In", "Out") and isinstance(v, _PLAIN)}
+
+
+def setup(notebook: str, namespace: Mapping, *, allowed_profiles=PROFILES) -> NotebookSetup:
+    """Everything a notebook does before its own work, in one call.
+
+    ``notebook``: its name (``"03_main_results"``); ``namespace``: where its parameters live (the
+    notebook's ``globals()``, after papermill's injected cell). In order: checks the parameters
+    (:func:`check_notebook_params`; a bad one raises ValueError before any work), sets the torch
+    threads (``threads``, 0 keeps the default), builds the profile (``profile``, or ``sequences``'
+    dataset; ``cache_dir``) with ``steps`` RL steps (0 keeps the profile's), creates the output
+    folder (:func:`output_dir`, from ``out_dir``) and resolves the run root (``runs_dir``), the
+    number of jobs (``jobs``) and every None list parameter (:func:`resolve_params`).
+    """
+    params = _parameters(notebook, namespace)
+    check_notebook_params(allowed_profiles=allowed_profiles, **params)
+    if params.get("threads"):
+        torch.set_num_threads(params["threads"])
+    prof = notebook_profile(params.get("profile", "quick"), params.get("sequences"), params.get("cache_dir"))
+    prof = prof.with_rl_steps(params.get("steps", 0))
+    out = output_dir(notebook, params.get("out_dir"), prof, params)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = (Path(params["runs_dir"]) if params.get("runs_dir") else default_runs_dir()) / prof.name
+    jobs = params.get("jobs") or os.cpu_count() or 1
+    return NotebookSetup(notebook, prof, out, runs, jobs, resolve_params(notebook, prof, params))
 
 
 def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
@@ -87,13 +244,13 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
 
     if "profile" in params and params["profile"] not in allowed_profiles:
         bad("profile", f"must be one of {list(allowed_profiles)}")
-    if params.get("seeds") is not None:       # None: the profile's default (notebook 03)
+    if params.get("seeds") is not None:       # None: the profile's seeds
         v = params["seeds"]
         if not isinstance(v, (list, tuple)) or not v:
             bad("seeds", "must be a non-empty list of ints")
         if not all(is_int(s) and s >= 0 for s in v):
             bad("seeds", "must hold non-negative ints")
-        if len(set(int(s) for s in v)) != len(v):
+        if len({int(s) for s in v}) != len(v):
             bad("seeds", "must be distinct (a repeated seed fakes precision)")
     for name in ("steps", "threads"):
         if name in params and not (is_int(params[name]) and params[name] >= 0):

@@ -12,16 +12,21 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from .train.sft import SFTConfig
-from .data.amazon import AmazonConfig, amazon_semantic_ids, load_amazon
-from .data.sequences import SequencesConfig, load_sequences, sequences_semantic_ids
+from .configs import SuiteConfig, get_profile
+from .data.amazon import AmazonConfig
+from .data.sequences import EmbeddingConfig, SequencesConfig
 from .data.world import WorldConfig, build_world
+from .model.datasets import amazon_semantic_ids, load_amazon, load_sequences, sequences_semantic_ids
+from .model.item_embeddings import collaborative_semantic_ids
 from .model.policy import PolicyConfig
+from .model.sasrec import train_sasrec
 from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids, sids_hash
-from .train.sft import train_sft
 from .paths import default_cache_dir
+from .reward.ranker import load_ranker
+from .reward.training import train_ranker
 from .runtime import torch_threads
 from .storage import DamagedFileError, atomic_write_bytes, config_hash, load_checkpoint
+from .train.sft import SFTConfig, train_sft
 
 
 def _cached_pickle(path: Path, build):
@@ -82,7 +87,6 @@ def get_sids(world, cfg: SIDConfig, cache_dir=None, world_key: str | None = None
         return _cached_pickle(cache / "sids" / f"{key}.pkl",
                               lambda: amazon_semantic_ids(world, wcfg.resolved_data_dir(), cache))
     if isinstance(wcfg, AmazonConfig) and wcfg.semantic_ids == "collaborative":
-        from .model.item_embeddings import EmbeddingConfig, collaborative_semantic_ids
         key = config_hash(world_key or data_key(wcfg), cfg, EmbeddingConfig(), "collaborative")
         return _cached_pickle(cache / "sids" / f"{key}.pkl", lambda: collaborative_semantic_ids(
             world, cfg, "both", world.item_features, EmbeddingConfig()))
@@ -141,8 +145,6 @@ def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConf
 
 def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, progress: bool = True):
     """Train (or reuse) the ranker for a world; returns the loaded ranker."""
-    from .reward.ranker import load_ranker
-    from .reward.training import train_ranker
     path = _ranker_path(world, ranker_cfg, cache_dir, world_key)
     if path.exists():
         try:
@@ -158,7 +160,6 @@ def get_sasrec(data, cfg, cache_dir=None, world_key: str | None = None, progress
     """Train (or reuse) the SASRec reference model of a dataset (``cfg`` a SASRecConfig); returns
     the loaded model. Its folder ``<cache>/sasrec/<key>/`` holds best.pt and history.csv; a
     damaged or foreign best.pt there is retrained (see :func:`~adagrpo_core.model.sasrec.train_sasrec`)."""
-    from .model.sasrec import train_sasrec
     cache = Path(cache_dir or default_cache_dir())
     key = config_hash(world_key or data_key(getattr(data, "cfg", None)), cfg)
     with torch_threads(1):
@@ -169,11 +170,11 @@ def get_sasrec(data, cfg, cache_dir=None, world_key: str | None = None, progress
 def dataset_profile(cfg: SequencesConfig, base: str = "amazon", sft_steps: int | None = None,
                     cache_dir=None):
     """The profile of a ``user item item ...`` file: ``base``'s model, SFT and ranker settings on
-    the dataset ``cfg`` (named after it), ``sft_steps`` SFT steps when given, and at most
+    the dataset ``cfg`` (named after it) with a real dataset's notebook lists
+    (``SuiteConfig.real()``: no truth, so no oracle), ``sft_steps`` SFT steps when given, and at most
     ``n_items // 8`` codes per level (at least 2), so that a first-level code groups about 8
     items or more on average instead of giving every item of a small catalogue its own code."""
-    from .configs import get_profile
-    prof = replace(get_profile(base), name=cfg.name, world=cfg).with_sft_steps(sft_steps or 0)
+    prof = replace(get_profile(base), name=cfg.name, world=cfg, suite=SuiteConfig.real()).with_sft_steps(sft_steps or 0)
     n_items = get_world(cfg, cache_dir).n_items          # cached: the run loads the same object
     k = max(2, n_items // 8)
     if prof.sid.codebook_size > k and cfg.semantic_ids is None:
@@ -185,7 +186,6 @@ def dataset_profile(cfg: SequencesConfig, base: str = "amazon", sft_steps: int |
 def notebook_profile(profile: str, sequences=None, cache_dir=None):
     """A notebook's profile: the named one, or, with ``sequences`` (a file's path), that dataset
     with the amazon profile's settings (:func:`dataset_profile`; its name is the file's stem)."""
-    from .configs import get_profile
     if not sequences:
         return get_profile(profile)
     return dataset_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing as mp
 import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -31,13 +32,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .configs import Profile
-from .train.rl import RLConfig
+from .pipeline import (
+    data_key,
+    get_ranker,
+    get_sasrec,
+    get_sft,
+    get_sids,
+    get_world,
+    ranker_cached,
+    sft_cached,
+)
+from .reward.sources import build_reward
 from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
 from .runtime import torch_threads
 from .storage import atomic_write_text, config_hash
+from .train.rl import RLConfig, run_method
 
 RESULT_VERSION = 3   # bump when what a run computes or writes changes meaning (3: gated differentiable rollout pass)
 
@@ -78,7 +91,6 @@ class RunSpec:
 def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_key: str | None) -> str:
     """Hash of every config that affects a run (the dataset's local folder excepted). Continued NLL
     never calls the reward, so its key leaves the ranker and the reward out."""
-    from .pipeline import data_key
     reward = ("no reward",) if gate.method == "nll" else (profile.ranker, profile.reward)
     if gate.method != "nll" and profile.reward.source == "sasrec":
         reward += (profile.sasrec,)
@@ -140,7 +152,6 @@ _LOADED: dict = {}   # per process: the cached artefacts of the last profile, so
 def _artefacts(profile: Profile, cache_dir):
     """(world, sids, SFT folder, ranker, SASRec or None) of a profile from the cache, loaded once
     per process; SASRec only when it is the reward (``reward.source == 'sasrec'``)."""
-    from .pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
     sasrec_cfg = profile.sasrec if profile.reward.source == "sasrec" else None
     key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft, profile.ranker, sasrec_cfg),
            str(cache_dir))
@@ -161,8 +172,6 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
     res = out / "results.csv"
     if res.exists():
         return pd.read_csv(res)
-    from .reward.reward_model import build_reward
-    from .train.rl import run_method
     with torch_threads(1):
         world, sids, sft_dir, ranker, sasrec = _artefacts(profile, cache_dir)
         reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward,
@@ -217,13 +226,11 @@ def make_executor(jobs: int = 1, scheduler: str | None = None) -> tuple[Executor
         raise ValueError(f"jobs must be >= 1, got jobs={jobs}")
     if jobs == 1:
         return InProcessExecutor(), None
-    import multiprocessing as mp
     return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")), None
 
 
 def _build(what: str, profile: Profile, cache_dir) -> None:
     """Build one cached artefact ("sft" or "ranker") in this process, with one torch thread."""
-    from .pipeline import get_ranker, get_sft, get_sids, get_world
     with torch_threads(1):
         world = get_world(profile.world, cache_dir)
         if what == "sft":
@@ -237,14 +244,12 @@ def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int =
     """Build the cached world, IDs, SFT base and ranker once, before any worker needs them. With
     ``jobs`` >= 2 the SFT base and the ranker train at the same time in two processes (one torch
     thread each, so the artefacts are the same as built one after the other)."""
-    from .pipeline import get_ranker, get_sft, get_sids, get_world, sft_cached, ranker_cached
     with torch_threads(1):
         world = get_world(profile.world, cache_dir, progress)
         sids = get_sids(world, profile.sid, cache_dir)
         missing = [w for w, ok in (("sft", sft_cached(world, sids, profile.policy, profile.sft, cache_dir)),
                                    ("ranker", ranker_cached(world, profile.ranker, cache_dir))) if not ok]
         if jobs >= 2 and len(missing) == 2:
-            import multiprocessing as mp
             if progress:
                 print("[prepare] training the SFT base and the ranker in two processes", file=sys.__stderr__,
                       flush=True)
@@ -254,7 +259,6 @@ def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int =
         get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
         get_ranker(world, profile.ranker, cache_dir, progress=progress)
         if profile.reward.source == "sasrec":
-            from .pipeline import get_sasrec
             get_sasrec(world, profile.sasrec, cache_dir, progress=progress)
 
 
@@ -278,7 +282,6 @@ def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 
     todo = [s for s in specs if not (Path(s.out_dir) / "results.csv").exists()]
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", file=sys.stderr)
     t0, done = time.perf_counter(), 0
     todo_dirs = {s.out_dir for s in todo}

@@ -121,7 +121,9 @@ def knob_table(table: pd.DataFrame, knob: str) -> pd.DataFrame:
 
 
 def operating_point(profile: Profile, **values) -> Profile:
-    """The profile with its GRPO / gate knobs moved to ``values`` (the point sweeps go around)."""
+    """The profile with its GRPO / gate knobs moved to ``values`` (the point sweeps go around); a
+    value of None keeps the profile's own."""
+    values = {k: v for k, v in values.items() if v is not None}
     gate = {k: v for k, v in values.items() if SWEEPABLE.get(k) == "gate"}
     grpo = {k: v for k, v in values.items() if SWEEPABLE.get(k) == "grpo"}
     unknown = set(values) - set(SWEEPABLE)

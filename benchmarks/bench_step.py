@@ -5,8 +5,8 @@ NLL step on the same batch and model. Prints the time of each and their ratio.
 
 The shared history (encoded once, used by the G rollouts and by the differentiable passes) and a
 differentiable rollout pass over only the samples whose GRPO term has a gradient (admitted, with a
-non-zero advantage) are what keep the ratio small. The former step, with that pass over every
-rollout, is timed in the same run for comparison. Rounds interleave the
+non-zero advantage) are what keep the ratio small. The all-rows step, with that pass over every
+rollout (``all_rows=True``), is timed in the same run for comparison. Rounds interleave the
 variants, and each ratio is the median of the per-round ratios. Weights are untrained: speed does
 not depend on them.
 """

@@ -36,7 +36,8 @@ from adagrpo_core.configs import get_profile  # noqa: E402
 from adagrpo_core.data.amazon import AmazonConfig  # noqa: E402
 from adagrpo_core.eval.evaluate import evaluate_policy, test_examples  # noqa: E402
 from adagrpo_core.eval.stats import mcnemar_exact  # noqa: E402
-from adagrpo_core.model.item_embeddings import EmbeddingConfig, collaborative_semantic_ids  # noqa: E402
+from adagrpo_core.data.sequences import EmbeddingConfig  # noqa: E402
+from adagrpo_core.model.item_embeddings import collaborative_semantic_ids  # noqa: E402
 from adagrpo_core.model.policy import load_policy  # noqa: E402
 from adagrpo_core.model.semantic_ids import SIDConfig  # noqa: E402
 from adagrpo_core.pipeline import get_sft, get_sids, get_world  # noqa: E402

@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from adagrpo_core.data.amazon import AmazonConfig, load_amazon
+from adagrpo_core.data.amazon import AmazonConfig
+from adagrpo_core.model.datasets import load_amazon
 from adagrpo_core.model.sasrec import SASRecConfig, evaluate_popularity, evaluate_sasrec
 from adagrpo_core.pipeline import data_key, get_sasrec
 from adagrpo_core.paths import default_cache_dir, default_figures_dir

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adagrpo_core.data.amazon import FILES, attribute_features, fetch, letter_semantic_ids, load_amazon, load_sequences_dataset, parse_sequences, semi_synthetic_impressions
+from adagrpo_core.data.amazon import FILES, fetch, parse_sequences, semi_synthetic_impressions
+from adagrpo_core.model.datasets import attribute_features, letter_semantic_ids, load_amazon, load_sequences_dataset
 from adagrpo_core.reward.ranker import RankerConfig
 from adagrpo_core.reward.training import train_ranker
 

@@ -8,9 +8,9 @@ import pytest
 
 from adagrpo_core import cli
 from adagrpo_core.configs import get_profile
-from adagrpo_core.data.amazon import load_sequences_dataset
-from adagrpo_core.data.sequences import SequencesConfig
-from adagrpo_core.model.item_embeddings import EmbeddingConfig, cooc_embeddings
+from adagrpo_core.data.sequences import EmbeddingConfig, SequencesConfig
+from adagrpo_core.model.datasets import load_sequences_dataset
+from adagrpo_core.model.item_embeddings import cooc_embeddings
 from adagrpo_core.pipeline import data_key, get_sids, get_world
 from adagrpo_core.model.semantic_ids import SIDConfig
 from adagrpo_core.reward.ranker import RankerConfig

@@ -30,8 +30,8 @@ from adagrpo_core.configs import (AmazonConfig, GateConfig, GRPOConfig, PolicyCo
                                   RLConfig, SFTConfig, SIDConfig, WorldConfig)
 from adagrpo_core.eval.strata import StrataConfig
 from adagrpo_core.notebook import check_notebook_params
-from adagrpo_core.data.amazon import (attribute_features, draw_excluding, letter_semantic_ids, load_sequences_dataset,
-                                      parse_sequences, semi_synthetic_impressions)
+from adagrpo_core.data.amazon import draw_excluding, parse_sequences, semi_synthetic_impressions
+from adagrpo_core.model.datasets import attribute_features, letter_semantic_ids, load_sequences_dataset
 from adagrpo_core.data.interactions import Interactions
 from adagrpo_core.data.world import build_world
 from adagrpo_core.model.policy import build_policy, load_policy
@@ -288,7 +288,7 @@ def test_bad_semantic_id_file_names_the_file(tmp_path, data, match):
 def test_one_item_catalogue_fails_fast_instead_of_hanging(tmp_path):
     """The reported hang: every negative redraw equals the only item; now a clear error at once."""
     one = write(tmp_path, "one.txt", "1 1 1 1\n2 1 1 1\n")
-    code = f"from adagrpo_core.data.amazon import load_sequences_dataset as l; l({str(one)!r})"
+    code = f"from adagrpo_core.model.datasets import load_sequences_dataset as l; l({str(one)!r})"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     try:
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
@@ -551,17 +551,19 @@ def test_reproduce_amazon_runs_the_reference_models_then_skips_what_needs_the_tr
 
 # ------------------------------------------------------------------ outputs never overwrite each other
 def test_sweep_and_smoke_outputs_go_to_their_own_folders(tmp_path):
+    from adagrpo_core.configs import get_profile
     from adagrpo_core.notebook import notebook_defaults, output_dir
     from adagrpo_core.paths import default_figures_dir
     defaults = notebook_defaults(Path(__file__).resolve().parent.parent / "notebooks" / "03_main_results.ipynb")
+    quick, tiny = get_profile("quick"), get_profile("tiny")
     base = default_figures_dir()
     assert base == Path(__file__).resolve().parent.parent / "figures"     # the checkout's, whatever the cwd
-    assert output_dir("03_main_results", None, "quick", dict(defaults)) == base
-    one_seed = output_dir("03_main_results", None, "quick", {**defaults, "seeds": [0]})
+    assert output_dir("03_main_results", None, quick, dict(defaults)) == base
+    one_seed = output_dir("03_main_results", None, quick, {**defaults, "seeds": [0]})
     assert one_seed.parent == base / "sweeps" / "03_main_results" and one_seed != base
-    assert output_dir("03_main_results", None, "quick", {**defaults, "threads": 4, "jobs": 3}) == base  # plumbing
-    assert output_dir("03_main_results", None, "tiny", dict(defaults)) == base / "smoke"
-    assert output_dir("03_main_results", str(tmp_path), "quick", {**defaults, "seeds": [0]}) == tmp_path
+    assert output_dir("03_main_results", None, quick, {**defaults, "threads": 4, "jobs": 3}) == base  # plumbing
+    assert output_dir("03_main_results", None, tiny, dict(defaults)) == base / "smoke"
+    assert output_dir("03_main_results", str(tmp_path), quick, {**defaults, "seeds": [0]}) == tmp_path
 
 
 # ------------------------------------------------------------------ a non-finite loss stops the run

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from adagrpo_core.data.interactions import Interactions
-from adagrpo_core.model.item_embeddings import (EmbeddingConfig, collaborative_semantic_ids, combine_features,
-                                                cooc_embeddings, cooccurrence_counts, id_features, randomized_svd)
+from adagrpo_core.data.sequences import EmbeddingConfig
+from adagrpo_core.model.item_embeddings import (collaborative_semantic_ids, combine_features, cooc_embeddings,
+                                                cooccurrence_counts, id_features, randomized_svd)
 from adagrpo_core.model.semantic_ids import SIDConfig
 
 N_CLUSTERS, PER_CLUSTER = 8, 12

@@ -1,13 +1,22 @@
-"""Every notebook runs end to end with papermill on the tiny profile and writes the files it
-promises, with the columns the README and the later notebooks rely on."""
+"""The notebooks: every percent-format .py file and its paired .ipynb agree, the .ipynb files carry
+no outputs, the shared set-up call checks its parameters before any work and resolves the
+profile's lists, and every notebook runs end to end with papermill on the tiny profile and writes
+the files it promises, with the columns the README and the later notebooks rely on."""
+import os
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
-papermill = pytest.importorskip("papermill")
+from adagrpo_core import notebook as notebook_module
+from adagrpo_core.configs import get_profile
+from adagrpo_core.notebook import notebook_defaults, output_dir, setup
+from adagrpo_core.paths import default_figures_dir
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+TEXT_NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.py"))
 
 # notebook -> {file written to out_dir: columns it must have (None for a figure: PNG and PDF)}
 EXPECTED = {
@@ -76,8 +85,103 @@ def test_every_notebook_has_expectations():
     assert {nb.name for nb in NOTEBOOKS} == set(EXPECTED)
 
 
+# ------------------------------------------------------------------ text notebooks and their pairs
+def test_every_notebook_has_its_pair():
+    assert {p.stem for p in NOTEBOOKS} == {p.stem for p in TEXT_NOTEBOOKS}, \
+        "every notebooks/NN_*.ipynb needs its NN_*.py and vice versa (jupytext --sync pairs them)"
+
+
+def _cells(nb) -> list[tuple[str, str, bool]]:
+    return [(c.cell_type, c.source.strip("\n"), "parameters" in c.get("metadata", {}).get("tags", []))
+            for c in nb.cells]
+
+
+@pytest.mark.parametrize("text", TEXT_NOTEBOOKS, ids=lambda p: p.name)
+def test_text_notebook_and_ipynb_agree(text):
+    jupytext = pytest.importorskip("jupytext")
+    ipynb = nbformat.read(text.with_suffix(".ipynb"), as_version=4)
+    paired = jupytext.read(text)
+    assert _cells(paired) == _cells(ipynb), \
+        f"{text.name} and its .ipynb differ: run jupytext --sync notebooks/{text.name}"
+    assert sum(has_params for *_, has_params in _cells(ipynb)) == 1, "exactly one cell tagged parameters"
+    assert ipynb.metadata["kernelspec"]["name"] == "python3" == paired.metadata["kernelspec"]["name"]
+    assert notebook_defaults(text) == notebook_defaults(text.with_suffix(".ipynb"))
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_has_no_outputs(nb):
+    cells = nbformat.read(nb, as_version=4).cells
+    assert all(c.outputs == [] and c.execution_count is None for c in cells if c.cell_type == "code"), \
+        f"{nb.name} carries outputs: regenerate it from its .py (jupytext --to ipynb --update)"
+    assert len({c.id for c in cells}) == len(cells)
+
+
+def test_a_disagreement_between_the_pair_is_detected(tmp_path):
+    jupytext = pytest.importorskip("jupytext")
+    text = (NB_DIR / "06_frontier.py").read_text(encoding="utf-8")
+    edited = tmp_path / "06_frontier.py"
+    edited.write_text(text.replace("hr_k = 10 ", "hr_k = 20 "), encoding="utf-8")
+    assert _cells(jupytext.read(edited)) != _cells(nbformat.read(NB_DIR / "06_frontier.ipynb", as_version=4))
+
+
+# ------------------------------------------------------------------ the set-up call
+def _params(name: str, **overrides) -> dict:
+    return {**notebook_defaults(NB_DIR / f"{name}.ipynb"), **overrides}
+
+
+def test_setup_rejects_a_bad_parameter_before_any_work(tmp_path, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the profile was built before the parameters were checked")
+    monkeypatch.setattr(notebook_module, "notebook_profile", no_work)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="profile='nope'"):
+        setup("04_controls", _params("04_controls", profile="nope", out_dir=str(out)))
+    with pytest.raises(ValueError, match=r"seeds=\[0, 0\]"):
+        setup("06_frontier", _params("06_frontier", seeds=[0, 0], out_dir=str(out)))
+    with pytest.raises(ValueError, match="hr_k=7"):
+        setup("03_main_results", _params("03_main_results", hr_k=7, out_dir=str(out)))
+    assert not out.exists()
+
+
+def test_setup_resolves_the_profile_lists(tmp_path):
+    namespace = {**_params("04_controls", out_dir=str(tmp_path / "out"), runs_dir=str(tmp_path / "runs")),
+                 "In": ["junk"], "_private": 1}      # the rest of a notebook's globals is ignored
+    nb = setup("04_controls", namespace)
+    assert nb.profile == nb.prof.name == "quick" and nb.out == tmp_path / "out" and nb.out.is_dir()
+    assert nb.runs == tmp_path / "runs" / "quick" and nb.jobs == (os.cpu_count() or 1)
+    assert nb.seeds == [0, 1, 2] and nb.oracle_thresholds == [0.5] and "In" not in nb.params
+    assert nb.run_args == {"seeds": [0, 1, 2], "out_root": nb.runs, "cache_dir": None, "jobs": nb.jobs,
+                           "scheduler": None}
+    with pytest.raises(AttributeError, match="no parameter or attribute 'lams'"):
+        _ = nb.lams
+    paper = setup("03_main_results", _params("03_main_results", profile="paper", out_dir=str(tmp_path), jobs=3,
+                                             steps=7))
+    assert paper.seeds == [0, 1, 2, 3, 4] and paper.jobs == 3 and paper.prof.rl.steps == 7   # suite.main_seeds
+    frontier = setup("06_frontier", _params("06_frontier", profile="tiny", out_dir=str(tmp_path), seeds=[4]))
+    assert frontier.lams == get_profile("tiny").suite.frontier_lams and frontier.seeds == [4]
+    sens = setup("05_sensitivity", _params("05_sensitivity", out_dir=str(tmp_path), rho=0.75))
+    gate, grpo = sens.prof.gate, sens.prof.grpo
+    assert (sens.tau, sens.rho, sens.lam) == (gate.tau, 0.75, grpo.lam)
+    assert (sens.num_negatives, sens.num_generations) == (gate.num_negatives, grpo.num_generations)
+    assert sens.grids == get_profile("quick").suite.sweep_grids and sens.grids is not sens.prof.suite.sweep_grids
+
+
+def test_a_parameter_at_the_profile_value_writes_the_default_tables():
+    base, quick = default_figures_dir(), get_profile("quick")
+    defaults = _params("05_sensitivity")
+    assert output_dir("05_sensitivity", None, quick, defaults) == base
+    assert output_dir("05_sensitivity", None, quick, {**defaults, "tau": quick.gate.tau, "seeds": [0, 1, 2]}) == base
+    moved = output_dir("05_sensitivity", None, quick, {**defaults, "tau": 0.75})
+    assert moved == base / "sweeps" / "05_sensitivity" / "tau=0.75"
+    assert output_dir("05_sensitivity", None, get_profile("tiny"), {**defaults, "tau": 0.75}) == base / "smoke"
+
+
+# ------------------------------------------------------------------ papermill runs
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_on_tiny_profile(nb, tmp_path):
+    papermill = pytest.importorskip("papermill")
     out = tmp_path / "figures"
     # every notebook takes these; only the ones a notebook declares are passed
     params = {"profile": "tiny", "out_dir": str(out), "cache_dir": str(tmp_path / "cache"), "threads": 1,

@@ -1,5 +1,6 @@
 """What each profile runs: the reduced lists of the quick profile, the real-data method lists, the
 notebooks' dataset parameters and where a dataset's tables go."""
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -66,9 +67,10 @@ def test_real_data_methods_have_no_oracle():
 
 def test_real_dataset_tables_go_to_their_own_folder():
     base = default_figures_dir()
-    assert output_dir("03_main_results", None, "amazon", {}) == base / "amazon"
-    assert output_dir("03_main_results", None, "MyShop", {}) == base / "MyShop"
-    assert output_dir("03_main_results", None, "quick", {}) == base
+    amazon = get_profile("amazon")
+    assert output_dir("03_main_results", None, amazon, {}) == base / "amazon"
+    assert output_dir("03_main_results", None, replace(amazon, name="MyShop"), {}) == base / "MyShop"
+    assert output_dir("03_main_results", None, get_profile("quick"), {}) == base
 
 
 def test_dataset_parameters_are_checked(tmp_path):

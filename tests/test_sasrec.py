@@ -12,7 +12,8 @@ from adagrpo_core.eval.metrics import ranking_metrics, topk_from_scores
 from adagrpo_core.model.sasrec import (SASRec, SASRecConfig, evaluate_popularity, evaluate_sasrec, load_sasrec,
                                        rank_metrics, target_ranks, train_sasrec)
 from adagrpo_core.pipeline import get_sasrec
-from adagrpo_core.reward.reward_model import RewardConfig, build_reward
+from adagrpo_core.reward.reward_model import RewardConfig
+from adagrpo_core.reward.sources import build_reward
 from adagrpo_core.reward.sasrec_reward import SASRecReward
 
 FAST = dict(n_embd=32, n_layer=2, n_head=2, dropout=0.2, max_len=20, batch_size=64, epochs=25, patience=5,

@@ -53,5 +53,7 @@ def test_grids_and_operating_point():
     assert all(len(v) <= len(full[k]) for k, v in quick.items())
     p = operating_point(get_profile("tiny"), tau=0.75, lam=2.0)
     assert p.gate.tau == 0.75 and p.grpo.lam == 2.0
+    kept = operating_point(get_profile("tiny"), tau=None, rho=0.25)        # None: the profile's own value
+    assert kept.gate.tau == get_profile("tiny").gate.tau and kept.gate.rho == 0.25
     with pytest.raises(ValueError, match="unknown knobs"):
         operating_point(get_profile("tiny"), temperature=2.0)

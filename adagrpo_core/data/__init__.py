@@ -1,1 +1,2 @@
-"""Data: click sequences with a leave-one-out split, the simulated world, real datasets, impression logs."""
+"""Data: click sequences with a leave-one-out split, the simulated world, real logs (fetched, parsed and
+verified), impression logs."""

@@ -1,18 +1,21 @@
-"""Amazon Beauty (5-core), the public benchmark, and any dataset in its `user item item ...` format.
+"""Amazon Beauty (5-core) and any log in its `user item item ...` format: fetching, parsing, exposure.
 
 Files (never committed): ``Beauty.txt`` (one line per user, ``user item item ...``, 1-indexed,
 chronological), ``Beauty_item2attributes.json`` (item id -> category/brand attribute ids) and
 ``Beauty_letter_semantic_ids.json`` (LETTER's text-derived 4-token semantic IDs; key k is item
 k + 1 of Beauty.txt). :func:`fetch` takes a file from a local folder or downloads it from its
-public source into the cache, and in both cases checks its sha256 before anything is parsed.
+public source into the cache, and in both cases checks its sha256 before anything is parsed;
+:func:`parse_sequences`, :func:`attribute_matrix` and :func:`letter_codes` read and check the
+three formats. The item features, categories and semantic IDs built from them, and the loaders
+that return a whole dataset, are in :mod:`adagrpo_core.model.datasets`.
 
 Real logs have no impressions, so the ranker is trained on **semi-synthetic exposure**
 (:func:`semi_synthetic_impressions`): every observed click becomes a slate of the clicked item
 plus negatives drawn from a popularity-biased exposure distribution ``q(i) ~ (clicks_i + 1) **
 strength``. Results on this data rest on that assumption; the notebooks say so.
 
-    data = load_amazon("beauty", data_dir="../shared/data/amazon")   # or data_dir=None: download
-    sids = letter_semantic_ids(fetch("Beauty_letter_semantic_ids.json", data_dir))
+    users, items, offsets, n_items, _ = parse_sequences(fetch("Beauty.txt", "../shared/data/amazon"))
+    codes = letter_codes(fetch("Beauty_letter_semantic_ids.json", None), n_items)   # None: download
 """
 from __future__ import annotations
 
@@ -24,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import download, read_json, read_text, verify
-from .interactions import Interactions
-from ..model.semantic_ids import SemanticIDs
 from ..checks import check_int, check_range
 from ..paths import default_cache_dir
+from .files import download, read_json, read_text, verify
+from .interactions import Interactions
 
 # name -> (sha256, public sources tried in order). Published facts of this split:
 # 22,363 users, 12,101 items, 198,502 interactions; LETTER IDs: 12,088 distinct tuples.
@@ -129,15 +131,10 @@ def parse_sequences(path: str | os.PathLike, min_interactions: int = 3, drop_sho
     return np.asarray(users), seq_items, np.asarray(offsets, dtype=np.int64), int(seq_items.max()) + 1, dropped
 
 
-def attribute_features(attr_path: str | os.PathLike, n_items: int, dim: int = 32, seed: int = 0,
-                       n_categories: int = 50):
-    """Item features and a category from ``item2attributes.json`` (1-indexed item id -> attribute
-    ids). Features: the multi-hot attribute matrix, TF-IDF weighted, reduced to ``dim`` dims by a
-    truncated SVD, rows L2-normalised (items without attributes get a small random vector).
-    Category: a k-means cluster (``n_categories``) of those features: the raw attributes mix a
-    handful of top-level categories with brands, so no single attribute is a useful category."""
-    check_int("dim", dim, lo=1)
-    check_int("n_categories", n_categories, lo=1)
+def attribute_matrix(attr_path: str | os.PathLike, n_items: int) -> np.ndarray:
+    """The multi-hot [n_items, n_attributes] float32 matrix of ``item2attributes.json`` (1-indexed
+    item id -> attribute ids; items beyond ``n_items`` are ignored, items without an entry have an
+    empty row). Every malformed entry raises a ValueError naming the file and the entry."""
     raw = read_json(attr_path, "an object {item id: [attribute ids]}")
     if not isinstance(raw, dict):
         raise ValueError(f"{attr_path}: expected a JSON object {{item id: [attribute ids]}}, "
@@ -163,30 +160,13 @@ def attribute_features(attr_path: str | os.PathLike, n_items: int, dim: int = 32
     n_attr = int(cols.max()) + 1 if len(cols) else 1
     m = np.zeros((n_items, n_attr), dtype=np.float32)
     m[rows, cols] = 1.0
-    df = m.sum(0)
-    idf = np.log((1 + n_items) / (1 + df)).astype(np.float32) + 1.0
-    x = m * idf
-    x -= x.mean(0, keepdims=True)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    k = min(dim, len(s))
-    feats = u[:, :k] * s[:k]
-    if k < dim:
-        feats = np.pad(feats, ((0, 0), (0, dim - k)))
-    rng = np.random.default_rng(seed)
-    empty = m.sum(1) == 0
-    feats[empty] = rng.normal(scale=1e-3, size=(int(empty.sum()), dim))
-    feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-8)
-    import torch
-
-    from ..model.semantic_ids import kmeans
-    gen = torch.Generator().manual_seed(seed)
-    _, codes = kmeans(torch.as_tensor(feats, dtype=torch.float32), min(n_categories, n_items), 50, gen)
-    return feats.astype(np.float32), codes.numpy().astype(np.int64)
+    return m
 
 
-def letter_semantic_ids(path: str | os.PathLike, n_items: int | None = None) -> SemanticIDs:
-    """LETTER's semantic IDs (``{"k": ["<a_N>", "<b_N>", ...]}``, key k = item k, 0-indexed) as
-    :class:`SemanticIDs`, plus the uniqueness token that separates colliding tuples."""
+def letter_codes(path: str | os.PathLike, n_items: int | None = None) -> np.ndarray:
+    """LETTER's semantic-ID tokens (``{"k": ["<a_N>", "<b_N>", ...]}``, key k = item k, 0-indexed)
+    as codes [n_items, L] int64 (``N`` of each token); ``n_items`` defaults to the number of keys.
+    Every malformed entry raises a ValueError naming the file and the item."""
     raw = read_json(path, 'an object {"item": ["<a_N>", "<b_N>", ...]}')
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object {{item: [tokens]}}, got a {type(raw).__name__}")
@@ -215,7 +195,16 @@ def letter_semantic_ids(path: str | os.PathLike, n_items: int | None = None) -> 
     lens = {len(r) for r in codes}
     if len(lens) != 1:
         raise ValueError(f"{Path(path).name}: items have different numbers of tokens: {sorted(lens)}")
-    return SemanticIDs.from_prefix_codes(np.asarray(codes, dtype=np.int64))
+    return np.asarray(codes, dtype=np.int64)
+
+
+def check_log_fields(cfg) -> None:
+    """The fields every real-log config has (:class:`AmazonConfig`, ``SequencesConfig``): the item
+    features' size, the number of categories and the semi-synthetic exposure."""
+    check_int("feature_dim", cfg.feature_dim, lo=1)
+    check_int("n_categories", cfg.n_categories, lo=1)
+    check_int("num_negatives", cfg.num_negatives, lo=1)
+    check_range("exposure_strength", cfg.exposure_strength, lo=0)
 
 
 @dataclass
@@ -245,10 +234,7 @@ class AmazonConfig:
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got dataset={self.dataset!r}")
-        check_int("feature_dim", self.feature_dim, lo=1)
-        check_int("n_categories", self.n_categories, lo=1)
-        check_int("num_negatives", self.num_negatives, lo=1)
-        check_range("exposure_strength", self.exposure_strength, lo=0)
+        check_log_fields(self)
         if self.semantic_ids not in ("letter", "rqkmeans", "collaborative"):
             raise ValueError("semantic_ids must be 'letter', 'rqkmeans' or 'collaborative', "
                              f"got semantic_ids={self.semantic_ids!r}")
@@ -327,7 +313,7 @@ def semi_synthetic_impressions(data: Interactions, num_negatives: int = 4, stren
     q /= q.sum()
     neg = rng.choice(data.n_items, size=(len(clicked), num_negatives), p=q)
     clash = neg == clicked[:, None]
-    for _ in range(8):   # redraw negatives equal to the click, as earlier builds did (same draws) ...
+    for _ in range(8):   # redraw negatives equal to the click from q ...
         if not clash.any():
             break
         neg[clash] = rng.choice(data.n_items, size=int(clash.sum()), p=q)
@@ -342,53 +328,3 @@ def semi_synthetic_impressions(data: Interactions, num_negatives: int = 4, stren
         "position": np.tile(np.arange(M + 1), len(clicked)),
         "clicked": np.tile(np.r_[np.zeros(M, dtype=np.int64), 1], len(clicked)),
         "hist_len": rep(pos), "split": rep(split)})
-
-
-def load_sequences_dataset(seq_path, attr_path=None, name: str = "custom", feature_dim: int = 32,
-                           num_negatives: int = 4, exposure_strength: float = 1.0, seed: int = 0,
-                           min_interactions: int = 3, drop_short: bool = False,
-                           n_categories: int = 50) -> AmazonData:
-    """Any dataset in the ``user item item ...`` format, with optional item attributes. Without
-    them, an item's features are its co-occurrence embedding (``feature_dim`` dims, from the
-    training clicks only: :mod:`adagrpo_core.model.item_embeddings`) and it has no category.
-    Semi-synthetic impressions are attached for the ranker."""
-    user_ids, seq_items, offsets, n_items, dropped = parse_sequences(seq_path, min_interactions, drop_short)
-    if n_items < 2:
-        raise ValueError(f"{seq_path}: the catalogue has n_items={n_items} item(s); semi-synthetic exposure "
-                         "needs at least 2 (a negative must differ from the clicked item)")
-    feats, cat = (attribute_features(attr_path, n_items, feature_dim, seed, n_categories) if attr_path is not None
-                  else (None, None))  # no categories: the ranker then has no category embedding
-    data = AmazonData(seq_items, offsets, n_items, item_features=feats, item_category=cat,
-                      user_ids=user_ids, name=name, dropped_users=dropped)
-    if feats is None:
-        from ..model.item_embeddings import EmbeddingConfig, cooc_embeddings
-        data.item_features = cooc_embeddings(data, EmbeddingConfig(dim=feature_dim, seed=seed))
-    data.impressions = semi_synthetic_impressions(data, num_negatives, exposure_strength, seed)
-    return data
-
-
-def load_amazon(dataset: str | AmazonConfig = "beauty", data_dir=None, cache_dir=None, **kwargs) -> AmazonData:
-    """Amazon ``dataset`` from a local folder (``data_dir``) or its verified public sources.
-    ``dataset`` may be an :class:`AmazonConfig`, whose fields then set everything."""
-    if isinstance(dataset, AmazonConfig):
-        cfg = dataset
-        data_dir = cfg.resolved_data_dir() if data_dir is None else data_dir
-        kwargs = dict(feature_dim=cfg.feature_dim, n_categories=cfg.n_categories, num_negatives=cfg.num_negatives,
-                      exposure_strength=cfg.exposure_strength, seed=cfg.seed)
-        dataset = cfg.dataset
-    else:
-        cfg = None
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got dataset={dataset!r}")
-    seq_name, attr_name = DATASETS[dataset]
-    data = load_sequences_dataset(fetch(seq_name, data_dir, cache_dir), fetch(attr_name, data_dir, cache_dir),
-                                  name=dataset, **kwargs)
-    data.cfg = cfg
-    return data
-
-
-def amazon_semantic_ids(data: AmazonData, data_dir=None, cache_dir=None) -> SemanticIDs:
-    """The dataset's published semantic IDs (LETTER's, for Beauty)."""
-    if data.name != "beauty":
-        raise ValueError(f"published semantic IDs exist for 'beauty' only, got dataset={data.name!r}")
-    return letter_semantic_ids(fetch("Beauty_letter_semantic_ids.json", data_dir, cache_dir), data.n_items)

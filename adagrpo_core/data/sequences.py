@@ -1,27 +1,59 @@
-"""Any dataset in the ``user item item ...`` format as a cached pipeline stage: :class:`SequencesConfig`.
+"""Any ``user item item ...`` dataset as a cached pipeline stage (SequencesConfig) and its EmbeddingConfig.
 
 :class:`SequencesConfig` plays for your own file the role :class:`~adagrpo_core.data.amazon.AmazonConfig`
 plays for Amazon Beauty: ``pipeline.get_world`` loads it (and caches the result), and
 ``pipeline.get_sids`` builds its semantic IDs. The IDs come from a file in LETTER's JSON format
 when one is given (``semantic_ids``), otherwise from RQ-KMeans over collaborative co-occurrence
-embeddings, plus the item attributes when an attributes file is given
-(:mod:`adagrpo_core.model.item_embeddings`). The cache key holds the files' sha256, not their
-paths: editing a file rebuilds everything built from it, and moving it rebuilds nothing.
+embeddings, plus the item attributes when an attributes file is given. :class:`EmbeddingConfig`
+sets those embeddings; they are computed in :mod:`adagrpo_core.model.item_embeddings`, and the
+dataset and its IDs are built in :mod:`adagrpo_core.model.datasets`. The cache key holds the
+files' sha256, not their paths: editing a file rebuilds everything built from it, and moving it
+rebuilds nothing.
 
     cfg = SequencesConfig("data/MyShop.txt", attributes="data/MyShop_item2attributes.json")
     data = pipeline.get_world(cfg)        # name defaults to the file stem, here 'MyShop'
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ..model.item_embeddings import KINDS, EmbeddingConfig
 from ..checks import check_choice, check_int, check_range
+from .amazon import check_log_fields
+from .files import sha256_of
+
+KINDS = ("cooc", "attributes", "both")
+"""What RQ-KMeans IDs can be built from: co-occurrence embeddings, attribute features, or both."""
+
+
+@dataclass
+class EmbeddingConfig:
+    """Co-occurrence embeddings (window counts -> PPMI -> truncated SVD) and the block weights."""
+
+    dim: int = 32
+    """Embedding size (capped at n_items - 1; padded with zeros beyond the catalogue's rank)."""
+    window: int = 5
+    """Items at most this many positions apart in a user's training clicks co-occur."""
+    context_alpha: float = 0.75
+    """Exponent of the smoothed item marginal in the PMI (1 = plain PMI)."""
+    power_iters: int = 6
+    """Power iterations of the randomized SVD (more = closer to the exact SVD)."""
+    attribute_weight: float = 1.0
+    """Weight of the attribute block next to the co-occurrence block (weight 1) in kind 'both'."""
+    seed: int = 0
+    """Seed of the randomized SVD and of the vectors of items without co-occurrences."""
+
+    def __post_init__(self):
+        check_int("dim", self.dim, lo=1)
+        check_int("window", self.window, lo=1)
+        check_range("context_alpha", self.context_alpha, 0, 1, lo_open=True)
+        check_int("power_iters", self.power_iters, lo=0)
+        check_range("attribute_weight", self.attribute_weight, lo=0, lo_open=True)
+        check_int("seed", self.seed, lo=0)
+
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -84,10 +116,7 @@ class SequencesConfig:
             self.embedding = EmbeddingConfig(**self.embedding)
         if not isinstance(self.embedding, EmbeddingConfig):
             raise ValueError(f"embedding must be an EmbeddingConfig, got embedding={self.embedding!r}")
-        check_int("feature_dim", self.feature_dim, lo=1)
-        check_int("n_categories", self.n_categories, lo=1)
-        check_int("num_negatives", self.num_negatives, lo=1)
-        check_range("exposure_strength", self.exposure_strength, lo=0)
+        check_log_fields(self)
         check_int("min_interactions", self.min_interactions, lo=3)
         if not isinstance(self.drop_short, bool):
             raise ValueError(f"drop_short must be True or False, got drop_short={self.drop_short!r}")
@@ -125,31 +154,4 @@ def _stat(path: str) -> tuple:
 @lru_cache(maxsize=64)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     """sha256 of a file; memoised on (path, size, mtime), so an edited file is hashed again."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def load_sequences(cfg: SequencesConfig):
-    """The dataset of a :class:`SequencesConfig` (an :class:`~adagrpo_core.data.amazon.AmazonData`
-    with semi-synthetic impressions), its ``cfg`` set to ``cfg``."""
-    from .amazon import load_sequences_dataset
-    data = load_sequences_dataset(cfg.path, cfg.attributes, name=cfg.name, feature_dim=cfg.feature_dim,
-                                  num_negatives=cfg.num_negatives, exposure_strength=cfg.exposure_strength,
-                                  seed=cfg.seed, min_interactions=cfg.min_interactions,
-                                  drop_short=cfg.drop_short, n_categories=cfg.n_categories)
-    data.cfg = cfg
-    return data
-
-
-def sequences_semantic_ids(data, cfg: SequencesConfig, sid_cfg):
-    """The dataset's semantic IDs: the given LETTER-format file, else RQ-KMeans (``sid_cfg``) over
-    the features ``cfg.id_kind`` names (the attribute block is ``data.item_features``)."""
-    if cfg.semantic_ids is not None:
-        from .amazon import letter_semantic_ids
-        return letter_semantic_ids(cfg.semantic_ids, data.n_items)
-    from ..model.item_embeddings import collaborative_semantic_ids
-    attrs = data.item_features if cfg.attributes is not None else None
-    return collaborative_semantic_ids(data, sid_cfg, cfg.id_kind, attrs, cfg.embedding)
+    return sha256_of(path)

@@ -48,10 +48,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
-from .interactions import Interactions
-from ..eval.metrics import gini, top_share
 from ..checks import check_int, check_range
+from ..eval.metrics import gini, top_share
+from .interactions import Interactions
 
 
 @dataclass
@@ -274,7 +275,6 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
     n_clicks = np.zeros(n_u, dtype=np.int64)
     steps = range(cfg.n_steps_max)
     if progress:
-        from tqdm import tqdm
         steps = tqdm(steps, desc="simulating world")
     for t in steps:
         active = np.flatnonzero(n_steps > t)

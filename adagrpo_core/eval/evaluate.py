@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
+from ..checks import check_choice, check_int
 from ..data.interactions import Examples, Interactions
 from ..model.decoding import beam_search
-from .metrics import ranking_metrics
 from ..model.policy import SIDPolicy, load_policy
 from ..model.semantic_ids import SemanticIDs
-from ..checks import check_choice, check_int
 from ..storage import atomic_save_npy, load_checkpoint
+from .ab_test import slate_click_stats
+from .metrics import ranking_metrics
 
 MODES = ("constrained", "unconstrained")
 
@@ -32,7 +34,6 @@ def ranked_items(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_w
     out = []
     rng = range(0, len(examples), batch_size)
     if progress:
-        from tqdm import tqdm
         rng = tqdm(rng, desc="beam search", leave=False)
     for s in rng:
         h = torch.as_tensor(examples.history[s:s + batch_size], device=model.device)
@@ -140,7 +141,6 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
                "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],
                "HR@10_constrained": m["HR@10"], "admission_rate": admission_rate}
         if truth:
-            from .ab_test import slate_click_stats
             ab = slate_click_stats(data, data.states_for(test), ranked_at[step]["constrained"][:, :SLATE_K])
             atomic_save_npy(ctr_path(out_dir, kind), ab["ctr"])
             row.update(sim_ctr=float(ab["ctr"].mean()), dwell=float(np.nanmean(ab["dwell"])),

@@ -8,6 +8,7 @@ Only the first occurrence of the target counts.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from ..data.interactions import NO_ITEM
 
@@ -92,7 +93,6 @@ def auc(labels, scores) -> float:
 
     AUC = (sum of the positives' ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg), ranks 1-based.
     """
-    from scipy.stats import rankdata
     labels = np.asarray(labels).reshape(-1).astype(bool)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if labels.shape != scores.shape:
@@ -108,7 +108,6 @@ def auc(labels, scores) -> float:
 def rowwise_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Spearman correlation along the last axis (ties averaged): the Pearson correlation of the
     ranks, sum(rx ry) / sqrt(sum rx^2 sum ry^2) with centred ranks. [..., k] x [..., k] -> [...]."""
-    from scipy.stats import rankdata
     rx = rankdata(x, axis=-1)
     ry = rankdata(y, axis=-1)
     rx = rx - rx.mean(-1, keepdims=True)

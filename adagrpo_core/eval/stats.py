@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 
 def mean_ci(x, level: float = 0.95) -> tuple[float, float]:
@@ -52,6 +53,5 @@ def mcnemar_exact(hit_a, hit_b) -> tuple[int, int, float]:
 
 def holm(pvalues) -> np.ndarray:
     """Holm-adjusted p-values (family-wise error control; statsmodels' multipletests)."""
-    from statsmodels.stats.multitest import multipletests
     p = np.asarray(pvalues, dtype=float)
     return multipletests(p, method="holm")[1] if len(p) else p

@@ -1,1 +1,2 @@
-"""The generative policy: semantic IDs and their trie, the transformer, rollouts and beam search."""
+"""Models: semantic IDs and their trie, the generative policy and its decoding, SASRec, item embeddings, and
+the features and IDs of real datasets."""

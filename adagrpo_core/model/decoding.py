@@ -11,12 +11,19 @@ from dataclasses import dataclass
 
 import torch
 
-from .policy import SIDPolicy
-from ..data.interactions import NO_ITEM
-from .semantic_ids import Trie
 from ..checks import check_int, check_range
+from ..data.interactions import NO_ITEM
+from .policy import SIDPolicy
+from .semantic_ids import Trie
 
 NEG_INF = float("-inf")
+
+
+def _trie_on(model: SIDPolicy, trie: Trie | None) -> Trie:
+    """The trie on the model's device; a missing trie raises (tuples could not be decoded)."""
+    if trie is None:
+        raise ValueError("trie is required (to decode tuples into items)")
+    return trie if trie.device == model.device else trie.to(model.device)
 
 
 @dataclass
@@ -48,10 +55,7 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
     """
     check_int("num_generations", num_generations, lo=1)
     check_range("temperature", temperature, lo=0, lo_open=True)
-    if trie is None:
-        raise ValueError("trie is required (to decode tuples into items)")
-    if trie.device != model.device:
-        trie = trie.to(model.device)
+    trie = _trie_on(model, trie)
     B, G = (history.shape[0] if cache is None else cache.last.shape[0]), num_generations
     cache = model.encode(history.to(model.device)) if cache is None else cache.detach()
     nodes = trie.root(B * G).view(B, G)                                     # [B, G]
@@ -72,7 +76,7 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
         logps1.append(logps[-1] if temperature == 1.0 and not constrained else
                       raw.log_softmax(-1).gather(-1, tok[..., None]).squeeze(-1))
         nodes = trie.step(nodes, tok)
-    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
+    items = trie.items_at(nodes)
     return Rollouts(torch.stack(tokens, -1), torch.stack(logps, -1), torch.stack(logps1, -1), items, items >= 0)
 
 
@@ -96,10 +100,7 @@ def beam_search(model: SIDPolicy, history: torch.Tensor | None, beam_width: int,
     check_int("beam_width", beam_width, lo=1)
     num_return = beam_width if num_return is None else num_return
     check_int("num_return", num_return, lo=1, hi=beam_width)
-    if trie is None:
-        raise ValueError("trie is required (to decode tuples into items)")
-    if trie.device != model.device:
-        trie = trie.to(model.device)
+    trie = _trie_on(model, trie)
     cache = model.encode(history.to(model.device)) if cache is None else cache
     B, W, V = cache.last.shape[0], beam_width, model.V
     # level 0: one "beam" per context expands to the top W first codes
@@ -127,6 +128,5 @@ def beam_search(model: SIDPolicy, history: torch.Tensor | None, beam_width: int,
         nodes = trie.step(nodes.gather(1, parent), code)
         if level < model.Lp - 1:  # reorder the beams' key/value cache (not needed after the last level)
             past = model.reorder_past(past, parent)
-    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
-    items = torch.where(torch.isfinite(scores), items, torch.full_like(items, NO_ITEM))
+    items = torch.where(torch.isfinite(scores), trie.items_at(nodes), torch.full_like(nodes, NO_ITEM))
     return Beams(seqs[:, :num_return], scores[:, :num_return], items[:, :num_return])

@@ -21,46 +21,20 @@ never co-click under one prefix. This module adds the collaborative signal:
 each block is centred and scaled to a mean squared row norm of 1, then multiplied by the square
 root of its weight, so a block's share of the k-means distance is its weight whatever its width.
 :func:`collaborative_semantic_ids` builds RQ-KMeans IDs from ``"cooc"``, ``"attributes"`` or
-``"both"``.
+``"both"``. Their settings, :class:`~adagrpo_core.data.sequences.EmbeddingConfig`, are part of a
+dataset's config (``SequencesConfig.embedding``), so they live with it in ``data/sequences.py``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
 
-from ..data.interactions import Interactions
 from ..checks import check_choice, check_int, check_range
+from ..data.interactions import Interactions
+from ..data.sequences import KINDS, EmbeddingConfig
 from .semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids
-
-KINDS = ("cooc", "attributes", "both")
-
-
-@dataclass
-class EmbeddingConfig:
-    """Co-occurrence embeddings (window counts -> PPMI -> truncated SVD) and the block weights."""
-
-    dim: int = 32
-    """Embedding size (capped at n_items - 1; padded with zeros beyond the catalogue's rank)."""
-    window: int = 5
-    """Items at most this many positions apart in a user's training clicks co-occur."""
-    context_alpha: float = 0.75
-    """Exponent of the smoothed item marginal in the PMI (1 = plain PMI)."""
-    power_iters: int = 6
-    """Power iterations of the randomized SVD (more = closer to the exact SVD)."""
-    attribute_weight: float = 1.0
-    """Weight of the attribute block next to the co-occurrence block (weight 1) in kind 'both'."""
-    seed: int = 0
-    """Seed of the randomized SVD and of the vectors of items without co-occurrences."""
-
-    def __post_init__(self):
-        check_int("dim", self.dim, lo=1)
-        check_int("window", self.window, lo=1)
-        check_range("context_alpha", self.context_alpha, 0, 1, lo_open=True)
-        check_int("power_iters", self.power_iters, lo=0)
-        check_range("attribute_weight", self.attribute_weight, lo=0, lo_open=True)
-        check_int("seed", self.seed, lo=0)
 
 
 def cooccurrence_counts(data: Interactions, window: int = 5) -> sp.csr_matrix:

@@ -27,7 +27,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_int, check_range
+from ..checks import check_int, check_transformer
+from ..runtime import resolve_device
+from ..storage import load_checkpoint
+from .semantic_ids import sids_hash
 
 
 @dataclass
@@ -47,12 +50,7 @@ class PolicyConfig:
     """H: history items the policy reads (older items are dropped)."""
 
     def __post_init__(self):
-        check_int("n_layer", self.n_layer, lo=1)
-        check_int("n_head", self.n_head, lo=1)
-        check_int("n_embd", self.n_embd, lo=1)
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd must be divisible by n_head={self.n_head}, got n_embd={self.n_embd}")
-        check_range("dropout", self.dropout, 0, 1, hi_open=True)
+        check_transformer(self)
         check_int("max_history", self.max_history, lo=1)
 
 
@@ -338,9 +336,6 @@ def build_policy(sids, cfg: PolicyConfig, device) -> SIDPolicy:
 
 def load_policy(path, sids, device="auto") -> SIDPolicy:
     """Load a policy checkpoint (best.pt / final.pt / last.pt) for the given semantic IDs."""
-    from ..runtime import resolve_device
-    from ..storage import load_checkpoint
-    from .semantic_ids import sids_hash
     ck = load_checkpoint(path)
     if "sids_hash" in ck and ck["sids_hash"] != sids_hash(sids):
         raise ValueError(f"{path} was trained with other semantic IDs (sids_hash={ck['sids_hash']}, "

@@ -21,7 +21,6 @@ Early stopping keeps the state with the best validation NDCG@10; test is only ev
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import time
@@ -34,11 +33,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from ..data.interactions import NO_ITEM
-from ..checks import check_device, check_int, check_range
+from ..checks import check_int, check_training, check_transformer
 from ..runtime import resolve_device, seed_everything
 from ..storage import DamagedFileError, atomic_save_df, atomic_torch_save, load_checkpoint
+from .early_stopping import EarlyStopping
 
 
 @dataclass
@@ -61,21 +61,10 @@ class SASRecConfig:
     device: str = "cpu"         # 'cpu', 'cuda', 'auto' (CUDA when available) or any torch device
 
     def __post_init__(self):
-        check_int("n_embd", self.n_embd, lo=1)
-        check_int("n_layer", self.n_layer, lo=1)
-        check_int("n_head", self.n_head, lo=1)
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd must be divisible by n_head={self.n_head}, got n_embd={self.n_embd}")
-        check_range("dropout", self.dropout, 0, 1, hi_open=True)
+        check_transformer(self)
         check_int("max_len", self.max_len, lo=1)
-        check_range("lr", self.lr, lo=0, lo_open=True)
-        check_range("weight_decay", self.weight_decay, lo=0)
-        check_int("batch_size", self.batch_size, lo=1)
-        check_int("epochs", self.epochs, lo=1)
-        check_int("patience", self.patience, lo=1)
+        check_training(self, epochs="epochs")
         check_int("eval_every", self.eval_every, lo=1)
-        check_int("seed", self.seed, lo=0)
-        check_device("device", self.device)
 
 
 class SelfAttention(nn.Module):
@@ -296,7 +285,6 @@ def train_sasrec(data, cfg: SASRecConfig | None = None, out_dir=None, progress: 
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and (done := _finished(out, cfg, fingerprint)) is not None:
         return done
-    from tqdm import tqdm
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     model = SASRec(cfg, data.n_items).to(device)
@@ -309,7 +297,7 @@ def train_sasrec(data, cfg: SASRecConfig | None = None, out_dir=None, progress: 
         raise ValueError("data has no training windows (every user needs at least 4 clicks for one)")
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    records, best, best_state, bad = [], -np.inf, None, 0
+    records, stopper = [], EarlyStopping(cfg.patience)
     bar = tqdm(range(1, cfg.epochs + 1), desc="sasrec", disable=not progress)
     for epoch in bar:
         model.train()
@@ -326,25 +314,18 @@ def train_sasrec(data, cfg: SASRecConfig | None = None, out_dir=None, progress: 
             opt.step()
             total, count = total + loss.item() * int(keep.sum()), count + int(keep.sum())
         rec = {"epoch": epoch, "train_loss": total / count, "val_HR@10": float("nan"), "val_NDCG@10": float("nan")}
-        stop = False
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             m = evaluate_sasrec(model, data, "valid", ks=(10,))
             rec.update({"val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"]})
-            if m["NDCG@10"] > best:
-                best, best_state, bad = m["NDCG@10"], copy.deepcopy(model.state_dict()), 0
-            else:
-                bad += 1
-                stop = bad >= cfg.patience
+            stopper.update(model, m["NDCG@10"])
         rec["seconds"] = time.perf_counter() - t0
         records.append(rec)
         bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val_ndcg10=f"{rec['val_NDCG@10']:.4f}")
         if out is not None:
             atomic_save_df(pd.DataFrame(records), out / "history.csv", index=False)
-        if stop:
+        if stopper.stop:
             break
-    model.load_state_dict(best_state)
-    model.eval()
-    history = pd.DataFrame(records)
+    history = stopper.finish(model, records)
     if out is not None:
-        save_sasrec(model, out / "best.pt", data=fingerprint, best_val_ndcg10=float(best))
+        save_sasrec(model, out / "best.pt", data=fingerprint, best_val_ndcg10=float(stopper.best))
     return model, history

@@ -11,6 +11,7 @@ gather: ``trie.allowed(nodes)`` -> ``[B, V]`` booleans. No Python loop per beam 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,13 +166,15 @@ class Trie:
             nodes = self.step(nodes, prefixes[..., t])
         return nodes
 
+    def items_at(self, nodes: torch.Tensor) -> torch.Tensor:
+        """node ids [...] -> item ids [...] (-1 for the invalid node and for nodes that are not leaves)."""
+        return torch.where(nodes >= 0, self.leaf_item[nodes.clamp(min=0)], torch.full_like(nodes, NO_ITEM))
+
     def lookup(self, tuples: torch.Tensor) -> torch.Tensor:
         """tuples [..., length] -> item ids [...] (-1 = hallucination)."""
         if tuples.shape[-1] != self.length:
             raise ValueError(f"tuples must have length {self.length}, got shape={tuple(tuples.shape)}")
-        nodes = self.walk(tuples.to(self.device).long())
-        safe = nodes.clamp(min=0)
-        return torch.where(nodes >= 0, self.leaf_item[safe], torch.full_like(nodes, NO_ITEM))
+        return self.items_at(self.walk(tuples.to(self.device).long()))
 
 
 @dataclass
@@ -271,5 +274,4 @@ def build_semantic_ids(features: np.ndarray, cfg: SIDConfig | None = None) -> Se
 
 def sids_hash(sids: SemanticIDs) -> str:
     """Fingerprint of the item -> tuple mapping a checkpoint was trained with."""
-    import hashlib
     return hashlib.sha256(np.ascontiguousarray(sids.codes, dtype=np.int64).tobytes()).hexdigest()[:16]

@@ -1,1 +1,2 @@
-"""The reward: the ranker (a click model on impressions), its training, the reward RL calls, its reliability."""
+"""The reward: the ranker (a click model on impressions), its training, the rewards RL calls (ranker, SASRec,
+truth), the ranker's reliability."""

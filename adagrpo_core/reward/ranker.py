@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_device, check_int, check_range
+from ..checks import check_int, check_range, check_training
 from ..runtime import resolve_device
 from ..storage import atomic_torch_save, load_checkpoint
 
@@ -72,14 +72,8 @@ class RankerConfig:
             raise ValueError(f"mlp_hidden must be a tuple of positive ints, got mlp_hidden={self.mlp_hidden!r}")
         check_range("dropout", self.dropout, 0, 1, hi_open=True)
         check_int("max_history", self.max_history, lo=1)
-        check_range("lr", self.lr, lo=0, lo_open=True)
-        check_range("weight_decay", self.weight_decay, lo=0)
-        check_int("batch_size", self.batch_size, lo=1)
         check_int("group_size", self.group_size, lo=1)
-        check_int("max_epochs", self.max_epochs, lo=1)
-        check_int("patience", self.patience, lo=1)
-        check_int("seed", self.seed, lo=0)
-        check_device("device", self.device)
+        check_training(self, epochs="max_epochs")
 
 
 class Ranker(nn.Module):

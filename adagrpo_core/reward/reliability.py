@@ -12,9 +12,10 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..data.impressions import examined_rows, exposure_buckets, grouped_impressions
-from ..eval.metrics import auc, rowwise_spearman
 from ..checks import check_int
+from ..data.impressions import examined_rows, exposure_buckets, grouped_impressions
+from ..data.world import build_world
+from ..eval.metrics import auc, rowwise_spearman
 from ..runtime import torch_threads
 from .ranker import Ranker, RankerConfig
 from .training import train_ranker
@@ -170,7 +171,6 @@ def reliability_by_bias(biases, world_cfg, ranker_cfg: RankerConfig | None = Non
     One long DataFrame: exposure_bias, table ("auc" / "truth" / "pairwise"), bucket, metric, value;
     pivot it for display. The ranker's training summary is under table "train".
     """
-    from ..data.world import build_world
     ranker_cfg = ranker_cfg or RankerConfig()
     parts = []
     for b in biases:

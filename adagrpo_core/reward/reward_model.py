@@ -1,9 +1,11 @@
-"""The reward RL calls: the ranker's score of decoded semantic-ID tuples, and its one config.
+"""The reward RL calls: its config, the interface every reward shares, and the ranker's reward.
 
 :class:`RewardConfig` is the single owner of what the reward serves (the click probability or
 logit) and what an invalid tuple (a hallucination) gets; the RL trainer and the stratified
-analysis both read it. :func:`build_reward` returns the reward of a config's ``source``: the
-ranker (here), the world's truth (``truth_reward.py``) or a SASRec model (``sasrec_reward.py``).
+analysis both read it. :class:`TupleReward` is what every reward shares (decoding, input checks,
+the invalid-tuple reward); its subclasses are the ranker's (:class:`RewardModel`, here), the
+world's truth (``truth_reward.py``) and a SASRec model's (``sasrec_reward.py``);
+``sources.build_reward`` picks the one of a config's ``source``.
 """
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.interactions import NO_ITEM
 from ..checks import check_choice, check_int, check_range
+from ..data.interactions import NO_ITEM
 from .ranker import Ranker
 
 
@@ -48,10 +50,11 @@ class RewardConfig:
 
 
 class TupleReward:
-    """What GRPO calls: rewards of semantic-ID rollouts, r_ij = R(x_i, y_ij), from a model that
+    """What GRPO calls: rewards of semantic-ID rollouts, r_ij = R(x_i, y_ij), from something that
     scores items. Subclasses set ``self.device``, ``self.trie``, ``self.n_items``, ``self.output``
-    and ``self.invalid_reward``, and implement ``_score(history, items) -> [B, C]`` for checked
-    inputs; decoding, input checks and the invalid-tuple reward are here, once."""
+    and ``self.invalid_reward``, and implement ``_score(history, items, batch) -> [B, C]`` for
+    checked inputs (invalid items come as -1; their scores are replaced); decoding, input checks
+    and the invalid-tuple reward are here, once."""
 
     def _tensor(self, x) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device).long()
@@ -59,7 +62,7 @@ class TupleReward:
     @torch.no_grad()
     def score_items(self, history, items, batch=None) -> torch.Tensor:
         """history [B, H] (-1 pad), items [B, C] (-1 = invalid) -> rewards [B, C] float on the device.
-        ``batch`` is unused (the truth rewards need it; the models read the history)."""
+        ``batch``: the samples (an Examples); only the truth rewards read it, for the user states."""
         history, items = self._tensor(history), self._tensor(items)
         if history.ndim != 2 or items.ndim != 2 or history.shape[0] != items.shape[0]:
             raise ValueError(f"history must be [B, H] and items [B, C] with the same B, got "
@@ -68,7 +71,8 @@ class TupleReward:
             if x.numel() and (x.max() >= self.n_items or x.min() < NO_ITEM):
                 raise ValueError(f"{name} item ids must be in [-1, {self.n_items}), got range "
                                  f"[{int(x.min())}, {int(x.max())}]")
-        return fill_invalid(self._score(history, items).float(), items >= 0, self.output, self.invalid_reward)
+        scores = self._score(history, items, batch)   # filled at its own precision (the truth's float64), then float32
+        return fill_invalid(scores, items >= 0, self.output, self.invalid_reward).float()
 
     @torch.no_grad()
     def decode(self, tuples) -> torch.Tensor:
@@ -81,7 +85,7 @@ class TupleReward:
         tuples = self._tensor(tuples)
         if tuples.ndim != 3:
             raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
-        return self.score_items(history, self.decode(tuples))
+        return self.score_items(history, self.decode(tuples), batch)
 
 
 class RewardModel(TupleReward):
@@ -105,7 +109,7 @@ class RewardModel(TupleReward):
         if sids.n_items != ranker.n_items:
             raise ValueError(f"sids.n_items={sids.n_items} != ranker.n_items={ranker.n_items}")
 
-    def _score(self, history, items) -> torch.Tensor:
+    def _score(self, history, items, batch=None) -> torch.Tensor:
         """The ranker's click logit (or probability); only the last ``max_history`` history items
         are used, as in training."""
         s = self.ranker(history[:, -self.ranker.cfg.max_history:], items)        # [B, C]
@@ -126,17 +130,3 @@ def fill_invalid(s: torch.Tensor, valid: torch.Tensor, output: str, invalid_rewa
         fill = fill.expand_as(s)
     return torch.where(valid, s, fill)
 
-
-def build_reward(world, sids, ranker, cfg: RewardConfig, sasrec=None):
-    """The reward of ``cfg.source``: the ranker's (``ranker`` a trained Ranker), SASRec's
-    (``sasrec`` a trained SASRec, e.g. from ``pipeline.get_sasrec``), or the truth."""
-    if cfg.source == "ranker":
-        return RewardModel(ranker, sids, cfg)
-    if cfg.source == "sasrec":
-        if sasrec is None:
-            raise ValueError("reward source='sasrec' needs a trained SASRec model: pass sasrec= "
-                             "(pipeline.get_sasrec(data, SASRecConfig(...)) trains or loads one)")
-        from .sasrec_reward import SASRecReward
-        return SASRecReward(sasrec, sids, cfg)
-    from .truth_reward import TruthReward
-    return TruthReward(world, sids, cfg)

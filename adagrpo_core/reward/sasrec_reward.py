@@ -43,7 +43,7 @@ class SASRecReward(TupleReward):
         self.device = model.device
         self.trie = sids.trie.to(self.device)
 
-    def _score(self, history, items) -> torch.Tensor:
+    def _score(self, history, items, batch=None) -> torch.Tensor:
         """One SASRec pass per history, then the items' logits (or softmax probabilities)."""
         logits = self.model.score_all(history).float()                               # [B, N]
         if self.output == "prob":

@@ -6,16 +6,15 @@ is still the mean BCE over impression rows).
 """
 from __future__ import annotations
 
-import copy
 import time
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ..data.impressions import check_impression_log, grouped_impressions
 from ..eval.metrics import auc
+from ..model.early_stopping import EarlyStopping
 from ..runtime import resolve_device, seed_everything
 from .ranker import Ranker, RankerConfig, save_ranker
 
@@ -39,7 +38,6 @@ def train_ranker(data, cfg: RankerConfig | None = None, checkpoint_path=None, pr
     """
     cfg = cfg or RankerConfig()
     check_impression_log(data)
-    from tqdm import tqdm
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -58,7 +56,7 @@ def train_ranker(data, cfg: RankerConfig | None = None, checkpoint_path=None, pr
     gen = torch.Generator().manual_seed(cfg.seed)
     groups_per_batch = max(1, cfg.batch_size // cfg.group_size)
 
-    records, best_auc, best_state, bad = [], -np.inf, None, 0
+    records, stopper = [], EarlyStopping(cfg.patience)
     epochs = tqdm(range(cfg.max_epochs), desc="ranker", disable=not progress)
     for epoch in epochs:
         model.train()
@@ -78,21 +76,13 @@ def train_ranker(data, cfg: RankerConfig | None = None, checkpoint_path=None, pr
             count += m.sum()
         train_loss = float(total / count)
         v_auc = _grouped_auc(model, *valid_groups, eval_batch) if has_valid else float("nan")
-        improved = (not has_valid) or v_auc > best_auc
-        if improved:
-            best_auc = v_auc if has_valid else best_auc
-            best_state = copy.deepcopy(model.state_dict())
-            bad = 0
-        else:
-            bad += 1
+        improved = stopper.update(model, v_auc if has_valid else None)
         records.append({"epoch": epoch + 1, "train_loss": train_loss, "valid_auc": v_auc,
                         "best": improved, "seconds": time.perf_counter() - te})
         epochs.set_postfix(loss=f"{train_loss:.4f}", valid_auc=f"{v_auc:.4f}")
-        if bad >= cfg.patience:
+        if stopper.stop:
             break
-    model.load_state_dict(best_state)
-    model.eval()
-    history = pd.DataFrame(records)
+    history = stopper.finish(model, records)
     model.train_seconds = time.perf_counter() - t0
     model.history = history
     if checkpoint_path is not None:

@@ -10,9 +10,10 @@
   whose location is known.
 
 The reward needs each sample's user state, which the history alone does not give: the RL step
-passes the batch (``batch=``), and the reward looks up ``world.states_for(batch)``. Invalid
-tuples (hallucinations) get ``invalid_reward`` (default -1, below every probability; with
-``output="logit"`` the utility is served and the default is the row's lowest valid one minus 1).
+passes the batch (``batch=``), and the reward looks up ``world.states_for(batch)``. Decoding,
+the input checks and the reward of invalid tuples (hallucinations) are :class:`TupleReward`'s:
+``invalid_reward``, by default -1 (below every probability; with ``output="logit"`` the utility
+is served and the default is the row's lowest valid one minus 1).
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ import numpy as np
 import torch
 
 from ..data.impressions import exposure_buckets
-from .reward_model import RewardConfig
+from .reward_model import RewardConfig, TupleReward
 
 
-class TruthReward:
+class TruthReward(TupleReward):
     """True (optionally noisy) click probability as a reward. See the module docstring."""
 
     def __init__(self, world, sids, cfg: RewardConfig, n_buckets: int = 5, device="cpu"):
@@ -32,7 +33,8 @@ class TruthReward:
                              "this dataset has none (use source='ranker')")
         if sids.n_items != world.n_items:
             raise ValueError(f"sids.n_items={sids.n_items} != world.n_items={world.n_items}")
-        self.world, self.cfg, self.output = world, cfg, cfg.output
+        self.world, self.cfg, self.output, self.invalid_reward = world, cfg, cfg.output, cfg.invalid_reward
+        self.n_items = world.n_items
         self.device = torch.device(device)
         self.trie = sids.trie.to(self.device)
         noise = cfg.noise if cfg.source == "noisy_truth" else 0.0
@@ -41,29 +43,12 @@ class TruthReward:
         z = np.random.default_rng([cfg.noise_seed, 12345]).standard_normal(world.n_items)
         self.item_error = (noise * weight * z).astype(np.float32)                 # [n_items] utility error
 
-    @torch.no_grad()
-    def score_items(self, history, items, batch=None) -> torch.Tensor:
-        """items [B, C] (-1 = invalid) of the samples in ``batch`` -> rewards [B, C]."""
+    def _score(self, history, items, batch=None) -> torch.Tensor:
+        """The true utility (plus the item's error) of the items for the user states of ``batch``,
+        or its sigmoid; float64, as the world computes it (invalid items are scored as item 0)."""
         if batch is None:
             raise ValueError("a truth reward needs the batch (its user states): pass batch=")
-        items = np.asarray(items.cpu() if torch.is_tensor(items) else items, dtype=np.int64)
-        valid = items >= 0
-        safe = np.where(valid, items, 0)
+        safe = items.clamp(min=0).cpu().numpy()
         u = self.world.true_utility(self.world.states_for(batch), safe) + self.item_error[safe]
-        if self.output == "prob":
-            fill = -1.0 if self.cfg.invalid_reward is None else self.cfg.invalid_reward
-            r = np.where(valid, 1.0 / (1.0 + np.exp(-u)), fill)
-        else:
-            low = np.where(valid, u, np.inf).min(1, keepdims=True)
-            fill = np.where(np.isfinite(low), low - 1.0, -10.0) if self.cfg.invalid_reward is None \
-                else self.cfg.invalid_reward
-            r = np.where(valid, u, fill)
-        return torch.as_tensor(r, dtype=torch.float32, device=self.device)
-
-    @torch.no_grad()
-    def __call__(self, history, tuples, batch=None) -> torch.Tensor:
-        """tuples [B, G, L] of the samples in ``batch`` -> rewards [B, G]."""
-        tuples = torch.as_tensor(tuples, device=self.device).long()
-        if tuples.ndim != 3:
-            raise ValueError(f"tuples must be [B, G, L], got shape={tuple(tuples.shape)}")
-        return self.score_items(history, self.trie.lookup(tuples), batch)
+        r = 1.0 / (1.0 + np.exp(-u)) if self.output == "prob" else u
+        return torch.as_tensor(r, dtype=torch.float64, device=self.device)

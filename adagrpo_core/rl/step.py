@@ -25,8 +25,22 @@ from typing import Callable
 
 import torch
 
-from .gate import GateConfig, compute_gate, difficulty, discriminability, rank_agreement, sample_inbatch_negatives
-from .grpo import GRPOConfig, combine_losses, group_advantages, grpo_loss_per_sample, nll_per_sample
+from ..model.decoding import sample_rollouts
+from .gate import (
+    GateConfig,
+    compute_gate,
+    difficulty,
+    discriminability,
+    rank_agreement,
+    sample_inbatch_negatives,
+)
+from .grpo import (
+    GRPOConfig,
+    combine_losses,
+    group_advantages,
+    grpo_loss_per_sample,
+    nll_per_sample,
+)
 
 
 @dataclass
@@ -51,9 +65,8 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
 
     ``item_codes`` [n_items, Lp] maps items to tuples (on the model's device); ``true_utility(batch,
     items [B, G]) -> [B, G]`` is needed only by the oracle gate. ``all_rows=True`` gives every
-    sample's rollouts the differentiable pass, gated or not (the former step: the same loss and
-    gradients up to float rounding, at more cost; for the benchmark and the tests)."""
-    from ..model.decoding import sample_rollouts
+    sample's rollouts the differentiable pass, gated or not: the same loss and gradients up to
+    float rounding, at more cost (the reference of the benchmark and the tests)."""
     dev = model.device
     hist = torch.as_tensor(batch.history, device=dev)
     target = torch.as_tensor(batch.target, device=dev)

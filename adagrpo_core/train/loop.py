@@ -25,9 +25,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from ..checks import check_device, check_int, check_range
 from ..eval.evaluate import evaluate_policy
+from ..model.semantic_ids import sids_hash
 from ..runtime import rng_state, set_rng_state
 from ..storage import atomic_save_df, atomic_torch_save, load_checkpoint
 
@@ -121,7 +123,6 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
     ``last.pt`` (commit order); ``on_resume(step)`` restores them when a run resumes at ``step``.
     ``stop_after`` stops early at that step (to test resumption).
     """
-    from ..model.semantic_ids import sids_hash
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = sids_hash(sids)
@@ -148,7 +149,6 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
     n_per_epoch = max(1, n_examples // cfg.batch_size)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=step, desc=desc)
     since_ckpt = []
     model.train()

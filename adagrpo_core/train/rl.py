@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checks import check_int, check_range
+from ..checks import check_int
 from ..data.interactions import Interactions
 from ..eval.evaluate import evaluate_checkpoints, validation_subset
 from ..model.policy import SIDPolicy, load_policy

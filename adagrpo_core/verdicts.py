@@ -1,0 +1,188 @@
+"""What the numbers say: the text of each notebook's summary cell, computed from its tables.
+
+One function per notebook (02 to 07) takes the tables the notebook computed and returns the
+lines it prints; nothing in them is typed by hand. The verdicts themselves (which interval
+excludes 0, which tests pass Holm, which mixture dominates AdaGRPO) are separate functions, so
+that they can be tested on small tables. Two table fixes the notebooks apply before saving live
+here too: :func:`add_mixture_lam` (notebook 06) and :func:`zero_truth_noise` (notebook 07).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["ab_audit_verdict", "add_mixture_lam", "controls_verdict", "dominating_mixtures", "frontier_verdict",
+           "holm_significant", "interval_excludes_zero", "main_results_verdict", "sensitivity_verdict",
+           "stratified_verdict", "zero_truth_noise"]
+
+_MIXTURE = re.compile(r"^mix\(([^()]*)\)$")
+
+
+# ---------------------------------------------------------------------------------- table fixes
+def add_mixture_lam(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with a last column ``lam``: the fixed mixture's lambda read off its method name
+    (``mix(0.5)`` -> 0.5), NaN for every other method (notebook 06's frontier)."""
+    def lam(name):
+        m = _MIXTURE.match(str(name))
+        return float(m.group(1)) if m else np.nan
+    out = summary.copy()
+    out["lam"] = out.method.map(lam).astype(float)
+    return out
+
+
+def zero_truth_noise(gaps: pd.DataFrame) -> pd.DataFrame:
+    """``gaps`` (``experiments.gap_to_best_mixture``) with ``noise`` 0 on the noise-free truth
+    reward, so that the noise curve of notebook 07 starts at the truth."""
+    out = gaps.copy()
+    out["noise"] = np.where(out.reward == "truth", 0.0, out.noise).astype(float)
+    return out
+
+
+# ---------------------------------------------------------------------------------- verdicts
+def holm_significant(pooled: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """The rows of a pooled paired-test table whose Holm-adjusted p-value is below ``alpha``."""
+    return pooled[pooled.p_holm < alpha]
+
+
+def interval_excludes_zero(df: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
+    """(above, below): masks of the rows whose 95% interval ``column`` ± ``column_ci`` lies
+    entirely above 0, or entirely below. A missing half-width (one seed) excludes nothing."""
+    ci = df[column + "_ci"].fillna(np.inf)
+    return (df[column] - ci) > 0, (df[column] + ci) < 0
+
+
+def dominating_mixtures(summary: pd.DataFrame, metric: str, checkpoint: str, method: str = "adagrpo") -> list[str]:
+    """The fixed mixtures (rows with a ``lam``, see :func:`add_mixture_lam`) that beat ``method``
+    at ``checkpoint`` on both axes of the frontier: a higher ``metric`` and a lower hallucination
+    rate (point estimates)."""
+    s = summary[summary.checkpoint == checkpoint].set_index("method")
+    mix, a = s[s.lam.notna()], s.loc[method]
+    return list(mix[(mix[metric] > a[metric]) & (mix.halluc < a.halluc)].index)
+
+
+# ---------------------------------------------------------------------------------- 02
+def stratified_verdict(t1: pd.DataFrame, t3: pd.DataFrame, k: int, min_n: int = 20) -> list[str]:
+    """Notebook 02: the aggregate RM influence (Table 1), what a perfect ranker would change, and
+    the cells of Table 3 (with at least ``min_n`` samples) with the largest gain and loss."""
+    a = t1.iloc[0]
+    lines = [(f"Aggregate: HR@{k} {a[f'HR@{k}_llm']:.4f} in LLM order vs {a[f'HR@{k}_rm']:.4f} after the ranker's "
+              f"re-sort; influence {a.rm_influence:+.4f} [{a.ci_low:+.4f}, {a.ci_high:+.4f}], McNemar p = "
+              f"{a.mcnemar_p:.3g} ({int(a.llm_only_hits)} hits lost, {int(a.rm_only_hits)} gained).")]
+    if "truth_influence" in a:
+        lines.append(f"A perfect ranker (true utility) would change HR@{k} by {a.truth_influence:+.4f}.")
+    cells = t3[t3.n >= min_n]
+    if len(cells):
+        best, worst = cells.loc[cells.rm_influence.idxmax()], cells.loc[cells.rm_influence.idxmin()]
+        for name, c in (("largest gain", best), ("largest loss", worst)):
+            lines.append(f"{name}: difficulty {c.difficulty_q}, discriminability {c.discrim_q}: {c.rm_influence:+.4f} "
+                         f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}], n = {int(c.n)}, McNemar p = {c.mcnemar_p:.3g}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------- 03
+def main_results_verdict(summary: pd.DataFrame, pooled: pd.DataFrame, hr_k: int, n_seeds: int,
+                         alpha: float = 0.05) -> list[str]:
+    """Notebook 03: the method with the highest best-checkpoint HR@K, the range over methods, and
+    each pooled paired test with its Holm-adjusted verdict at ``alpha``."""
+    best = summary[summary.checkpoint == "best"].set_index("method")
+    m = f"HR@{hr_k}"
+    top = best[m].idxmax()
+    lines = [(f"Best-checkpoint {m}: highest {top} {best.loc[top, m]:.4f} ± {best.loc[top, m + '_ci']:.4f}; "
+              f"range over methods {best[m].min():.4f} to {best[m].max():.4f} ({n_seeds} seeds).")]
+    for _, r in pooled.iterrows():
+        verdict = "significant" if r.p_holm < alpha else "not significant"
+        lines.append(f"{r.method} vs {r.reference} ({r.checkpoint}): diff {r['diff']:+.4f}, discordant hits "
+                     f"{int(r.method_only_hits)}/{int(r.reference_only_hits)}, pooled McNemar p = {r.mcnemar_p:.3g}, "
+                     f"Holm-adjusted over {len(pooled)} tests {r.p_holm:.3g} ({verdict} at {alpha:g})")
+    return lines
+
+
+# ---------------------------------------------------------------------------------- 04
+def controls_verdict(summary: pd.DataFrame, pooled: pd.DataFrame, names: list[str], hr_k: int,
+                     alpha: float = 0.05) -> list[str]:
+    """Notebook 04: AdaGRPO's best-checkpoint HR@K and admission rate, each control's (``names``
+    after the first, AdaGRPO), and the pooled comparisons significant after Holm correction."""
+    m = f"HR@{hr_k}"
+    b = summary[summary.checkpoint == "best"].set_index("method")
+    lines = [(f"AdaGRPO best-checkpoint {m} {b.loc['adagrpo', m]:.4f} ± {b.loc['adagrpo', m + '_ci']:.4f} "
+              f"at admission rate {b.loc['adagrpo', 'admission_rate']:.3f}.")]
+    for n in names[1:]:
+        if n in b.index:
+            lines.append(f"  {n:<22} {m} {b.loc[n, m]:.4f} ± {b.loc[n, m + '_ci']:.4f}, "
+                         f"admission {b.loc[n, 'admission_rate']:.3f}")
+    sig = holm_significant(pooled, alpha)
+    lines.append(f"{len(sig)} of {len(pooled)} pooled paired comparisons are significant after Holm correction"
+                 + (": " + "; ".join(f"adagrpo vs {r.reference} ({r.checkpoint}, diff {r['diff']:+.4f})"
+                                     for _, r in sig.iterrows()) if len(sig) else "."))
+    return lines
+
+
+# ---------------------------------------------------------------------------------- 05
+def sensitivity_verdict(table: pd.DataFrame, n_seeds: int, grid_note: str) -> list[str]:
+    """Notebook 05: at how many sweep points AdaGRPO's gain over the random gate at the same rate
+    has a 95% interval above 0 (and which), below 0, and the same counts against the rate-matched
+    mixture and, on the simulated world, for the simulated CTR."""
+    ok = table.dropna(subset=["gain_vs_random"])
+    above, below = interval_excludes_zero(ok, "gain_vs_random")
+    win, lose = ok[above], ok[below]
+    lines = [f"{len(ok)} points with a matched random control ({n_seeds} seeds, {grid_note}).",
+             f"AdaGRPO beats random gating at the same rate (95% CI above 0) at {len(win)} points"
+             + (": " + "; ".join(f"{r.sweep} {r.get('tau', '')} {r.get('rho', '')} gain {r.gain_vs_random:+.4f}"
+                                 for _, r in win.iterrows()) if len(win) else "")
+             + f"; loses at {len(lose)}; the rest are within noise."]
+    mp = ok.dropna(subset=["gain_vs_mixp"])
+    up, down = interval_excludes_zero(mp, "gain_vs_mixp")
+    lines.append(f"Against the rate-matched mixture: above at {int(up.sum())} of {len(mp)} points, "
+                 f"below at {int(down.sum())}.")
+    if "ctr_gain_vs_random" in ok:
+        c = ok.dropna(subset=["ctr_gain_vs_random"])
+        up, down = interval_excludes_zero(c, "ctr_gain_vs_random")
+        lines.append(f"Simulated CTR: AdaGRPO above random gating at the same rate at {int(up.sum())} of {len(c)} "
+                     f"points, below at {int(down.sum())}.")
+    return lines
+
+
+# ---------------------------------------------------------------------------------- 06
+def frontier_verdict(summary: pd.DataFrame, hr_k: int) -> list[str]:
+    """Notebook 06: per metric (HR@K, and the simulated CTR where present) and checkpoint,
+    AdaGRPO's point against the span of the mixtures, and which mixtures dominate it
+    (:func:`dominating_mixtures`). ``summary`` carries ``lam`` (:func:`add_mixture_lam`)."""
+    lines = []
+    for m in [f"HR@{hr_k}"] + (["sim_ctr"] if "sim_ctr" in summary else []):
+        for ckpt in ("best", "final"):
+            s = summary[summary.checkpoint == ckpt].set_index("method")
+            mix, a = s[s.lam.notna()], s.loc["adagrpo"]
+            dominating = dominating_mixtures(summary, m, ckpt)
+            lines.append(f"{m}, {ckpt}: AdaGRPO {m} {a[m]:.4f} ± {a[m + '_ci']:.4f}, hallucination {a.halluc:.4f}; "
+                         f"mixtures span {m} {mix[m].min():.4f}-{mix[m].max():.4f} and hallucination "
+                         f"{mix.halluc.min():.4f}-{mix.halluc.max():.4f}. "
+                         + ("AdaGRPO is dominated by " + ", ".join(dominating) if dominating
+                            else "No mixture beats AdaGRPO on both axes (point estimates; the intervals overlap)."))
+    return lines
+
+
+# ---------------------------------------------------------------------------------- 07
+def ab_audit_verdict(ref: pd.DataFrame, pooled: pd.DataFrame, gaps: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
+    """Notebook 07: the reference policies' simulated CTR, each method against nll (best
+    checkpoint; the CTR difference and its share of the SFT-to-ceiling gap), AdaGRPO minus the
+    best fixed mixture per reward source, and each gate's rank agreement admitted vs rejected."""
+    t = ref.set_index("policy")["sim_ctr"]
+    lines = [(f"Simulated CTR: logging {t['logging']:.4f}, most popular {t['most-popular']:.4f}, SFT {t['sft']:.4f}, "
+              f"ranker top-10 {t['ranker top-10']:.4f}, ceiling {t['ceiling (true utility)']:.4f}.")]
+    gap = t["ceiling (true utility)"] - t["sft"]
+    for _, r in pooled[(pooled.checkpoint == "best") & (pooled.reference == "nll")].iterrows():
+        if "sim_ctr_diff" in r and pd.notna(r.sim_ctr_diff):
+            lines.append(f"  {r.method:<22} sim CTR vs nll {r.sim_ctr_diff:+.4f} [{r.sim_ctr_ci_low:+.4f}, "
+                         f"{r.sim_ctr_ci_high:+.4f}] over users, ± {r.sim_ctr_seed_ci:.4f} over seeds (a gain worth "
+                         f"{r.sim_ctr_diff / gap:.1%} of the SFT-to-ceiling gap)")
+    for _, r in gaps.iterrows():
+        lines.append(f"reward {r.reward}: {r.metric} AdaGRPO - {r.best_mixture} = {r.gap:+.4f} ± {r.gap_ci:.4f} "
+                     f"({int(r.seeds)} seeds)")
+    a = acc.set_index("method")
+    for m in a.index:
+        lines.append(f"{m:<22} admits {a.loc[m, 'admitted']:.3f}; rank agreement admitted {a.loc[m, 'agree_adm']:.3f} "
+                     f"vs rejected {a.loc[m, 'agree_rej']:.3f} (difference {a.loc[m, 'agree_diff']:+.3f} "
+                     f"± {a.loc[m, 'agree_diff_ci']:.3f})")
+    return lines
