@@ -266,7 +266,7 @@ def test_bad_attributes_file_names_the_file(tmp_path, data, match):
 
 
 def test_negative_attribute_id_never_wraps_around(tmp_path):
-    """A negative attribute id used to index the last column silently (numpy wrap-around)."""
+    """A negative attribute id is an error, not a silent index of the last column (numpy wrap-around)."""
     seq = write(tmp_path, "s.txt", "1 1 2 3\n2 2 3 1\n")
     attrs = write(tmp_path, "a.json", json.dumps({"1": [0, 1], "2": [2, -1], "3": [1]}))
     with pytest.raises(ValueError, match=r"a\.json: item 2: .* got \[2, -1\]"):
@@ -326,7 +326,7 @@ def test_draw_excluding_is_q_renormalised_without_the_excluded_item():
 
 
 def test_ranker_trains_on_a_sequences_only_file(tmp_path):
-    """Without an attributes file there are no categories; the ranker used to refuse the -1s."""
+    """Without an attributes file there are no categories (all -1); the ranker still trains."""
     rng = np.random.default_rng(0)
     lines = [f"{u + 1} " + " ".join(map(str, rng.integers(1, 21, 6))) for u in range(30)]
     data = load_sequences_dataset(write(tmp_path, "seq.txt", "\n".join(lines) + "\n"), feature_dim=8)

@@ -108,6 +108,30 @@ def test_text_notebook_and_ipynb_agree(text):
     assert notebook_defaults(text) == notebook_defaults(text.with_suffix(".ipynb"))
 
 
+def _parameter_lines(path: Path) -> dict[str, str]:
+    """{parameter: its whole line (value and comment)} of a text notebook's parameters cell."""
+    lines, inside = {}, False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# %%"):
+            if inside:
+                break
+            inside = 'tags=["parameters"]' in line
+        elif inside and "=" in line and not line.startswith("#"):
+            lines[line.split("=")[0].strip()] = line
+    return lines
+
+
+def test_shared_parameters_read_the_same_in_every_notebook():
+    """A papermill parameters cell holds its own literals, so the parameters every notebook shares
+    (where things go, threads, seeds, jobs ...) repeat; they must repeat identically."""
+    shared = {}
+    for path in TEXT_NOTEBOOKS:
+        for name, line in _parameter_lines(path).items():
+            shared.setdefault(name, {}).setdefault(line, []).append(path.stem)
+    for name in ("profile", "sequences", "out_dir", "cache_dir", "threads", "runs_dir", "steps", "scheduler"):
+        assert len(shared[name]) == 1, f"parameter {name} differs between notebooks: {shared[name]}"
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_notebook_has_no_outputs(nb):
     cells = nbformat.read(nb, as_version=4).cells

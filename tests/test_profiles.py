@@ -1,7 +1,6 @@
 """What each profile runs: the reduced lists of the quick profile, the real-data method lists, the
 notebooks' dataset parameters and where a dataset's tables go."""
 from dataclasses import replace
-from pathlib import Path
 
 import pandas as pd
 import pytest

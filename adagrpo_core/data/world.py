@@ -19,8 +19,8 @@ Generative story (all vectorised over users; one loop over time steps):
   examined item that attracts them (probability sigmoid(utility)), and stops.
 * Taste drifts toward what was clicked: ``u <- (1 - taste_drift) u + taste_drift v_item + noise``.
 
-Why these defaults (the calibrated world; ``WorldConfig.saturated()`` keeps the old one, where
-99.7% of slates got a click and no reward, not even the truth, could move the metrics):
+Why these defaults (the calibrated world; ``WorldConfig.saturated()`` is a world where 99.7% of
+slates get a click and no reward, not even the truth, can move the metrics):
 
 * a low click rate (``utility_offset = -8``): about 7% of logged slates get a click and the
   median user state's best item is clicked with probability ~0.16, so the *choice* of items
@@ -58,7 +58,7 @@ from .interactions import Interactions
 @dataclass
 class WorldConfig:
     """Simulated world (the calibrated defaults: see the module docstring). ``quick()``, ``full()``,
-    ``tiny()`` and ``saturated()`` (the old, saturated default) are the presets."""
+    ``tiny()`` and ``saturated()`` (a saturated world: nearly every slate is clicked) are the presets."""
 
     n_users: int = 3000
     """Users simulated (users with fewer than min_clicks clicks are dropped)."""
