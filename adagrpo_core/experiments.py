@@ -281,6 +281,14 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["quantity", "value", "target", "met"])
 
 
+def reward_label(rc) -> str:
+    """A reward's name in tables: its source, with the noise of noisy_truth and a non-zero exposure
+    bias: ``ranker``, ``truth``, ``noisy_truth(3)``, ``truth(bias=4)``."""
+    label = rc.source if rc.source != "noisy_truth" else f"noisy_truth({rc.noise:g})"
+    return label if rc.bias == 0 else f"{label[:-1]}, bias={rc.bias:g})" if label.endswith(")") \
+        else f"{label}(bias={rc.bias:g})"
+
+
 def reward_sources(profile: Profile, rewards: list, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
                    jobs: int = 1, scheduler: str | None = None) -> pd.DataFrame:
     """The same methods trained with each reward (RewardConfig) in ``rewards``; result rows with
@@ -289,8 +297,7 @@ def reward_sources(profile: Profile, rewards: list, methods: list[MethodSpec], s
     for rc in rewards:
         rows, _ = main_results(replace(profile, reward=rc), methods=methods, seeds=seeds, out_root=out_root,
                                cache_dir=cache_dir, jobs=jobs, scheduler=scheduler)
-        label = rc.source if rc.source != "noisy_truth" else f"noisy_truth({rc.noise:g})"
-        parts.append(rows.assign(reward=label, noise=rc.noise if rc.source == "noisy_truth" else 0.0))
+        parts.append(rows.assign(reward=reward_label(rc), noise=rc.noise if rc.source == "noisy_truth" else 0.0))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -123,3 +123,13 @@ def exposure_buckets(data, n_buckets: int = 5):
     bucket = np.empty(data.n_items, dtype=np.int64)
     bucket[order] = np.arange(data.n_items) * n_buckets // data.n_items
     return bucket, counts
+
+
+def exposure_z(data) -> np.ndarray:
+    """z_i: each item's standardised log exposure, (x_i - mean x) / std x with x_i = log(1 + train
+    impressions of item i), over every item of the catalogue. [n_items] float64; all 0 when every
+    item has the same exposure."""
+    _, counts = exposure_buckets(data, 1)
+    x = np.log1p(counts.astype(np.float64))
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)

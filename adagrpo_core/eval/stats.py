@@ -1,5 +1,6 @@
 """Every statistic of the package, from scipy and statsmodels: the t-interval over seeds, the
-percentile bootstrap (one sample and paired), the exact McNemar test and the Holm correction."""
+percentile bootstrap (one sample and paired), the exact McNemar test, the Holm correction and the
+simple least-squares line."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,3 +56,19 @@ def holm(pvalues) -> np.ndarray:
     """Holm-adjusted p-values (family-wise error control; statsmodels' multipletests)."""
     p = np.asarray(pvalues, dtype=float)
     return multipletests(p, method="holm")[1] if len(p) else p
+
+
+def simple_ols(y, x) -> dict:
+    """Least-squares line y = intercept + slope x over paired samples (any shape, flattened):
+    slope = cov(x, y) / var(x), intercept = mean y - slope mean x, and the residual standard
+    deviation sqrt(sum r^2 / (n - 2)) (scipy.stats.linregress; NaN slope when x is constant)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape or len(x) < 3:
+        raise ValueError(f"simple_ols needs at least 3 paired samples, got x of {x.shape} and y of {y.shape}")
+    if np.ptp(x) == 0:
+        return {"slope": float("nan"), "intercept": float(y.mean()), "resid_std": float(y.std(ddof=1)), "n": len(x)}
+    fit = stats.linregress(x, y)
+    resid = y - (fit.intercept + fit.slope * x)
+    return {"slope": float(fit.slope), "intercept": float(fit.intercept),
+            "resid_std": float(np.sqrt((resid ** 2).sum() / (len(x) - 2))), "n": len(x)}

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from ..checks import check_int
-from ..data.impressions import examined_rows, exposure_buckets, grouped_impressions
+from ..data.impressions import examined_rows, exposure_buckets, exposure_z, grouped_impressions
 from ..data.world import build_world
 from ..eval.metrics import auc, rowwise_spearman
+from ..eval.stats import simple_ols
 from ..runtime import torch_threads
 from .ranker import Ranker, RankerConfig
 from .training import train_ranker
@@ -185,3 +186,42 @@ def reliability_by_bias(biases, world_cfg, ranker_cfg: RankerConfig | None = Non
             long.insert(0, "exposure_bias", float(b))
             parts.append(long)
     return pd.concat(parts, ignore_index=True)
+
+
+def effective_bias_noise(reward_logit, true_utility, z) -> dict:
+    """Where a reward sits on the reward-error axes, by one formula for every reward: regress
+    (reward logit - true utility) on the items' standardised log exposure z with an intercept,
+    over user states x items. ``reward_logit`` and ``true_utility`` are [S, N] (S user states, N
+    items), ``z`` [N]. The slope is the reward's **effective bias** (> 0: it over-credits often
+    shown items), the residual std its **effective noise**; also the intercept, the correlation of
+    the reward with the truth over all pairs and n."""
+    r = np.asarray(reward_logit, dtype=np.float64)
+    u = np.asarray(true_utility, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    if r.ndim != 2 or r.shape != u.shape or z.shape != (r.shape[1],):
+        raise ValueError(f"reward_logit and true_utility must be [S, N] and z [N], got {r.shape}, {u.shape}, {z.shape}")
+    fit = simple_ols(r - u, np.broadcast_to(z, r.shape))
+    corr = float(np.corrcoef(r.reshape(-1), u.reshape(-1))[0, 1])
+    return {"effective_bias": fit["slope"], "effective_noise": fit["resid_std"], "intercept": fit["intercept"],
+            "truth_corr": corr, "n": fit["n"]}
+
+
+def place_reward(world, reward, n_states: int = 500, seed: int = 0, max_history: int = 20,
+                 batch_size: int = 50) -> dict:
+    """:func:`effective_bias_noise` of a reward (anything with ``score_items(history, items, batch)``
+    serving logits: ``RewardConfig(output="logit")``) over ``n_states`` test user states drawn with
+    ``seed`` and every item of the catalogue, against the simulated world's true utility."""
+    if not _has_truth(world):
+        raise ValueError("placing a reward needs the simulated world's true utility; this dataset has none")
+    check_int("n_states", n_states, lo=1)
+    test = world.examples("test", max_history)
+    pick = np.sort(np.random.default_rng(seed).choice(len(test), min(n_states, len(test)), replace=False))
+    ex = test.subset(pick)
+    items = np.arange(world.n_items)
+    logits, truth = [], []
+    for s in range(0, len(ex), batch_size):
+        b = ex.subset(np.arange(s, min(s + batch_size, len(ex))))
+        grid = np.tile(items, (len(b), 1))                                        # [b, N]
+        logits.append(reward.score_items(b.history, grid, batch=b).double().cpu().numpy())
+        truth.append(world.true_utility(world.states_for(b), grid))
+    return effective_bias_noise(np.concatenate(logits), np.concatenate(truth), exposure_z(world))

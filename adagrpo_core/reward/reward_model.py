@@ -32,6 +32,10 @@ class RewardConfig:
     """noisy_truth: std of the per-item utility error on the rarest items (scaled down to 0 on the most shown)."""
     noise_seed: int = 0
     """noisy_truth: seed of the per-item errors."""
+    bias: float = 0.0
+    """truth / noisy_truth: systematic exposure bias, the utility shifted by ``bias * z_i`` (z_i: the
+    item's standardised log train exposure); > 0 over-credits often shown items, < 0 rarely shown
+    ones; 0 is the truth."""
     output: str = "prob"
     """'prob' (a probability, in [0, 1]) or 'logit' (the click logit / true utility / SASRec's next-item logit)."""
     invalid_reward: float | None = None
@@ -44,6 +48,10 @@ class RewardConfig:
             raise ValueError(f"noise applies to source='noisy_truth' only, got noise={self.noise!r} "
                              f"with source={self.source!r}")
         check_int("noise_seed", self.noise_seed, lo=0)
+        check_range("bias", self.bias)
+        if self.bias != 0 and self.source not in ("truth", "noisy_truth"):
+            raise ValueError(f"bias applies to source='truth' or 'noisy_truth' only, got bias={self.bias!r} "
+                             f"with source={self.source!r}")
         check_choice("output", self.output, ("logit", "prob"))
         if self.invalid_reward is not None:
             check_range("invalid_reward", self.invalid_reward)

@@ -8,6 +8,10 @@
   and ``f(b) = (n_buckets - 1 - b) / (n_buckets - 1)`` for the item's train-exposure bucket b
   (f = 1 on the rarest fifth, 0 on the most shown). The gate can then be tested against noise
   whose location is known.
+* ``bias`` (either source): a systematic error tied to exposure, ``sigmoid(u + bias * z_e(i))``
+  with z_e(i) the item's standardised log(1 + train impressions): a reward that, like a ranker
+  fit to exposure-biased logs, credits items by how often the logging policy showed them
+  (``bias > 0`` over-credits often shown items, ``bias < 0`` rarely shown ones).
 
 The reward needs each sample's user state, which the history alone does not give: the RL step
 passes the batch (``batch=``), and the reward looks up ``world.states_for(batch)``. Decoding,
@@ -20,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data.impressions import exposure_buckets
+from ..data.impressions import exposure_buckets, exposure_z
 from .reward_model import RewardConfig, TupleReward
 
 
@@ -41,7 +45,8 @@ class TruthReward(TupleReward):
         bucket, _ = exposure_buckets(world, n_buckets)
         weight = (n_buckets - 1 - bucket) / max(n_buckets - 1, 1)                 # 1 rarest .. 0 most shown
         z = np.random.default_rng([cfg.noise_seed, 12345]).standard_normal(world.n_items)
-        self.item_error = (noise * weight * z).astype(np.float32)                 # [n_items] utility error
+        shift = cfg.bias * exposure_z(world)                                      # [n_items] systematic error
+        self.item_error = (noise * weight * z + shift).astype(np.float32)         # [n_items] utility error
 
     def _score(self, history, items, batch=None) -> torch.Tensor:
         """The true utility (plus the item's error) of the items for the user states of ``batch``,
