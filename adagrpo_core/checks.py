@@ -58,7 +58,6 @@ def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = Non
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {name}={value!r}")
 
 
-
 def check_transformer(cfg) -> None:
     """A transformer config's size and dropout: ``n_layer``, ``n_head`` and ``n_embd`` positive ints,
     ``n_head`` dividing ``n_embd``, ``dropout`` in [0, 1)."""

@@ -284,9 +284,8 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
 def reward_label(rc) -> str:
     """A reward's name in tables: its source, with the noise of noisy_truth and a non-zero exposure
     bias: ``ranker``, ``truth``, ``noisy_truth(3)``, ``truth(bias=4)``."""
-    label = rc.source if rc.source != "noisy_truth" else f"noisy_truth({rc.noise:g})"
-    return label if rc.bias == 0 else f"{label[:-1]}, bias={rc.bias:g})" if label.endswith(")") \
-        else f"{label}(bias={rc.bias:g})"
+    dials = ([f"{rc.noise:g}"] if rc.source == "noisy_truth" else []) + ([f"bias={rc.bias:g}"] if rc.bias else [])
+    return f"{rc.source}({', '.join(dials)})" if dials else rc.source
 
 
 def reward_sources(profile: Profile, rewards: list, methods: list[MethodSpec], seeds, out_root, cache_dir=None,

@@ -108,6 +108,12 @@ def grouped_impressions(data, split: str, max_history: int, group_size: int):
     return history, items, labels, rows
 
 
+def train_exposure(data) -> np.ndarray:
+    """Impressions of each item in the train split: [n_items] ints."""
+    imp = data.impressions
+    return np.bincount(imp["item"].to_numpy()[(imp["split"] == "train").to_numpy()], minlength=data.n_items)
+
+
 def exposure_buckets(data, n_buckets: int = 5):
     """Equal-sized item buckets by impression count in the train split (bucket 0 = rarest).
 
@@ -116,9 +122,7 @@ def exposure_buckets(data, n_buckets: int = 5):
     Returns (bucket [n_items], counts [n_items]).
     """
     check_int("n_buckets", n_buckets, lo=1, hi=int(data.n_items))
-    imp = data.impressions
-    counts = np.bincount(imp["item"].to_numpy()[(imp["split"] == "train").to_numpy()],
-                         minlength=data.n_items)
+    counts = train_exposure(data)
     order = np.argsort(counts, kind="stable")
     bucket = np.empty(data.n_items, dtype=np.int64)
     bucket[order] = np.arange(data.n_items) * n_buckets // data.n_items
@@ -129,7 +133,6 @@ def exposure_z(data) -> np.ndarray:
     """z_i: each item's standardised log exposure, (x_i - mean x) / std x with x_i = log(1 + train
     impressions of item i), over every item of the catalogue. [n_items] float64; all 0 when every
     item has the same exposure."""
-    _, counts = exposure_buckets(data, 1)
-    x = np.log1p(counts.astype(np.float64))
+    x = np.log1p(train_exposure(data).astype(np.float64))
     sd = x.std()
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
