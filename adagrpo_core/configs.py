@@ -60,6 +60,17 @@ class SuiteConfig:
     """Notebook 05: (taus, rhos) of the tau x rho grid."""
     lam_normalize: tuple = ("batch", "admitted")
     """Notebook 05: the normalize modes under which lambda is swept again."""
+    phase_dials: list = field(default_factory=lambda: ["bias", "noise", "ranker_log"])
+    """Notebook 08: the reward-error dials of the phase diagram (``phase.DIALS``)."""
+    phase_values: dict = field(default_factory=lambda: {
+        "bias": [-4.0, -2.0, 0.0, 2.0, 4.0, 8.0], "noise": [0.0, 1.0, 3.0, 6.0, 10.0],
+        "ranker_log": [0.5, 0.7, 0.85, 0.95, 0.99]})
+    """Notebook 08: each dial's values {dial: [values]}."""
+    phase_methods: list = field(default_factory=lambda: [
+        "nll", "mix(0.5)", "mix(1)", "adagrpo", "random", "discriminability-only", "inverse", "oracle"])
+    """Notebook 08: the methods trained at every dial value (oracle: at each of oracle_thresholds)."""
+    placement_logging_biases: list = field(default_factory=lambda: [0.5, 0.7, 0.85, 0.95, 0.99])
+    """Notebook 08: logging biases of the retrained rankers placed beside the default one."""
     grid: str = "full grid"
     """How tables name these grids ("full grid", "reduced grid", "smoke grid")."""
     smoke: bool = False
@@ -77,6 +88,12 @@ class SuiteConfig:
         for name in ("frontier_lams", "noise_levels", "mix_lams"):
             for x in getattr(self, name):
                 check_range(name, x, lo=0.0)
+        for dial in self.phase_dials:
+            if dial not in self.phase_values or not self.phase_values[dial]:
+                raise ValueError(f"phase_values must give values for every dial of phase_dials, got no values for "
+                                 f"{dial!r} in phase_values={self.phase_values!r}")
+        for b in self.placement_logging_biases:
+            check_range("placement_logging_biases", b, 0.0, 1.0)
         if len(self.tau_rho_grid) != 2:
             raise ValueError(f"tau_rho_grid must be (taus, rhos), got tau_rho_grid={self.tau_rho_grid!r}")
 
@@ -84,15 +101,20 @@ class SuiteConfig:
     def reduced(cls) -> "SuiteConfig":
         """The quick profile's lists, sized so that the whole suite runs in 15 minutes on 2 cores:
         tau and rho move only in a 2 x 2 grid (their one-knob tables are read off it); lambda, M and
-        G one value each away from the operating point; one oracle threshold, one noise level."""
+        G one value each away from the operating point (lambda under the batch normalisation only);
+        one oracle threshold, one noise level; the phase diagram on the bias dial at 0 and 4 with
+        four methods, and only the default ranker placed."""
         return cls(oracle_thresholds=[0.5], noise_levels=[3.0], mix_lams=[1.0],
                    sweep_grids={"lam": [2.0], "num_negatives": [0], "num_generations": [4]},
-                   tau_rho_grid=((0.25, 0.75), (0.25, 0.75)), lam_normalize=("admitted",), grid="reduced grid")
+                   tau_rho_grid=((0.25, 0.75), (0.25, 0.75)), lam_normalize=(), grid="reduced grid",
+                   phase_dials=["bias"], phase_values={"bias": [0.0, 4.0]},
+                   phase_methods=["nll", "mix(1)", "adagrpo", "random"], placement_logging_biases=[])
 
     @classmethod
     def real(cls) -> "SuiteConfig":
         """A real dataset's lists: no oracle and no noisy truth (there is no truth), three mixtures."""
-        return cls(oracle_thresholds=[], noise_levels=[], mix_lams=[1.0], frontier_lams=[0.1, 0.5, 1.0])
+        return cls(oracle_thresholds=[], noise_levels=[], mix_lams=[1.0], frontier_lams=[0.1, 0.5, 1.0],
+                   phase_dials=[], phase_values={}, placement_logging_biases=[])
 
     def default(self, knob: str, value=None):
         """``value`` when given (a notebook parameter), else this suite's ``knob``."""
@@ -201,7 +223,8 @@ def get_profile(name: str) -> Profile:
                        ranker=RankerConfig(max_epochs=2), grpo=GRPOConfig(num_generations=4),
                        rl=RLConfig(steps=4, batch_size=16, ckpt_every=2, eval_samples=50, test_samples=100),
                        suite=replace(SuiteConfig.reduced(), sweep_grids={"tau": [0.0, 0.9], "lam": [0.5]},
-                                     tau_rho_grid=((0.25,), (0.25, 0.75)), grid="smoke grid", smoke=True))
+                                     tau_rho_grid=((0.25,), (0.25, 0.75)), lam_normalize=("admitted",), grid="smoke grid",
+                                     smoke=True))
     if name == "amazon":
         # Amazon Beauty; the files come from $ADAGRPO_AMAZON_DIR or a verified download. The ranker
         # learns from semi-synthetic exposure (see data/amazon.py). The IDs are RQ-KMeans codes of

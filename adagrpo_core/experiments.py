@@ -282,9 +282,12 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
 
 
 def reward_label(rc) -> str:
-    """A reward's name in tables: its source, with the noise of noisy_truth and a non-zero exposure
-    bias: ``ranker``, ``truth``, ``noisy_truth(3)``, ``truth(bias=4)``."""
+    """A reward's name in tables: its source, with the noise of noisy_truth, a non-zero exposure
+    bias and a re-logged ranker's log: ``ranker``, ``truth``, ``noisy_truth(3)``, ``truth(bias=4)``,
+    ``ranker(log bias=0.95, share=0.5)``."""
     dials = ([f"{rc.noise:g}"] if rc.source == "noisy_truth" else []) + ([f"bias={rc.bias:g}"] if rc.bias else [])
+    dials += [f"log bias={rc.ranker_logging_bias:g}"] if rc.ranker_logging_bias is not None else []
+    dials += [f"share={rc.ranker_log_share:g}"] if rc.ranker_log_share < 1 else []
     return f"{rc.source}({', '.join(dials)})" if dials else rc.source
 
 

@@ -39,7 +39,8 @@ _PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "thread
 """Parameters that change where or how fast a notebook runs, never its numbers."""
 
 SUITE_PARAMETERS = {"seeds": "seeds", "oracle_thresholds": "oracle_thresholds", "lams": "frontier_lams",
-                    "noise_levels": "noise_levels", "mix_lams": "mix_lams", "grids": "sweep_grids"}
+                    "noise_levels": "noise_levels", "mix_lams": "mix_lams", "grids": "sweep_grids",
+                    "methods": "phase_methods", "placement_logging_biases": "placement_logging_biases"}
 """Notebook parameter -> the field of ``Profile.suite`` that its None value stands for."""
 
 SEEDS_FIELD = {"03_main_results": "main_seeds"}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .configs import SuiteConfig, get_profile
 from .data.amazon import AmazonConfig
+from .data.relog import relogged_world
 from .data.sequences import EmbeddingConfig, SequencesConfig
 from .data.world import WorldConfig, build_world
 from .model.datasets import amazon_semantic_ids, load_amazon, load_sequences, sequences_semantic_ids
@@ -101,9 +102,16 @@ def _sft_dir(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTCon
     return Path(cache_dir or default_cache_dir()) / "sft" / key
 
 
-def _ranker_path(world, ranker_cfg, cache_dir=None, world_key: str | None = None) -> Path:
-    """The cache file of a trained ranker (its key: data and ranker config)."""
-    key = config_hash(world_key or data_key(world.cfg), ranker_cfg)
+def _relogs(logging_bias, log_share) -> bool:
+    return logging_bias is not None or log_share < 1
+
+
+def _ranker_path(world, ranker_cfg, cache_dir=None, world_key: str | None = None, logging_bias=None,
+                 log_share: float = 1.0) -> Path:
+    """The cache file of a trained ranker (its key: data, ranker config and, for a re-logged
+    impression log, its logging bias and share)."""
+    relog = ({"logging_bias": logging_bias, "log_share": log_share},) if _relogs(logging_bias, log_share) else ()
+    key = config_hash(world_key or data_key(world.cfg), ranker_cfg, *relog)
     return Path(cache_dir or default_cache_dir()) / "rankers" / f"{key}.pt"
 
 
@@ -113,9 +121,10 @@ def sft_cached(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTC
     return (_sft_dir(world, sids, policy_cfg, sft_cfg, cache_dir, world_key) / "final.pt").exists()
 
 
-def ranker_cached(world, ranker_cfg, cache_dir=None, world_key: str | None = None) -> bool:
+def ranker_cached(world, ranker_cfg, cache_dir=None, world_key: str | None = None, logging_bias=None,
+                  log_share: float = 1.0) -> bool:
     """Whether :func:`get_ranker` would find a trained ranker in the cache (without loading it)."""
-    return _ranker_path(world, ranker_cfg, cache_dir, world_key).exists()
+    return _ranker_path(world, ranker_cfg, cache_dir, world_key, logging_bias, log_share).exists()
 
 
 def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,
@@ -143,16 +152,23 @@ def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConf
     return out
 
 
-def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, progress: bool = True):
-    """Train (or reuse) the ranker for a world; returns the loaded ranker."""
-    path = _ranker_path(world, ranker_cfg, cache_dir, world_key)
+def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, progress: bool = True,
+               logging_bias: float | None = None, log_share: float = 1.0):
+    """Train (or reuse) the ranker for a world; returns the loaded ranker. ``logging_bias`` /
+    ``log_share`` (a RewardConfig's ``ranker_log``): train it instead on the world's slates
+    re-logged at that exposure bias, a share of them (:func:`~adagrpo_core.data.relog.relogged_world`,
+    seeded by the ranker's seed)."""
+    path = _ranker_path(world, ranker_cfg, cache_dir, world_key, logging_bias, log_share)
     if path.exists():
         try:
             return load_ranker(path)
         except DamagedFileError as e:
             warnings.warn(f"{e}; retraining the ranker")
     with torch_threads(1):
-        ranker, _ = train_ranker(world, ranker_cfg, checkpoint_path=path, progress=progress)
+        data = world
+        if _relogs(logging_bias, log_share):
+            data = relogged_world(world, logging_bias, log_share, ranker_cfg.seed)
+        ranker, _ = train_ranker(data, ranker_cfg, checkpoint_path=path, progress=progress)
     return ranker
 
 

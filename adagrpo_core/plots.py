@@ -269,3 +269,37 @@ def noise_gap(table: pd.DataFrame, metrics=("sim_ctr", "HR@10")):
         ax.set_xlabel("noise on the rarest items (std of the utility error)"); ax.set_ylabel(f"{m}: AdaGRPO - best mixture")
     fig.tight_layout()
     return fig
+
+
+def phase_diagram(gains: pd.DataFrame, dial_label: str, crossovers: pd.DataFrame | None = None,
+                  metrics=("sim_ctr", "HR@10")):
+    """Gain over continued NLL against the dial's value, one line per method with its 95% band (t
+    over seeds), sim CTR and HR@10 side by side; dashed lines mark the crossovers (where mix(1)'s
+    interval first lies below 0), one legend entry each."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 3.8), squeeze=False, sharex=True)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (method, t) in enumerate(gains.groupby("method", sort=False)):
+            t = t.sort_values("value")
+            y, ci = t[f"{metric}_gain"].to_numpy(), _ci(t[f"{metric}_gain_ci"])
+            line, = ax.plot(t.value, y, "osD^v<>p"[i % 8] + "-", ms=4, label=method)
+            ax.fill_between(t.value, y - ci, y + ci, color=line.get_color(), alpha=0.12, lw=0)
+        if crossovers is not None:
+            for c in crossovers[(crossovers.metric == metric) & crossovers.crossover.notna()].itertuples():
+                ax.axvline(c.crossover, ls="--", color="0.3", lw=1, label=f"{c.method} crossover ({c.side}): {c.crossover:g}")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel(dial_label); ax.set_ylabel(f"{metric} gain over continued NLL")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def phase_admission(gains: pd.DataFrame, dial_label: str):
+    """Admission rate against the dial's value, one line per gated method."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    g = gains[gains.admission_rate.notna()] if "admission_rate" in gains else gains.iloc[:0]
+    for i, (method, t) in enumerate(g.groupby("method", sort=False)):
+        t = t.sort_values("value")
+        ax.plot(t.value, t.admission_rate, "osD^v<>p"[i % 8] + "-", ms=4, label=method)
+    ax.set_xlabel(dial_label); ax.set_ylabel("admission rate"); ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5)); fig.tight_layout()
+    return fig

@@ -153,13 +153,14 @@ def _artefacts(profile: Profile, cache_dir):
     """(world, sids, SFT folder, ranker, SASRec or None) of a profile from the cache, loaded once
     per process; SASRec only when it is the reward (``reward.source == 'sasrec'``)."""
     sasrec_cfg = profile.sasrec if profile.reward.source == "sasrec" else None
-    key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft, profile.ranker, sasrec_cfg),
+    key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft, profile.ranker, sasrec_cfg,
+                       profile.reward.ranker_log),
            str(cache_dir))
     if key not in _LOADED:
         world = get_world(profile.world, cache_dir)
         sids = get_sids(world, profile.sid, cache_dir)
         sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
-        ranker = get_ranker(world, profile.ranker, cache_dir, progress=False)
+        ranker = get_ranker(world, profile.ranker, cache_dir, progress=False, **profile.reward.ranker_log)
         sasrec = None if sasrec_cfg is None else get_sasrec(world, sasrec_cfg, cache_dir, progress=False)
         _LOADED.clear()                      # keep one profile's artefacts at a time
         _LOADED[key] = (world, sids, sft_dir, ranker, sasrec)
@@ -237,7 +238,7 @@ def _build(what: str, profile: Profile, cache_dir) -> None:
             get_sft(world, get_sids(world, profile.sid, cache_dir), profile.policy, profile.sft, cache_dir,
                     progress=False)
         else:
-            get_ranker(world, profile.ranker, cache_dir, progress=False)
+            get_ranker(world, profile.ranker, cache_dir, progress=False, **profile.reward.ranker_log)
 
 
 def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int = 1) -> None:
@@ -248,7 +249,8 @@ def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int =
         world = get_world(profile.world, cache_dir, progress)
         sids = get_sids(world, profile.sid, cache_dir)
         missing = [w for w, ok in (("sft", sft_cached(world, sids, profile.policy, profile.sft, cache_dir)),
-                                   ("ranker", ranker_cached(world, profile.ranker, cache_dir))) if not ok]
+                                   ("ranker", ranker_cached(world, profile.ranker, cache_dir,
+                                                            **profile.reward.ranker_log))) if not ok]
         if jobs >= 2 and len(missing) == 2:
             if progress:
                 print("[prepare] training the SFT base and the ranker in two processes", file=sys.__stderr__,
@@ -257,7 +259,7 @@ def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int =
                 for f in [ex.submit(_build, w, profile, cache_dir) for w in missing]:
                     f.result()
         get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=progress)
-        get_ranker(world, profile.ranker, cache_dir, progress=progress)
+        get_ranker(world, profile.ranker, cache_dir, progress=progress, **profile.reward.ranker_log)
         if profile.reward.source == "sasrec":
             get_sasrec(world, profile.sasrec, cache_dir, progress=progress)
 
@@ -273,16 +275,29 @@ def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 
     """Run every spec (finished ones are read back) and return their result rows in the order of
     ``specs``, with a ``run_dir`` column. The costliest runs start first, and a matched control
     starts as soon as the AdaGRPO run it copies is done, so no worker waits for a whole wave."""
-    prepare(profile, cache_dir, progress, 1 if scheduler or executor is not None else jobs)
+    return execute_planned([(profile, specs)], cache_dir, jobs, scheduler, executor, progress).drop(columns="plan")
+
+
+def execute_planned(plans: list[tuple[Profile, list[RunSpec]]], cache_dir=None, jobs: int = 1,
+                    scheduler: str | None = None, executor: Executor | None = None,
+                    progress: bool = True) -> pd.DataFrame:
+    """:func:`execute` for runs of several profiles (say, one per reward) through one executor, so
+    that the workers stay busy across them: ``plans`` is [(profile, its specs), ...]. Rows in the
+    order of the plans' specs, with a ``plan`` column (the index of the plan of each row)."""
+    for profile, _ in plans:
+        prepare(profile, cache_dir, progress, 1 if scheduler or executor is not None else jobs)
+    profile_of = {s.out_dir: p for p, specs in plans for s in specs}
+    specs = [s for _, ps in plans for s in ps]
     own, client = executor is None, None
     ex = executor
     if own:
         ex, client = make_executor(jobs, scheduler)
     inline = isinstance(ex, InProcessExecutor)
-    todo = [s for s in specs if not (Path(s.out_dir) / "results.csv").exists()]
+    unique = list({s.out_dir: s for s in specs}.values())    # a run shared by two plans (continued NLL) runs once
+    todo = [s for s in unique if not (Path(s.out_dir) / "results.csv").exists()]
     bar = None
     if progress:
-        bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", file=sys.stderr)
+        bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc="runs", unit="run", file=sys.stderr)
     t0, done = time.perf_counter(), 0
     todo_dirs = {s.out_dir for s in todo}
     waiting = [s for s in todo if s.reference in todo_dirs]          # their AdaGRPO run is not done yet
@@ -291,7 +306,7 @@ def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 
 
     def submit(batch):
         for s in batch:
-            futures[ex.submit(execute_run, s, profile, cache_dir, progress and inline)] = s
+            futures[ex.submit(execute_run, s, profile_of[s.out_dir], cache_dir, progress and inline)] = s
 
     try:
         submit(ready)          # costliest first; a control starts as soon as its AdaGRPO run is done
@@ -315,5 +330,6 @@ def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 
             ex.shutdown()
             if client is not None:
                 client.close()
-    rows = [pd.read_csv(Path(s.out_dir) / "results.csv").assign(run_dir=s.out_dir) for s in specs]
+    rows = [pd.read_csv(Path(s.out_dir) / "results.csv").assign(run_dir=s.out_dir, plan=i)
+            for i, (_, ps) in enumerate(plans) for s in ps]
     return pd.concat(rows, ignore_index=True)

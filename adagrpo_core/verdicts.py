@@ -1,6 +1,6 @@
 """What the numbers say: the text of each notebook's summary cell, computed from its tables.
 
-One function per notebook (02 to 07) takes the tables the notebook computed and returns the
+One function per notebook (02 to 08) takes the tables the notebook computed and returns the
 lines it prints; nothing in them is typed by hand. The verdicts themselves (which interval
 excludes 0, which tests pass Holm, which mixture dominates AdaGRPO) are separate functions, so
 that they can be tested on small tables. Two table fixes the notebooks apply before saving live
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["ab_audit_verdict", "add_mixture_lam", "controls_verdict", "dominating_mixtures", "frontier_verdict",
-           "holm_significant", "interval_excludes_zero", "main_results_verdict", "sensitivity_verdict",
-           "stratified_verdict", "zero_truth_noise"]
+           "harmful_values", "holm_significant", "interval_excludes_zero", "main_results_verdict", "phase_verdict",
+           "placement_verdict", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
 
 _MIXTURE = re.compile(r"^mix\(([^()]*)\)$")
 
@@ -186,3 +186,71 @@ def ab_audit_verdict(ref: pd.DataFrame, pooled: pd.DataFrame, gaps: pd.DataFrame
                      f"vs rejected {a.loc[m, 'agree_rej']:.3f} (difference {a.loc[m, 'agree_diff']:+.3f} "
                      f"± {a.loc[m, 'agree_diff_ci']:.3f})")
     return lines
+
+
+def _gain(r, metric: str) -> str:
+    ci = r[f"{metric}_gain_ci"]
+    return f"{r[f'{metric}_gain']:+.4f} ± {ci:.4f}" if pd.notna(ci) else f"{r[f'{metric}_gain']:+.4f} (one seed)"
+
+
+def _side(gain: float, ci: float) -> str:
+    """Where an interval lies against 0: 'above', 'below' or 'contains 0'."""
+    if pd.isna(ci):
+        return "one seed, no interval"
+    return "above 0" if gain - ci > 0 else "below 0" if gain + ci < 0 else "contains 0"
+
+
+def harmful_values(phase: pd.DataFrame, method: str = "mix(1)", metric: str = "sim_ctr") -> list[float]:
+    """Dial values at which ``method``'s gain over NLL has its whole interval below 0."""
+    m = phase[(phase.method == method) & (phase[f"{metric}_gain"] + phase[f"{metric}_gain_ci"] < 0)]
+    return sorted(m.value.tolist())
+
+
+def phase_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]:
+    """Notebook 08, one dial: (e) where uniform RL (``uniform``) lowers sim CTR below continued NLL,
+    and where each reward sits; (f) in that regime, AdaGRPO against NLL, random at its rate, the
+    best mixture chosen on validation, and the oracle; (g) where HR@10 and sim CTR disagree."""
+    phase, cross, vsr, gap, dis = (tables[k] for k in ("phase", "crossovers", "vs_random", "mixture_gap", "disagreement"))
+    lines = [f"Dial {dial}: each value's reward sits at (effective bias, effective noise):"]
+    for _, r in phase.drop_duplicates("value").sort_values("value").iterrows():
+        lines.append(f"  {r.value:g}: {r.reward} at ({r.effective_bias:+.3f}, {r.effective_noise:.3f})")
+    u = phase[phase.method == uniform].sort_values("value")
+    lines.append(f"(e) {uniform}'s gain over continued NLL (t-interval over seeds), sim CTR | HR@10:")
+    for _, r in u.iterrows():
+        lines.append(f"  {r.value:g}: {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}) | "
+                     f"{_gain(r, 'HR@10')} ({_side(r['HR@10_gain'], r['HR@10_gain_ci'])})")
+    for _, c in cross.iterrows():
+        where = f"at {c.crossover:g}" if pd.notna(c.crossover) else f"none up to {c.largest_run:g}"
+        lines.append(f"  crossover of {c.metric} {c.side} the origin: {where}")
+    harmful = harmful_values(phase, uniform)
+    if not harmful:
+        lines.append(f"(f) {uniform} never lowers sim CTR below NLL with its interval on this dial: the harmful regime "
+                     "is not reached, so (f) does not arise here.")
+    for v in harmful:
+        at = phase[phase.value == v].set_index("method")
+        lines.append(f"(f) at {v:g}, where {uniform} hurts:")
+        for m in [m for m in at.index if m == "adagrpo" or m.startswith("oracle")]:
+            r = at.loc[m]
+            lines.append(f"  {m} vs NLL: sim CTR {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}), "
+                         f"HR@10 {_gain(r, 'HR@10')}; admits {r.admission_rate:.2f}")
+        if len(vsr) and (vsr.value == v).any():
+            r = vsr[vsr.value == v].iloc[0]
+            lines.append(f"  adagrpo - random at its rate: sim CTR {_gain(r, 'sim_ctr')} "
+                         f"({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}), HR@10 {_gain(r, 'HR@10')}")
+        for _, g in gap[(gap.value == v) & (gap.metric == "sim_ctr")].iterrows() if len(gap) else []:
+            lines.append(f"  adagrpo - best mixture on validation ({g.best_mixture}): sim CTR {g.gap:+.4f} ± {g.gap_ci:.4f}")
+    lines.append("(g) offline HR@10 against online sim CTR, per value (Kendall's tau of the two method orders):")
+    for _, d in dis.iterrows():
+        lines.append(f"  {d.value:g}: tau {d.kendall_tau:+.2f}; best by sim CTR {d.best_by_sim_ctr}, "
+                     f"by HR@10 {d['best_by_HR@10']}")
+    split = u[((u.sim_ctr_gain + u.sim_ctr_gain_ci < 0) & (u["HR@10_gain"] > 0))
+              | ((u.sim_ctr_gain > 0) & (u["HR@10_gain"] + u["HR@10_gain_ci"] < 0))]
+    for _, r in split.iterrows():
+        lines.append(f"  at {r.value:g} {uniform} moves them apart: sim CTR {_gain(r, 'sim_ctr')}, HR@10 {_gain(r, 'HR@10')}")
+    return lines
+
+
+def placement_verdict(place: pd.DataFrame) -> list[str]:
+    """Where the default ranker and the retrained rankers sit on the reward-error axes."""
+    return [f"{r.reward}: effective bias {r.effective_bias:+.3f}, effective noise {r.effective_noise:.3f}, "
+            f"correlation with the truth {r.truth_corr:.3f}" for r in place.itertuples()]

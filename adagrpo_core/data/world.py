@@ -283,12 +283,9 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
         slate = _logging_pick(util, log_pop, cfg, rng)                        # [A, S] best first
         util = util.numpy()
         u_slate = np.take_along_axis(util, slate, 1)                           # [A, S]
-        p_click = examine[None, :] / (1.0 + np.exp(-u_slate))
-        attracted = rng.random(p_click.shape) < p_click                        # cascade: first wins
-        any_click = attracted.any(1)
-        first = attracted.argmax(1)
-        clicked = np.zeros_like(attracted)
-        clicked[any_click, first[any_click]] = True
+        clicked = cascade_clicks(u_slate, examine, rng)                       # [A, S]
+        any_click = clicked.any(1)
+        first = clicked.argmax(1)
 
         A = len(active)
         imp_user.append(np.repeat(active, S)); imp_step.append(np.full(A * S, t, dtype=np.int16))
@@ -361,6 +358,19 @@ def _logging_pick(util: torch.Tensor, log_pop: torch.Tensor, cfg: WorldConfig, r
     score = short_logit.numpy() + noise + gumbel
     pick = np.argsort(-score, axis=1)[:, :cfg.slate_size]                      # [A, S] best first
     return np.take_along_axis(short.numpy(), pick, 1)
+
+
+def cascade_clicks(u_slate: np.ndarray, examine: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The cascade click model: u_slate [A, S] true utilities of the shown slates (best first),
+    examine [S] examination probabilities -> clicked [A, S] bool, at most one click per slate
+    (the first attracted item of each slate wins)."""
+    p_click = examine[None, :] / (1.0 + np.exp(-u_slate))
+    attracted = rng.random(p_click.shape) < p_click
+    any_click = attracted.any(1)
+    first = attracted.argmax(1)
+    clicked = np.zeros_like(attracted)
+    clicked[any_click, first[any_click]] = True
+    return clicked
 
 
 def logging_slates(world: "World", states, rng: np.random.Generator) -> np.ndarray:

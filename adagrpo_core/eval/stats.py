@@ -72,3 +72,11 @@ def simple_ols(y, x) -> dict:
     resid = y - (fit.intercept + fit.slope * x)
     return {"slope": float(fit.slope), "intercept": float(fit.intercept),
             "resid_std": float(np.sqrt((resid ** 2).sum() / (len(x) - 2))), "n": len(x)}
+
+
+def kendall_tau(a, b) -> float:
+    """Kendall's tau-b between two scorings of the same items (NaN for fewer than 2 items)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"kendall_tau needs two scorings of the same items, got shapes {a.shape} and {b.shape}")
+    return float(stats.kendalltau(a, b).statistic) if len(a) >= 2 else float("nan")

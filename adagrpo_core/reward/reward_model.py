@@ -36,6 +36,13 @@ class RewardConfig:
     """truth / noisy_truth: systematic exposure bias, the utility shifted by ``bias * z_i`` (z_i: the
     item's standardised log train exposure); > 0 over-credits often shown items, < 0 rarely shown
     ones; 0 is the truth."""
+    ranker_logging_bias: float | None = None
+    """ranker: the learned-ranker dial. None trains the ranker on the world's own impression log; a
+    value in [0, 1] on the same user states' train and valid slates re-shown by a logging policy
+    with this exposure bias (``data.relog``): users, clicks, SFT base and truth stay as they are."""
+    ranker_log_share: float = 1.0
+    """ranker: share of the logged train and valid slates the ranker learns from, in (0, 1] (< 1
+    re-logs them, at ``ranker_logging_bias`` or the world's own bias)."""
     output: str = "prob"
     """'prob' (a probability, in [0, 1]) or 'logit' (the click logit / true utility / SASRec's next-item logit)."""
     invalid_reward: float | None = None
@@ -52,9 +59,27 @@ class RewardConfig:
         if self.bias != 0 and self.source not in ("truth", "noisy_truth"):
             raise ValueError(f"bias applies to source='truth' or 'noisy_truth' only, got bias={self.bias!r} "
                              f"with source={self.source!r}")
+        if self.ranker_logging_bias is not None:
+            check_range("ranker_logging_bias", self.ranker_logging_bias, 0, 1)
+        check_range("ranker_log_share", self.ranker_log_share, 0, 1, lo_open=True)
+        if self.relogs and self.source != "ranker":
+            raise ValueError(f"ranker_logging_bias and ranker_log_share apply to source='ranker' only, got "
+                             f"ranker_logging_bias={self.ranker_logging_bias!r}, ranker_log_share="
+                             f"{self.ranker_log_share!r} with source={self.source!r}")
         check_choice("output", self.output, ("logit", "prob"))
         if self.invalid_reward is not None:
             check_range("invalid_reward", self.invalid_reward)
+
+
+    @property
+    def relogs(self) -> bool:
+        """Whether the ranker of this reward learns from a re-logged impression log."""
+        return self.ranker_logging_bias is not None or self.ranker_log_share < 1
+
+    @property
+    def ranker_log(self) -> dict:
+        """The keyword arguments of ``pipeline.get_ranker`` that pick this reward's ranker."""
+        return {"logging_bias": self.ranker_logging_bias, "log_share": self.ranker_log_share}
 
 
 class TupleReward:

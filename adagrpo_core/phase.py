@@ -1,0 +1,234 @@
+"""The reward-error phase diagram (notebook 08): the main methods trained with rewards along one
+error dial, their gains over continued NLL, the crossovers, and where each reward sits.
+
+Dials (:data:`DIALS`), each a way to build the reward's :class:`RewardConfig` from a value:
+
+* ``bias``: the truth shifted by ``bias * z_i`` (systematic exposure bias; 0 is the truth);
+* ``noise``: noisy_truth, zero-mean error on rarely shown items (0 is the truth);
+* ``ranker_log``: the ranker retrained on the world's slates re-logged at this exposure bias
+  (``share`` of them); the world's own bias is the dial's origin.
+
+Every reward is placed on one axis by :func:`~adagrpo_core.reward.reliability.place_reward`:
+its effective bias (slope of reward logit - truth on z_i) and effective noise (residual std).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .checks import check_choice
+from .configs import Profile
+from .eval.audit import accuracy_table, load_audits
+from .eval.evaluate import ctr_path, run_hits
+from .eval.stats import kendall_tau, mean_ci, paired_bootstrap_ci
+from .experiments import gap_to_best_mixture, reward_label
+from .pipeline import get_ranker, get_sids, get_world
+from .reward.reliability import place_reward
+from .reward.reward_model import RewardConfig
+from .reward.sources import build_reward
+from .runs import MethodSpec, execute_planned, plan_runs
+from .runtime import torch_threads
+
+__all__ = ["DIALS", "METRICS", "crossovers", "dial_origin", "dial_reward", "metric_disagreement", "phase_diagram",
+           "phase_gains",
+           "phase_methods", "phase_plan", "phase_runs", "placement"]
+
+DIALS = {"bias": "exposure bias of the truth reward (utility + bias * z_i)",
+         "noise": "noisy_truth: std of the utility error on the rarest items",
+         "ranker_log": "the ranker retrained on slates re-logged at this exposure bias"}
+"""The dials of the phase diagram, with what their value means."""
+
+METRICS = ("sim_ctr", "HR@10")
+"""The two outcomes of the diagram: online (simulated CTR) and offline (test HR@10)."""
+
+_PLAIN = {"nll": "nll", "adagrpo": "adagrpo", "random": "random", "inverse": "inverse", "grpo": "grpo",
+          "difficulty-only": "difficulty", "discriminability-only": "discriminability"}
+
+
+def dial_reward(dial: str, value: float, log_share: float = 1.0) -> RewardConfig:
+    """The reward at ``value`` of ``dial`` (see :data:`DIALS`). The origin of ``bias`` and
+    ``noise`` (0) is exactly the truth reward, shared with notebook 07's runs."""
+    check_choice("dial", dial, tuple(DIALS))
+    v = float(value)
+    if dial == "bias":
+        return RewardConfig(source="truth", bias=v)
+    if dial == "noise":
+        return RewardConfig(source="noisy_truth", noise=v) if v > 0 else RewardConfig(source="truth")
+    return RewardConfig(source="ranker", ranker_logging_bias=v, ranker_log_share=log_share)
+
+
+def dial_origin(dial: str, profile: Profile) -> float:
+    """The dial value of the unbiased (or the world's own) reward: 0, or the world's exposure bias."""
+    check_choice("dial", dial, tuple(DIALS))
+    return float(profile.world.exposure_bias) if dial == "ranker_log" else 0.0
+
+
+def phase_plan(profile: Profile, dial: str | None = None, values=None, log_share: float = 1.0) -> dict:
+    """{dial: [values]} to run: every dial of the profile's suite with its values (``dial`` None),
+    or one dial with ``values`` (None: the suite's values of that dial). Checked before any work,
+    with ``log_share`` (the retrained rankers' share of the log)."""
+    RewardConfig(ranker_log_share=log_share)     # (0, 1]
+    if dial is None:
+        if values is not None:
+            raise ValueError(f"values are one dial's values: set dial too, got dial=None and values={values!r}")
+        return {d: list(profile.suite.phase_values[d]) for d in profile.suite.phase_dials}
+    check_choice("dial", dial, tuple(DIALS))
+    if values is None:
+        values = profile.suite.phase_values.get(dial)
+        if not values:
+            raise ValueError(f"the profile {profile.name!r} has no values for dial={dial!r}: pass values")
+    if not isinstance(values, (list, tuple)) or not values or len(set(values)) != len(values):
+        raise ValueError(f"values must be a non-empty list of distinct numbers, got values={values!r}")
+    for v in values:
+        dial_reward(dial, v)            # checks the range (noise >= 0, a logging bias in [0, 1])
+    return {dial: [float(v) for v in values]}
+
+
+def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
+    """MethodSpecs of method names: nll, mix(<lambda>), adagrpo, random (at AdaGRPO's rate per step),
+    inverse, grpo, difficulty-only, discriminability-only, and oracle (one run per threshold of
+    ``oracle_thresholds``: ``oracle`` at 0.5, else ``oracle(<t>)``). Unknown names raise ValueError."""
+    specs = []
+    for name in names:
+        mix = re.fullmatch(r"mix\(([0-9.eE+-]+)\)", str(name))
+        if mix:
+            specs.append(MethodSpec(name, "mix", grpo={"lam": float(mix.group(1))}))
+        elif name == "oracle":
+            specs += [MethodSpec("oracle" if t == 0.5 else f"oracle({t:g})", "oracle", gate={"oracle_threshold": t})
+                      for t in oracle_thresholds]
+        elif name in _PLAIN:
+            specs.append(MethodSpec(name, _PLAIN[name]))
+        else:
+            raise ValueError(f"unknown phase-diagram method {name!r}; known: {sorted(_PLAIN)} + ['mix(<lambda>)', "
+                             f"'oracle']")
+    if "nll" not in [s.name for s in specs]:
+        raise ValueError(f"the phase diagram measures gains over continued NLL: include 'nll', got methods={list(names)}")
+    return specs
+
+
+def phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
+               jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0,
+               progress: bool = True) -> pd.DataFrame:
+    """Train ``methods`` x ``seeds`` with the reward at each dial value, through one executor (all
+    planned before any work). Result rows with ``dial``, ``value`` and ``reward`` columns; continued
+    NLL never reads the reward, so its runs are shared by every value."""
+    if not profile.is_simulated:
+        raise ValueError("the phase diagram needs the simulated world's true utility; real datasets have none")
+    plans, labels = [], []
+    for v in values:
+        prof = replace(profile, reward=dial_reward(dial, v, log_share))
+        plans.append((prof, plan_runs(prof, methods, seeds, out_root)))      # validates before any work
+        labels.append((float(v), reward_label(prof.reward)))
+    rows = execute_planned(plans, cache_dir, jobs=jobs, scheduler=scheduler, progress=progress)
+    plan = rows.pop("plan").to_numpy()
+    return rows.assign(dial=dial, value=[labels[i][0] for i in plan], reward=[labels[i][1] for i in plan])
+
+
+def placement(profile: Profile, rewards: list[RewardConfig], cache_dir=None, n_states: int = 500) -> pd.DataFrame:
+    """Where each reward sits: effective bias and noise (and intercept, correlation with the truth),
+    over ``n_states`` test user states x every item, one row per reward (``reward`` its label)."""
+    world = get_world(profile.world, cache_dir)
+    sids = get_sids(world, profile.sid, cache_dir)
+    out = []
+    with torch_threads(1):
+        for rc in rewards:
+            ranker = get_ranker(world, profile.ranker, cache_dir, progress=False, **rc.ranker_log) \
+                if rc.source == "ranker" else None
+            reward = build_reward(world, sids, ranker, replace(rc, output="logit"))
+            out.append({"reward": reward_label(rc), **place_reward(world, reward, n_states, 0,
+                                                                  profile.policy.max_history)})
+    return pd.DataFrame(out)
+
+
+def _per_user(run_dir, metric, world, sids, rl, kind):
+    if metric == "sim_ctr":
+        return np.load(ctr_path(run_dir, kind))
+    return run_hits(run_dir, world, sids, rl, kind, 10).astype(np.float64)
+
+
+def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint: str = "best",
+                reference: str = "nll") -> pd.DataFrame:
+    """Per (dial value, method other than ``reference``): the gain in sim CTR and HR@10 over
+    ``reference``, paired per seed (mean and 95% t-interval half-width over seeds, ``_ci``) and per
+    user (a paired bootstrap over users pooled over seeds: ``_boot_low`` / ``_boot_high``); the
+    method's admission, hallucination, coverage and tail share; and the audit (agreement with the
+    truth of admitted minus rejected samples, against the reward used at that value)."""
+    world = get_world(profile.world, cache_dir)
+    sids = get_sids(world, profile.sid, cache_dir)
+    sub = rows[rows.checkpoint == checkpoint]
+    out = []
+    for value, g in sub.groupby("value", sort=True):
+        ref = g[g.method == reference].set_index("seed")
+        audit = accuracy_table(load_audits(g[g.method != reference])).set_index("method")
+        for method, m in g[g.method != reference].groupby("method", sort=False):
+            m = m.set_index("seed")
+            seeds = [s for s in m.index if s in ref.index]
+            r = {"value": value, "reward": m.reward.iloc[0], "method": method, "seeds": len(seeds)}
+            for metric in METRICS:
+                d = (m.loc[seeds, metric] - ref.loc[seeds, metric]).to_numpy()
+                r[f"{metric}_gain"], r[f"{metric}_gain_ci"] = mean_ci(d)
+                a = np.concatenate([_per_user(m.loc[s, "run_dir"], metric, world, sids,
+                                              replace(profile.rl, seed=int(s)), checkpoint) for s in seeds])
+                b = np.concatenate([_per_user(ref.loc[s, "run_dir"], metric, world, sids,
+                                              replace(profile.rl, seed=int(s)), checkpoint) for s in seeds])
+                _, r[f"{metric}_boot_low"], r[f"{metric}_boot_high"] = paired_bootstrap_ci(a, b)
+            for c in ("admission_rate", "halluc", "coverage", "tail_share", "val_HR@10"):
+                if c in m:
+                    r[c] = float(m.loc[seeds, c].mean())
+            r["agree_diff"] = audit["agree_diff"].get(method, np.nan) if "agree_diff" in audit else np.nan
+            r["agree_diff_ci"] = audit["agree_diff_ci"].get(method, np.nan) if "agree_diff_ci" in audit else np.nan
+            out.append(r)
+    return pd.DataFrame(out)
+
+
+def crossovers(gains: pd.DataFrame, origin: float = 0.0, method: str = "mix(1)") -> pd.DataFrame:
+    """On each side of the dial's ``origin``, the value nearest to it at which ``method``'s gain
+    interval (t over seeds) lies wholly below 0, for sim CTR and HR@10; NaN where no value run on
+    that side gets there (``largest_run``: the farthest value run on that side)."""
+    g = gains[gains.method == method]
+    out = []
+    for metric in METRICS:
+        for side, sign in (("above", 1), ("below", -1)):
+            s = g[(g.value - origin) * sign > 0].assign(dist=lambda t: (t.value - origin).abs()).sort_values("dist")
+            if s.empty:
+                continue
+            below = s[s[f"{metric}_gain"] + s[f"{metric}_gain_ci"] < 0]
+            out.append({"metric": metric, "side": side, "method": method,
+                        "crossover": float(below.value.iloc[0]) if len(below) else np.nan,
+                        "largest_run": float(s.value.iloc[-1])})
+    return pd.DataFrame(out, columns=["metric", "side", "method", "crossover", "largest_run"])
+
+
+def metric_disagreement(rows: pd.DataFrame, checkpoint: str = "best") -> pd.DataFrame:
+    """Per dial value: how offline HR@10 and online sim CTR rank the methods (seed means, NLL
+    included): Kendall's tau between the two orders, and each metric's best method."""
+    sub = rows[rows.checkpoint == checkpoint]
+    out = []
+    for value, g in sub.groupby("value", sort=True):
+        means = g.groupby("method")[list(METRICS)].mean()
+        out.append({"value": value, "methods": len(means), "kendall_tau": kendall_tau(means.sim_ctr, means["HR@10"]),
+                    "best_by_sim_ctr": means.sim_ctr.idxmax(), "best_by_HR@10": means["HR@10"].idxmax()})
+    return pd.DataFrame(out)
+
+
+def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
+                  jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0, n_states: int = 500,
+                  progress: bool = True) -> dict:
+    """One dial's diagram: the runs (:func:`phase_runs`) and the tables read off them. Returns
+    {"rows", "phase" (gains over NLL with each value's effective bias and noise), "crossovers",
+    "vs_random" (AdaGRPO minus random at its rate), "mixture_gap" (AdaGRPO minus the best mixture
+    chosen on validation HR@10), "disagreement" (:func:`metric_disagreement`), "placement"}."""
+    rows = phase_runs(profile, dial, values, methods, seeds, out_root, cache_dir, jobs, scheduler, log_share, progress)
+    gains = phase_gains(profile, rows, cache_dir)
+    place = placement(profile, [dial_reward(dial, v, log_share) for v in values], cache_dir, n_states)
+    table = gains.merge(place[["reward", "effective_bias", "effective_noise", "truth_corr"]], on="reward", how="left")
+    table.insert(0, "dial", dial)
+    names = set(rows.method)
+    vs_random = (phase_gains(profile, rows[rows.method.isin(["adagrpo", "random"])], cache_dir, reference="random")
+                 if {"adagrpo", "random"} <= names else pd.DataFrame())
+    gap = gap_to_best_mixture(rows.assign(noise=rows.value)).rename(columns={"noise": "value"})
+    return {"rows": rows, "phase": table, "crossovers": crossovers(gains, dial_origin(dial, profile)),
+            "vs_random": vs_random, "mixture_gap": gap, "disagreement": metric_disagreement(rows), "placement": place}
