@@ -38,6 +38,10 @@ __all__ = ["SUITE_PARAMETERS", "NotebookSetup", "check_notebook_params", "notebo
 _PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler"}
 """Parameters that change where or how fast a notebook runs, never its numbers."""
 
+_SELECTORS = {"dial"}
+"""Parameters that pick which of a notebook's default tables a run writes (each table is named
+after its value, e.g. notebook 08's ``nb08_phase_<dial>_<profile>``), so they never move them."""
+
 SUITE_PARAMETERS = {"seeds": "seeds", "oracle_thresholds": "oracle_thresholds", "lams": "frontier_lams",
                     "noise_levels": "noise_levels", "mix_lams": "mix_lams", "grids": "sweep_grids",
                     "methods": "phase_methods", "placement_logging_biases": "placement_logging_biases"}
@@ -119,7 +123,8 @@ def output_dir(notebook: str, out_dir, prof: Profile, values: Mapping) -> Path:
     ``values`` differ from the defaults of the notebook's parameters cell writes to
     ``sweeps/<notebook>/<param>=<value>,.../`` below that. Both sides are compared after
     :func:`resolve_params`, so passing the profile's own value is the default run. Parameters
-    that only change where or how fast a notebook runs (``jobs``, ``threads`` ...) do not count.
+    that only change where or how fast a notebook runs (``jobs``, ``threads`` ...) do not count,
+    nor does one that picks which of the default tables a run writes (notebook 08's ``dial``).
     """
     if out_dir:
         return Path(out_dir)
@@ -129,7 +134,7 @@ def output_dir(notebook: str, out_dir, prof: Profile, values: Mapping) -> Path:
     path = notebook_file(notebook)
     defaults = resolve_params(notebook, prof, notebook_defaults(path)) if path else {}
     values = resolve_params(notebook, prof, {k: v for k, v in values.items() if k in defaults})
-    changed = {k: v for k, v in values.items() if k not in _PLUMBING and defaults[k] != v}
+    changed = {k: v for k, v in values.items() if k not in _PLUMBING | _SELECTORS and defaults[k] != v}
     if not changed:
         return base
     name = ",".join(f"{k}={v}" for k, v in sorted(changed.items()))

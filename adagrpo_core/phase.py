@@ -29,7 +29,7 @@ from .pipeline import get_ranker, get_sids, get_world
 from .reward.reliability import place_reward
 from .reward.reward_model import RewardConfig
 from .reward.sources import build_reward
-from .runs import MethodSpec, execute_planned, plan_runs
+from .runs import MethodSpec, build_rankers, execute_planned, plan_runs
 from .runtime import torch_threads
 
 __all__ = ["DIALS", "METRICS", "crossovers", "dial_origin", "dial_reward", "metric_disagreement", "phase_diagram",
@@ -56,7 +56,7 @@ def dial_reward(dial: str, value: float, log_share: float = 1.0) -> RewardConfig
     if dial == "bias":
         return RewardConfig(source="truth", bias=v)
     if dial == "noise":
-        return RewardConfig(source="noisy_truth", noise=v) if v > 0 else RewardConfig(source="truth")
+        return RewardConfig(source="noisy_truth", noise=v) if v != 0 else RewardConfig(source="truth")
     return RewardConfig(source="ranker", ranker_logging_bias=v, ranker_log_share=log_share)
 
 
@@ -127,9 +127,12 @@ def phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], s
     return rows.assign(dial=dial, value=[labels[i][0] for i in plan], reward=[labels[i][1] for i in plan])
 
 
-def placement(profile: Profile, rewards: list[RewardConfig], cache_dir=None, n_states: int = 500) -> pd.DataFrame:
+def placement(profile: Profile, rewards: list[RewardConfig], cache_dir=None, n_states: int = 500,
+              jobs: int = 1) -> pd.DataFrame:
     """Where each reward sits: effective bias and noise (and intercept, correlation with the truth),
-    over ``n_states`` test user states x every item, one row per reward (``reward`` its label)."""
+    over ``n_states`` test user states x every item, one row per reward (``reward`` its label).
+    Retrained rankers missing from the cache are trained first, ``jobs`` at a time."""
+    build_rankers([replace(profile, reward=rc) for rc in rewards], cache_dir, jobs)
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     out = []
@@ -223,7 +226,7 @@ def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec]
     chosen on validation HR@10), "disagreement" (:func:`metric_disagreement`), "placement"}."""
     rows = phase_runs(profile, dial, values, methods, seeds, out_root, cache_dir, jobs, scheduler, log_share, progress)
     gains = phase_gains(profile, rows, cache_dir)
-    place = placement(profile, [dial_reward(dial, v, log_share) for v in values], cache_dir, n_states)
+    place = placement(profile, [dial_reward(dial, v, log_share) for v in values], cache_dir, n_states, jobs)
     table = gains.merge(place[["reward", "effective_bias", "effective_noise", "truth_corr"]], on="reward", how="left")
     table.insert(0, "dial", dial)
     names = set(rows.method)

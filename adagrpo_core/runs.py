@@ -264,6 +264,22 @@ def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int =
             get_sasrec(world, profile.sasrec, cache_dir, progress=progress)
 
 
+def build_rankers(profiles: list[Profile], cache_dir, jobs: int) -> None:
+    """Train the rankers the profiles' rewards need and the cache lacks (retrained rankers of the
+    phase diagram), ``jobs`` at a time, each in its own process with one torch thread."""
+    missing = {}
+    for p in profiles:
+        if p.reward.source == "ranker" and p.reward.relogs:
+            world = get_world(p.world, cache_dir)
+            if not ranker_cached(world, p.ranker, cache_dir, **p.reward.ranker_log):
+                missing[config_hash(p.ranker, p.reward.ranker_log)] = p
+    if jobs < 2 or len(missing) < 2:
+        return                          # prepare() builds a single one in this process
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+        for f in [ex.submit(_build, "ranker", p, cache_dir) for p in missing.values()]:
+            f.result()
+
+
 def _cost(spec: RunSpec) -> float:
     """Rough relative cost of a run, to start the longest first: continued NLL samples no
     rollouts; the others scale with num_generations."""
@@ -284,8 +300,11 @@ def execute_planned(plans: list[tuple[Profile, list[RunSpec]]], cache_dir=None, 
     """:func:`execute` for runs of several profiles (say, one per reward) through one executor, so
     that the workers stay busy across them: ``plans`` is [(profile, its specs), ...]. Rows in the
     order of the plans' specs, with a ``plan`` column (the index of the plan of each row)."""
-    for profile, _ in plans:
-        prepare(profile, cache_dir, progress, 1 if scheduler or executor is not None else jobs)
+    local_jobs = 1 if scheduler or executor is not None else jobs
+    prepare(plans[0][0], cache_dir, progress, local_jobs)
+    build_rankers([p for p, _ in plans[1:]], cache_dir, local_jobs)
+    for profile, _ in plans[1:]:
+        prepare(profile, cache_dir, progress, local_jobs)
     profile_of = {s.out_dir: p for p, specs in plans for s in specs}
     specs = [s for _, ps in plans for s in ps]
     own, client = executor is None, None

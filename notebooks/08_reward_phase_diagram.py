@@ -69,7 +69,7 @@ print(f"dials {plan}; methods {[m.name for m in specs]}; seeds {nb.seeds}")
 
 # %%
 rankers = [RewardConfig()] + [dial_reward("ranker_log", b, log_share) for b in nb.placement_logging_biases]
-place = placement(nb.prof, rankers, cache_dir, placement_states)
+place = placement(nb.prof, rankers, cache_dir, placement_states, nb.jobs)
 save_table(place, nb.out, f"nb08_ranker_placement_{nb.profile}")
 place.round(4)
 

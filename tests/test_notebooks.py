@@ -73,6 +73,18 @@ EXPECTED = {
         "nb07_admission_by_bucket_tiny.csv": ["method", "bucket", "admission_rate", "agreement"],
         "nb07_roc_tiny": None, "nb07_admission_by_bucket_tiny": None, "nb07_noise_gap_tiny": None,
     },
+    "08_reward_phase_diagram.ipynb": {
+        "nb08_phase_bias_tiny.csv": ["dial", "value", "reward", "method", "seeds", "sim_ctr_gain", "sim_ctr_gain_ci",
+                                     "sim_ctr_boot_low", "sim_ctr_boot_high", "HR@10_gain", "HR@10_gain_ci",
+                                     "HR@10_boot_low", "HR@10_boot_high", "admission_rate", "halluc", "coverage",
+                                     "tail_share", "agree_diff", "effective_bias", "effective_noise"],
+        "nb08_crossovers_bias_tiny.csv": ["metric", "side", "method", "crossover", "largest_run"],
+        "nb08_vs_random_bias_tiny.csv": ["value", "method", "sim_ctr_gain", "sim_ctr_gain_ci", "HR@10_gain"],
+        "nb08_mixture_gap_bias_tiny.csv": ["reward", "value", "metric", "best_mixture", "gap", "gap_ci"],
+        "nb08_disagreement_bias_tiny.csv": ["value", "methods", "kendall_tau", "best_by_sim_ctr", "best_by_HR@10"],
+        "nb08_ranker_placement_tiny.csv": ["reward", "effective_bias", "effective_noise", "intercept", "truth_corr"],
+        "nb08_phase_bias_tiny": None, "nb08_admission_bias_tiny": None,
+    },
     "06_frontier.ipynb": {
         "nb06_frontier_tiny.csv": ["method", "checkpoint", "lam", "HR@10", "HR@10_ci", "halluc", "halluc_ci"],
         "nb06_frontier_tiny": None, "nb06_frontier_ctr_tiny": None,
