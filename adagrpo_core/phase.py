@@ -21,7 +21,7 @@ import pandas as pd
 
 from .checks import check_choice
 from .configs import Profile
-from .eval.audit import accuracy_table, load_audits
+from .eval.audit import accuracy_table, diagnostic_roc, load_audits
 from .eval.evaluate import ctr_path, run_hits
 from .eval.stats import kendall_tau, mean_ci, paired_bootstrap_ci
 from .experiments import gap_to_best_mixture, reward_label
@@ -32,7 +32,8 @@ from .reward.sources import build_reward
 from .runs import MethodSpec, build_rankers, execute_planned, plan_runs
 from .runtime import torch_threads
 
-__all__ = ["DIALS", "METRICS", "crossovers", "dial_origin", "dial_reward", "metric_disagreement", "phase_diagram",
+__all__ = ["DIALS", "METRICS", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward", "metric_disagreement",
+           "phase_diagram",
            "phase_gains",
            "phase_methods", "phase_plan", "phase_runs", "placement"]
 
@@ -45,7 +46,8 @@ METRICS = ("sim_ctr", "HR@10")
 """The two outcomes of the diagram: online (simulated CTR) and offline (test HR@10)."""
 
 _PLAIN = {"nll": "nll", "adagrpo": "adagrpo", "random": "random", "inverse": "inverse", "grpo": "grpo",
-          "difficulty-only": "difficulty", "discriminability-only": "discriminability"}
+          "difficulty-only": "difficulty", "discriminability-only": "discriminability", "exposure": "exposure",
+          "ensemble": "ensemble", "difficulty_and_reliability": "difficulty_and_reliability", "soft": "soft"}
 
 
 def dial_reward(dial: str, value: float, log_share: float = 1.0) -> RewardConfig:
@@ -89,13 +91,19 @@ def phase_plan(profile: Profile, dial: str | None = None, values=None, log_share
 
 def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
     """MethodSpecs of method names: nll, mix(<lambda>), adagrpo, random (at AdaGRPO's rate per step),
-    inverse, grpo, difficulty-only, discriminability-only, and oracle (one run per threshold of
+    inverse, grpo, difficulty-only, discriminability-only, the reliability gates (exposure,
+    ensemble, difficulty_and_reliability, soft), a control matched to a named gate
+    (``random[exposure]``: random at that gate's rate per step; ``mix[soft]``: the mixture at
+    lambda x the soft variant's mean weight), and oracle (one run per threshold of
     ``oracle_thresholds``: ``oracle`` at 0.5, else ``oracle(<t>)``). Unknown names raise ValueError."""
     specs = []
     for name in names:
         mix = re.fullmatch(r"mix\(([0-9.eE+-]+)\)", str(name))
+        matched = re.fullmatch(r"(random|mix)\[([a-z_-]+)\]", str(name))
         if mix:
             specs.append(MethodSpec(name, "mix", grpo={"lam": float(mix.group(1))}))
+        elif matched:                # random[exposure]: at that gate's rate; mix[soft]: lambda x its mean weight
+            specs.append(MethodSpec(name, matched.group(1), match=matched.group(2)))
         elif name == "oracle":
             specs += [MethodSpec("oracle" if t == 0.5 else f"oracle({t:g})", "oracle", gate={"oracle_threshold": t})
                       for t in oracle_thresholds]
@@ -103,7 +111,7 @@ def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
             specs.append(MethodSpec(name, _PLAIN[name]))
         else:
             raise ValueError(f"unknown phase-diagram method {name!r}; known: {sorted(_PLAIN)} + ['mix(<lambda>)', "
-                             f"'oracle']")
+                             f"'oracle', 'random[<gate>]', 'mix[<gate>]']")
     if "nll" not in [s.name for s in specs]:
         raise ValueError(f"the phase diagram measures gains over continued NLL: include 'nll', got methods={list(names)}")
     return specs
@@ -217,21 +225,38 @@ def metric_disagreement(rows: pd.DataFrame, checkpoint: str = "best") -> pd.Data
     return pd.DataFrame(out)
 
 
+def diagnostic_auc(profile: Profile, rows: pd.DataFrame, method: str = "adagrpo") -> pd.DataFrame:
+    """Per dial value, on ``method``'s logged samples: the ROC AUC of d, a, the gate score and the
+    reliability diagnostics (e; u where logged) as predictors of "the reward used at that value
+    orders the rollouts like the truth" (agreement > 0.5)."""
+    out = []
+    for value, g in rows[rows.method == method].groupby("value", sort=True):
+        roc, _ = diagnostic_roc(load_audits(g), profile.gate.tau, profile.gate.rho)
+        out.append(roc.assign(value=value))
+    return pd.concat(out, ignore_index=True)[["value"] + list(roc.columns)] if out else pd.DataFrame()
+
+
 def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
                   jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0, n_states: int = 500,
                   progress: bool = True) -> dict:
     """One dial's diagram: the runs (:func:`phase_runs`) and the tables read off them. Returns
     {"rows", "phase" (gains over NLL with each value's effective bias and noise), "crossovers",
-    "vs_random" (AdaGRPO minus random at its rate), "mixture_gap" (AdaGRPO minus the best mixture
-    chosen on validation HR@10), "disagreement" (:func:`metric_disagreement`), "placement"}."""
+    "vs_random" (each gate minus its matched control: adagrpo - random, X - random[X], X - mix[X]),
+    "mixture_gap" (AdaGRPO minus the best mixture chosen on validation HR@10), "disagreement"
+    (:func:`metric_disagreement`), "diagnostic_auc" (:func:`diagnostic_auc`), "placement"}."""
     rows = phase_runs(profile, dial, values, methods, seeds, out_root, cache_dir, jobs, scheduler, log_share, progress)
     gains = phase_gains(profile, rows, cache_dir)
     place = placement(profile, [dial_reward(dial, v, log_share) for v in values], cache_dir, n_states, jobs)
     table = gains.merge(place[["reward", "effective_bias", "effective_noise", "truth_corr"]], on="reward", how="left")
     table.insert(0, "dial", dial)
     names = set(rows.method)
-    vs_random = (phase_gains(profile, rows[rows.method.isin(["adagrpo", "random"])], cache_dir, reference="random")
-                 if {"adagrpo", "random"} <= names else pd.DataFrame())
+    pairs = [(m, c) for m, c in [("adagrpo", "random")] + [(n[len(k) + 1:-1], n) for n in sorted(names)
+                                                           for k in ("random", "mix") if n.startswith(k + "[")]
+             if m in names and c in names]
+    parts = [phase_gains(profile, rows[rows.method.isin([m, c])], cache_dir, reference=c).assign(reference=c)
+             for m, c in pairs]
+    vs_random = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     gap = gap_to_best_mixture(rows.assign(noise=rows.value)).rename(columns={"noise": "value"})
     return {"rows": rows, "phase": table, "crossovers": crossovers(gains, dial_origin(dial, profile)),
-            "vs_random": vs_random, "mixture_gap": gap, "disagreement": metric_disagreement(rows), "placement": place}
+            "vs_random": vs_random, "mixture_gap": gap, "disagreement": metric_disagreement(rows),
+            "diagnostic_auc": diagnostic_auc(profile, rows), "placement": place}

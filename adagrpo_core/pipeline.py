@@ -165,11 +165,17 @@ def get_ranker(world, ranker_cfg, cache_dir=None, world_key: str | None = None, 
         except DamagedFileError as e:
             warnings.warn(f"{e}; retraining the ranker")
     with torch_threads(1):
-        data = world
-        if _relogs(logging_bias, log_share):
-            data = relogged_world(world, logging_bias, log_share, ranker_cfg.seed)
-        ranker, _ = train_ranker(data, ranker_cfg, checkpoint_path=path, progress=progress)
+        ranker, _ = train_ranker(ranker_log_data(world, ranker_cfg, logging_bias, log_share), ranker_cfg,
+                                 checkpoint_path=path, progress=progress)
     return ranker
+
+
+def ranker_log_data(world, ranker_cfg, logging_bias: float | None = None, log_share: float = 1.0):
+    """The data a ranker learns from: ``world`` itself, or a copy whose slates are re-logged at
+    ``logging_bias``, a ``log_share`` of them (seeded by the ranker's seed)."""
+    if not _relogs(logging_bias, log_share):
+        return world
+    return relogged_world(world, logging_bias, log_share, ranker_cfg.seed)
 
 
 def get_sasrec(data, cfg, cache_dir=None, world_key: str | None = None, progress: bool = True):

@@ -32,9 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from .configs import Profile
+from .data.impressions import reward_coverage
 from .pipeline import (
     data_key,
     get_ranker,
@@ -43,11 +45,13 @@ from .pipeline import (
     get_sids,
     get_world,
     ranker_cached,
+    ranker_log_data,
     sft_cached,
 )
 from .reward.sources import build_reward
 from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
+from .rl.step import ReliabilityInputs
 from .runtime import torch_threads
 from .storage import atomic_write_text, config_hash
 from .train.rl import RLConfig, run_method
@@ -64,9 +68,9 @@ class MethodSpec:
     grpo: tuple = ()   # GRPOConfig overrides as (field, value) pairs, e.g. (("lam", 0.5),)
     gate: tuple = ()   # GateConfig overrides
     match: str | None = None
-    """Name of the adagrpo method this one is matched to: a random control copies its admission
-    rates; a mixture with ``match`` (rate-matched) uses lambda x its mean admission rate. None for
-    a random control = the first adagrpo method."""
+    """Name of the gated method this one is matched to: a random control copies its admission
+    rates; a mixture with ``match`` (rate-matched) uses lambda x its mean admission rate (for the
+    soft variant, its mean weight). None for a random control = the first adagrpo method."""
 
     def __post_init__(self):   # accept dicts for convenience; store hashable tuples
         for f in ("grpo", "gate"):
@@ -104,11 +108,14 @@ def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> l
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
     ada_names = [m.name for m in methods if m.method == "adagrpo"]
+    gated = [m.name for m in methods if m.method not in ("nll", "mix", "grpo", "random")]
     for m in methods:
-        if m.method == "random" and not ada_names:
-            raise ValueError("the random control is matched to an adagrpo run: include method 'adagrpo'")
-        if m.match is not None and m.match not in ada_names:
-            raise ValueError(f"method {m.name!r} is matched to {m.match!r}, which is not an adagrpo method here")
+        if m.method == "random" and m.match is None and not ada_names:
+            raise ValueError(f"the random control {m.name!r} is matched to an adagrpo run by default: include "
+                             "method 'adagrpo', or name the gated run it copies (match=...)")
+        if m.match is not None and m.match not in gated:
+            raise ValueError(f"method {m.name!r} is matched to {m.match!r}, which is not a gated method here "
+                             f"(gated: {gated})")
         if m.match is not None and m.method not in ("random", "mix"):
             raise ValueError(f"only random and mix methods can be matched, got {m.name!r} (method={m.method!r})")
     seeds = list(seeds)
@@ -162,8 +169,11 @@ def _artefacts(profile: Profile, cache_dir):
         sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
         ranker = get_ranker(world, profile.ranker, cache_dir, progress=False, **profile.reward.ranker_log)
         sasrec = None if sasrec_cfg is None else get_sasrec(world, sasrec_cfg, cache_dir, progress=False)
+        log = ranker_log_data(world, profile.ranker, **profile.reward.ranker_log) \
+            if profile.reward.source == "ranker" else world
+        coverage = torch.as_tensor(reward_coverage(log))          # what the ranker learned from
         _LOADED.clear()                      # keep one profile's artefacts at a time
-        _LOADED[key] = (world, sids, sft_dir, ranker, sasrec)
+        _LOADED[key] = (world, sids, sft_dir, ranker, sasrec, coverage)
     return _LOADED[key]
 
 
@@ -174,7 +184,7 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
     if res.exists():
         return pd.read_csv(res)
     with torch_threads(1):
-        world, sids, sft_dir, ranker, sasrec = _artefacts(profile, cache_dir)
+        world, sids, sft_dir, ranker, sasrec, coverage = _artefacts(profile, cache_dir)
         reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward,
                               sasrec=sasrec)
         gate, grpo, rates = spec.gate, spec.grpo, None
@@ -191,7 +201,7 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
         truth = _TrueUtility(world) if hasattr(world, "true_utility") else None
         return run_method(world, sids, sft_dir / "best.pt", reward, grpo, gate, spec.rl, out,
                           reference_rates=rates if gate.method == "random" else None, true_utility=truth,
-                          name=spec.name, progress=progress)
+                          name=spec.name, progress=progress, reliability=ReliabilityInputs(item_exposure=coverage))
 
 
 class _TrueUtility:

@@ -213,12 +213,16 @@ def phase_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]
     phase, cross, vsr, gap, dis = (tables[k] for k in ("phase", "crossovers", "vs_random", "mixture_gap", "disagreement"))
     lines = [f"Dial {dial}: each value's reward sits at (effective bias, effective noise):"]
     for _, r in phase.drop_duplicates("value").sort_values("value").iterrows():
-        lines.append(f"  {r.value:g}: {r.reward} at ({r.effective_bias:+.3f}, {r.effective_noise:.3f})")
+        lines.append(f"  {r.value:g}: {r.reward} at ({r.effective_bias + 0.0:+.3f}, {r.effective_noise:.3f})")
     u = phase[phase.method == uniform].sort_values("value")
-    lines.append(f"(e) {uniform}'s gain over continued NLL (t-interval over seeds), sim CTR | HR@10:")
+    lines.append(f"(e) {uniform}'s gain over continued NLL (t-interval over seeds; [bootstrap over users]), "
+                 "sim CTR | HR@10:")
     for _, r in u.iterrows():
-        lines.append(f"  {r.value:g}: {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}) | "
-                     f"{_gain(r, 'HR@10')} ({_side(r['HR@10_gain'], r['HR@10_gain_ci'])})")
+        boot = {m: f"[{r[f'{m}_boot_low']:+.4f}, {r[f'{m}_boot_high']:+.4f}]" if f"{m}_boot_low" in r else ""
+                for m in ("sim_ctr", "HR@10")}
+        lines.append(f"  {r.value:g}: {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}) "
+                     f"{boot['sim_ctr']} | {_gain(r, 'HR@10')} ({_side(r['HR@10_gain'], r['HR@10_gain_ci'])}) "
+                     f"{boot['HR@10']}")
     for _, c in cross.iterrows():
         where = f"at {c.crossover:g}" if pd.notna(c.crossover) else f"none up to {c.largest_run:g}"
         lines.append(f"  crossover of {c.metric} {c.side} the origin: {where}")

@@ -40,7 +40,7 @@ jobs = 0                   # runs in parallel, one torch thread each; 0 means on
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
 dial = None                # "bias", "noise" or "ranker_log"; None means every dial of the profile (quick: bias)
 values = None              # the dial's values; None means the profile's (quick bias: 0 and 4)
-methods = None             # None means the profile's (quick: nll, mix(1), adagrpo, random)
+methods = None             # None means the profile's (quick: nll, mix(1), adagrpo, random, exposure, random[exposure])
 oracle_thresholds = None   # the oracle's rank-agreement thresholds; None means the profile's
 log_share = 0.5            # ranker_log: share of the logged slates each retrained ranker learns from
 placement_logging_biases = None   # retrained rankers placed beside the default one; None means the profile's
@@ -82,7 +82,7 @@ for d, vals in plan.items():
     t = phase_diagram(nb.prof, d, vals, specs, log_share=log_share, n_states=placement_states, **nb.run_args)
     results[d] = t
     save_table(t["phase"], nb.out, f"nb08_phase_{d}_{nb.profile}")
-    for name in ("crossovers", "vs_random", "mixture_gap", "disagreement"):
+    for name in ("crossovers", "vs_random", "mixture_gap", "disagreement", "diagnostic_auc"):
         if len(t[name]):
             save_table(t[name], nb.out, f"nb08_{name}_{d}_{nb.profile}")
     save_figure(plots.phase_diagram(t["phase"], DIALS[d], t["crossovers"]), nb.out, f"nb08_phase_{d}_{nb.profile}")

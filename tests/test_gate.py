@@ -133,7 +133,8 @@ def test_rank_agreement_and_oracle_gate_by_hand():
 
 def test_methods_table_matches_design():
     assert set(METHODS) == {"nll", "grpo", "mix", "adagrpo", "random", "difficulty",
-                            "discriminability", "inverse", "oracle"}
+                            "discriminability", "inverse", "oracle", "exposure", "ensemble",
+                            "difficulty_and_reliability", "soft"}
     assert METHODS["grpo"].w_nll == 0.0
     assert all(m.w_nll == 1.0 for k, m in METHODS.items() if k != "grpo")
     assert all(m.help for m in METHODS.values())
@@ -196,3 +197,70 @@ def test_bad_parameters_raise_naming_field_and_value():
         random_gate(4, 1.5)
     with pytest.raises(ValueError, match="threshold=-1"):
         oracle_gate(SCORES, UTIL, VALID, -1)
+
+
+# ------------------------------------------------------------------ reliability diagnostics and gates
+def test_exposure_share_on_a_hand_built_batch():
+    from adagrpo_core.rl.gate import covered_items, exposure_share
+    counts = torch.tensor([0, 5, 20, 50, 100])                                # item -> train impressions
+    covered = covered_items(counts, 0.5)                                      # the median, 20, and above
+    assert covered.tolist() == [False, False, True, True, True]
+    assert covered_items(counts, 0.0).all()
+    items = torch.tensor([[1, 2, 2, -1], [3, 4, 0, 3], [0, 0, -1, -1]])      # [B=3, G=4]
+    target = torch.tensor([4, 3, 0])
+    # sample 0: target 4 (100, covered) + distinct negatives {1 (5), 2 (20)}: (1 + 1) / 3
+    # sample 1: target 3 (covered) + negatives {4 (covered), 0 (not)} (3 == target): (1 + 1) / 3
+    # sample 2: target 0 (not covered), no negatives: 0 / 1
+    torch.testing.assert_close(exposure_share(items, target, covered), torch.tensor([2 / 3, 2 / 3, 0.0]))
+    torch.testing.assert_close(exposure_share(items, target, covered_items(counts, 0.0)), torch.ones(3))
+    with pytest.raises(ValueError, match="quantile"):
+        covered_items(counts, 1.5)
+
+
+def test_ensemble_agreement_is_one_for_identical_members_and_lower_for_shuffled():
+    from adagrpo_core.rl.gate import ensemble_agreement
+    g = torch.Generator().manual_seed(0)
+    items = torch.arange(24).reshape(3, 8)                                   # [B=3, G=8], all distinct and valid
+    base = torch.randn(3, 8, generator=g)
+    same = torch.stack([base, base * 2 + 1, base.exp()])                     # monotone transforms: same order
+    torch.testing.assert_close(ensemble_agreement(same, items), torch.ones(3))
+    shuffled = torch.stack([base, base[:, torch.randperm(8, generator=g)], -base])
+    u = ensemble_agreement(shuffled, items)
+    assert (u < 0.5).all()
+    assert ensemble_agreement(torch.stack([base, -base]), items).tolist() == pytest.approx([-1.0] * 3)
+    # invalid and repeated rollouts are dropped; fewer than 3 distinct valid ones -> 0
+    few = torch.tensor([[1, 1, -1, 2, 2, 2, -1, -1]] + [list(range(8))] * 2)
+    u = ensemble_agreement(same, few)
+    assert u[0] == 0 and u[1:].tolist() == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError, match="K >= 2"):
+        ensemble_agreement(base[None], items)
+
+
+def test_reliability_gates_and_the_soft_variant():
+    from adagrpo_core.rl.gate import reliability_gate, soft_weights
+    d = torch.tensor([0.0, 0.3, 0.5, 0.9, 1.0, 0.7])
+    a = torch.full((6,), 0.5)
+    e = torch.tensor([0.1, 0.9, 0.5, 0.3, 1.0, 0.7])
+    assert reliability_gate(e, 0.5).tolist() == [False, True, False, False, True, True]
+    assert not reliability_gate(e, 0.0).any() and reliability_gate(e, 1.0).all()
+    cg = lambda **kw: compute_gate(GateConfig(tau=0.5, reliability_rate=0.5, **kw), d, a, exposure=e,  # noqa: E731
+                                   ensemble=1 - e)
+    assert cg(method="exposure").tolist() == [False, True, False, False, True, True]
+    assert cg(method="ensemble").tolist() == [True, False, True, True, False, False]
+    assert cg(method="difficulty_and_reliability").tolist() == [False, False, False, False, True, True]
+    assert cg(method="difficulty_and_reliability", reliability="ensemble").tolist() == [False] * 2 + [True] * 2 + [False] * 2
+    torch.testing.assert_close(cg(method="soft"), e)
+    # the soft variant at reliability 1 is the open gate: the same combined loss as the fixed mixture
+    from adagrpo_core.rl.grpo import combine_losses
+    nll, grpo = torch.rand(6), torch.randn(6)
+    ones = compute_gate(GateConfig(method="soft"), d, a, exposure=torch.ones(6))
+    torch.testing.assert_close(ones, soft_weights(torch.ones(6)))
+    for norm in ("batch", "admitted"):
+        torch.testing.assert_close(combine_losses(nll, grpo, ones, 1.0, 0.7, norm),
+                                   combine_losses(nll, grpo, compute_gate(GateConfig(method="mix"), d, a), 1.0, 0.7, norm))
+    with pytest.raises(ValueError, match="exposure diagnostic"):
+        compute_gate(GateConfig(method="exposure"), d, a)
+    with pytest.raises(ValueError, match="reliability"):
+        GateConfig(reliability="vibes")
+    with pytest.raises(ValueError, match="reliability_rate"):
+        GateConfig(reliability_rate=1.5)

@@ -69,7 +69,7 @@ EXPECTED = {
         "nb07_rewards_tiny.csv": ["reward", "method", "checkpoint", "HR@10", "sim_ctr", "dwell", "admission_rate"],
         "nb07_noise_gap_tiny.csv": ["reward", "noise", "metric", "best_mixture", "gap", "gap_ci"],
         "nb07_audit_tiny.csv": ["method", "admitted", "agree_adm", "agree_rej", "agree_diff", "corr_adm"],
-        "nb07_roc_tiny.csv": ["method", "auc_d", "auc_a", "auc_gate_score"],
+        "nb07_roc_tiny.csv": ["method", "auc_d", "auc_a", "auc_gate_score", "auc_e"],
         "nb07_admission_by_bucket_tiny.csv": ["method", "bucket", "admission_rate", "agreement"],
         "nb07_roc_tiny": None, "nb07_admission_by_bucket_tiny": None, "nb07_noise_gap_tiny": None,
     },
@@ -79,10 +79,11 @@ EXPECTED = {
                                      "HR@10_boot_low", "HR@10_boot_high", "admission_rate", "halluc", "coverage",
                                      "tail_share", "agree_diff", "effective_bias", "effective_noise"],
         "nb08_crossovers_bias_tiny.csv": ["metric", "side", "method", "crossover", "largest_run"],
-        "nb08_vs_random_bias_tiny.csv": ["value", "method", "sim_ctr_gain", "sim_ctr_gain_ci", "HR@10_gain"],
+        "nb08_vs_random_bias_tiny.csv": ["value", "method", "reference", "sim_ctr_gain", "sim_ctr_gain_ci", "HR@10_gain"],
         "nb08_mixture_gap_bias_tiny.csv": ["reward", "value", "metric", "best_mixture", "gap", "gap_ci"],
         "nb08_disagreement_bias_tiny.csv": ["value", "methods", "kendall_tau", "best_by_sim_ctr", "best_by_HR@10"],
         "nb08_ranker_placement_tiny.csv": ["reward", "effective_bias", "effective_noise", "intercept", "truth_corr"],
+        "nb08_diagnostic_auc_bias_tiny.csv": ["value", "method", "auc_d", "auc_a", "auc_gate_score", "auc_e"],
         "nb08_phase_bias_tiny": None, "nb08_admission_bias_tiny": None,
     },
     "06_frontier.ipynb": {
@@ -210,6 +211,11 @@ def test_a_parameter_at_the_profile_value_writes_the_default_tables():
     moved = output_dir("05_sensitivity", None, quick, {**defaults, "tau": 0.75})
     assert moved == base / "sweeps" / "05_sensitivity" / "tau=0.75"
     assert output_dir("05_sensitivity", None, get_profile("tiny"), {**defaults, "tau": 0.75}) == base / "smoke"
+    # notebook 08's dial picks which default tables a run writes (each named after its dial): no move
+    phase = _params("08_reward_phase_diagram")
+    assert output_dir("08_reward_phase_diagram", None, quick, {**phase, "dial": "bias"}) == base
+    assert output_dir("08_reward_phase_diagram", None, quick, {**phase, "dial": "bias", "values": [0, 8]}) == \
+        base / "sweeps" / "08_reward_phase_diagram" / "values=_0,_8_"
 
 
 # ------------------------------------------------------------------ papermill runs

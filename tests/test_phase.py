@@ -20,7 +20,7 @@ from adagrpo_core.phase import (
 )
 from adagrpo_core.pipeline import _ranker_path
 from adagrpo_core.reward.reward_model import RewardConfig
-from adagrpo_core.runs import plan_runs
+from adagrpo_core.runs import MethodSpec, plan_runs
 from adagrpo_core.verdicts import harmful_values, phase_verdict
 
 
@@ -189,3 +189,25 @@ def test_a_retrained_ranker_learns_from_the_relogged_slates(tiny_world, tmp_path
     again = get_ranker(tiny_world, cfg, tmp_path, progress=False, **rc.ranker_log).state_dict()  # from the cache
     assert all(np.array_equal(w_other[k].numpy(), again[k].numpy()) for k in w_other)
     assert reward_label(rc) == "ranker(log bias=1, share=0.5)"
+
+
+def test_a_control_matched_to_a_reliability_gate_copies_that_run(tmp_path):
+    quick = get_profile("quick")
+    specs = {s.name: s for s in plan_runs(quick, phase_methods(["nll", "adagrpo", "random", "exposure", "random[exposure]",
+                                                                 "soft", "mix[soft]"]), [0], tmp_path)}
+    assert specs["random[exposure]"].reference == specs["exposure"].out_dir
+    assert specs["random"].reference == specs["adagrpo"].out_dir
+    assert specs["mix[soft]"].reference == specs["soft"].out_dir and specs["mix[soft]"].gate.method == "mix"
+    with pytest.raises(ValueError, match="not a gated method"):
+        plan_runs(quick, [*phase_methods(["nll", "mix(1)"]), MethodSpec("r", "random", match="mix(1)")], [0], tmp_path)
+
+
+def test_a_reliability_gate_needs_its_inputs_before_any_work():
+    from adagrpo_core.rl.gate import GateConfig
+    from adagrpo_core.rl.step import ReliabilityInputs
+    from adagrpo_core.train.rl import check_method_inputs
+    with pytest.raises(ValueError, match="exposure diagnostic"):
+        check_method_inputs(GateConfig(method="exposure"), 10)
+    with pytest.raises(ValueError, match="ensemble diagnostic"):
+        check_method_inputs(GateConfig(method="soft", reliability="ensemble"), 10, reliability=ReliabilityInputs())
+    check_method_inputs(GateConfig(method="exposure"), 10, reliability=ReliabilityInputs(item_exposure=np.ones(3)))

@@ -136,3 +136,10 @@ def exposure_z(data) -> np.ndarray:
     x = np.log1p(train_exposure(data).astype(np.float64))
     sd = x.std()
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+def reward_coverage(data) -> np.ndarray:
+    """Per item, how much the reward model's training data shows it (the exposure diagnostic's
+    counts, [n_items] ints): train impressions on the simulated world; on real data, whose
+    impressions are semi-synthetic (each click against sampled negatives), the train clicks."""
+    return train_exposure(data) if hasattr(data, "true_utility") else data.train_item_counts()

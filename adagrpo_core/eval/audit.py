@@ -8,8 +8,9 @@ over the rollouts, and the target item. Here:
 * :func:`accuracy_table`: reward accuracy (rank agreement, correlation) of admitted against
   rejected samples, per method, as means over seeds with 95% t-intervals, and their paired
   difference;
-* :func:`diagnostic_roc`: ROC curve and AUC of d, a and the AdaGRPO gate score as predictors of
-  "the reward orders this sample's rollouts like the truth" (agreement > 0.5);
+* :func:`diagnostic_roc`: ROC curve and AUC of d, a, the AdaGRPO gate score and, where logged, the
+  reliability diagnostics e (exposure) and u (ensemble) as predictors of "the reward orders this
+  sample's rollouts like the truth" (agreement > 0.5);
 * :func:`admission_by_bucket`: the admission rate by the target's train-exposure bucket.
 """
 from __future__ import annotations
@@ -72,13 +73,17 @@ def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def diagnostic_roc(audit: pd.DataFrame, tau: float, rho: float) -> tuple[pd.DataFrame, dict]:
-    """AUC of d, a and the gate score min(d - tau, a - rho) as predictors of agreement > 0.5, on
-    the samples of each method; returns (table, {(method, diagnostic): (fpr, tpr)})."""
+    """AUC of d, a, the gate score min(d - tau, a - rho) and, where the runs logged them, e and u as
+    predictors of agreement > 0.5, on the samples of each method; returns (table, {(method,
+    diagnostic): (fpr, tpr)})."""
     rows, curves = [], {}
     for method, g in audit.groupby("method", sort=False):
         y = (g.agreement > 0.5).to_numpy()
         scores = {"d": g.d.to_numpy(), "a": g.a.to_numpy(),
                   "gate score": np.minimum(g.d.to_numpy() - tau, g.a.to_numpy() - rho)}
+        for rel in ("e", "u"):           # the reliability diagnostics, where the runs logged them
+            if rel in g and g[rel].notna().all():
+                scores[rel] = g[rel].to_numpy()
         r = {"method": method, "samples": len(g), "share_agreeing": y.mean()}
         for name, s in scores.items():
             r[f"auc_{name.replace(' ', '_')}"] = auc(y, s)

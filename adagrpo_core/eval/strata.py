@@ -212,6 +212,8 @@ def influence_regression(df: pd.DataFrame, only_candidates: bool = True) -> pd.D
         z[c] = (x - x.mean()) / (sd if sd > 0 else 1.0)
     fit = smf.ols("delta ~ difficulty * discriminability", data=z).fit(cov_type="HC3")
     ci = fit.conf_int()
-    return pd.DataFrame({"term": fit.params.index, "coef": fit.params.values, "se": fit.bse.values,
-                         "z": fit.tvalues.values, "p": fit.pvalues.values,
-                         "ci_low": ci[0].values, "ci_high": ci[1].values, "n": int(fit.nobs)})
+    # 12 significant digits: the linear algebra's last bits differ between CPUs, the table must not
+    sig = np.vectorize(lambda x: float(f"{x:.12g}"))
+    return pd.DataFrame({"term": fit.params.index, "coef": sig(fit.params.values), "se": sig(fit.bse.values),
+                         "z": sig(fit.tvalues.values), "p": sig(fit.pvalues.values),
+                         "ci_low": sig(ci[0].values), "ci_high": sig(ci[1].values), "n": int(fit.nobs)})

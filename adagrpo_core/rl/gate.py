@@ -13,7 +13,11 @@ from the G rollouts the policy already sampled for GRPO:
   (an AUC of the ground truth against its negatives). High = the ranker can tell the right
   item from wrong ones here, so its reward is worth following.
 
-The gate is ``g = (d >= tau) & (a >= rho)``. Controls (random at the same rate, each check
+The gate is ``g = (d >= tau) & (a >= rho)``. Two truth-free checks of where the reward itself
+is reliable can replace or join the ranker side: the exposure share ``e`` (how many of the
+sample's candidates the reward model's training data covers) and the ensemble agreement ``u``
+(how alike K reward models order the rollouts); their gates admit a batch quantile, and a soft
+variant scales each sample's GRPO term by the reliability instead. Controls (random at the same rate, each check
 alone, the exact complement, and an oracle that uses the true utility) share the same
 interface, so a trainer swaps them with one config field. Everything is vectorised over the
 batch (shapes in comments: B samples, G rollouts, M in-batch negatives). Item id -1 (any
@@ -130,8 +134,62 @@ def rank_agreement(ranker_scores: torch.Tensor, true_utility: torch.Tensor,
     return agree, n // 2
 
 
+def covered_items(item_exposure: torch.Tensor, quantile: float) -> torch.Tensor:
+    """bool [n_items]: item i is covered by the reward model's training data when its count
+    c_i (``item_exposure``: train impressions per item; on real data the train clicks) is at least
+    the catalogue's ``quantile``-quantile of the counts (0.25: the rarest quarter is uncovered)."""
+    check_range("quantile", quantile, lo=0.0, hi=1.0)
+    c = item_exposure.double()
+    return c >= torch.quantile(c, quantile)
+
+
+def exposure_share(rollout_items: torch.Tensor, target: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
+    """e [B]: how well the reward model's training data covers this sample's candidates::
+
+        e_i = (1[y*_i covered] + sum_{j in N_i} 1[y_ij covered]) / (1 + |N_i|)
+
+    ``covered`` [n_items] bool (:func:`covered_items`), N_i = the distinct valid rollout negatives
+    (``distinct_negatives_mask``). A truth-free proxy of where a learned reward is reliable: the
+    ranker's error grows as exposure falls.
+    """
+    neg = distinct_negatives_mask(rollout_items, target)                     # [B, G]
+    cov = covered[rollout_items.clamp(min=0)]                                # [B, G]
+    n_cov = (neg & cov).sum(1) + covered[target].long()                      # [B]
+    return n_cov.float() / (1 + neg.sum(1)).float()
+
+
+def ensemble_agreement(scores: torch.Tensor, rollout_items: torch.Tensor) -> torch.Tensor:
+    """u [B]: mean pairwise Spearman correlation of K reward models over a sample's rollouts::
+
+        u_i = mean_{k < l} Spearman(s^k_i, s^l_i)   over the distinct valid rollouts of sample i
+
+    ``scores`` [K, B, G] (each member's scores of the rollouts), ``rollout_items`` [B, G]
+    (-1 = invalid). Ranks are taken within each row's distinct valid rollouts (ties broken by
+    position); a row with fewer than 3 of them has no measurable agreement and gets 0 (not
+    trusted). Identical members give 1.
+    """
+    K, B, G = scores.shape
+    if K < 2:
+        raise ValueError(f"ensemble_agreement needs K >= 2 members, got K={K}")
+    items = rollout_items                                                    # [B, G]
+    same = items.unsqueeze(2) == items.unsqueeze(1)                          # [B, G, G]
+    earlier = torch.ones(G, G, dtype=torch.bool, device=items.device).tril(-1)
+    keep = (items >= 0) & ~(same & earlier).any(2)                           # [B, G] distinct valid
+    n = keep.sum(1)                                                          # [B]
+    s = scores.float().masked_fill(~keep, float("inf"))                      # [K, B, G] dropped last
+    ranks = torch.argsort(torch.argsort(s, dim=-1, stable=True), dim=-1, stable=True).float()   # [K, B, G]
+    mean = (n.float() - 1) / 2                                               # [B]
+    r = torch.where(keep, ranks - mean.unsqueeze(1), torch.zeros_like(ranks))   # centred, 0 off-row
+    norm = r.pow(2).sum(-1).sqrt().clamp(min=1e-12)                          # [K, B]
+    z = r / norm.unsqueeze(-1)                                               # [K, B, G]
+    corr = torch.einsum("kbg,lbg->klb", z, z)                                # [K, K, B]
+    pairs = torch.ones(K, K, dtype=torch.bool, device=items.device).triu(1)
+    u = corr[pairs].mean(0)                                                  # [B]
+    return torch.where(n >= 3, u, torch.zeros_like(u))
+
+
 # ----------------------------------------------------------------------------------------------
-# gates (bool [B])
+# gates (bool [B]; the soft variant: float weights in [0, 1])
 
 
 def adagrpo_gate(d: torch.Tensor, a: torch.Tensor, tau: float, rho: float) -> torch.Tensor:
@@ -163,6 +221,22 @@ def random_gate(B: int, p: float, generator: torch.Generator | None = None,
     check_range("p", p, lo=0.0, hi=1.0)
     gen_device = generator.device if generator is not None else device
     return (torch.rand(B, generator=generator, device=gen_device) < p).to(device)
+
+
+def reliability_gate(r: torch.Tensor, rate: float) -> torch.Tensor:
+    """g_i = 1[r_i >= q], q = the batch's (1 - rate) quantile of the reliability r [B], so that
+    about ``rate`` of each batch is admitted (more where r ties at q)."""
+    check_range("rate", rate, lo=0.0, hi=1.0)
+    if rate == 0:
+        return torch.zeros_like(r, dtype=torch.bool)
+    q = torch.quantile(r.float(), 1.0 - rate)
+    return r >= q
+
+
+def soft_weights(r: torch.Tensor) -> torch.Tensor:
+    """w_i = clamp(r_i, 0, 1): the soft variant scales sample i's GRPO term by its reliability
+    instead of a 0/1 gate (w = 1 everywhere is the open gate, the fixed mixture)."""
+    return r.float().clamp(0.0, 1.0)
 
 
 def oracle_gate(ranker_scores: torch.Tensor, true_utility: torch.Tensor, valid: torch.Tensor,
@@ -217,6 +291,24 @@ def _oracle(cfg, d, a, extras):
     return oracle_gate(extras["ranker_scores"], extras["true_utility"], extras["valid"], cfg.oracle_threshold)
 
 
+def _reliability(cfg, extras, which=None):
+    which = which or cfg.reliability
+    r = extras.get(which)
+    if r is None:
+        raise ValueError(f"this method needs the {which} diagnostic ({'e' if which == 'exposure' else 'u'}), "
+                         f"got {which}=None: pass the item exposure counts (exposure) or an ensemble of rankers "
+                         "(ensemble)")
+    return r
+
+
+def _rel_gate(which):
+    return lambda cfg, d, a, x: reliability_gate(_reliability(cfg, x, which), cfg.reliability_rate)
+
+
+def _difficulty_and_reliability(cfg, d, a, extras):
+    return difficulty_gate(d, cfg.tau) & reliability_gate(_reliability(cfg, extras), cfg.reliability_rate)
+
+
 # The one registry of methods: each one's gate and NLL weight. GateConfig.method names one of these.
 METHODS: dict[str, Method] = {
     "nll": Method(_closed, 1.0, "continued SFT: no GRPO term"),
@@ -229,7 +321,16 @@ METHODS: dict[str, Method] = {
     "inverse": Method(lambda cfg, d, a, x: inverse_gate(d, a, cfg.tau, cfg.rho), 1.0,
                       "not (d >= tau and a >= rho)"),
     "oracle": Method(_oracle, 1.0, "rank agreement(ranker, true utility) >= oracle_threshold"),
+    "exposure": Method(_rel_gate("exposure"), 1.0, "e >= the batch's (1 - reliability_rate) quantile of e"),
+    "ensemble": Method(_rel_gate("ensemble"), 1.0, "u >= the batch's (1 - reliability_rate) quantile of u"),
+    "difficulty_and_reliability": Method(_difficulty_and_reliability, 1.0,
+                                         "d >= tau and the reliability (e or u) >= its batch quantile"),
+    "soft": Method(lambda cfg, d, a, x: soft_weights(_reliability(cfg, x)), 1.0,
+                   "every sample, its GRPO term scaled by the reliability (e or u) in [0, 1]"),
 }
+
+RELIABILITY_METHODS = ("exposure", "ensemble", "difficulty_and_reliability", "soft")
+"""The methods that read a reliability diagnostic (e or u)."""
 
 
 @dataclass
@@ -237,7 +338,8 @@ class GateConfig:
     """Which samples receive the GRPO loss."""
 
     method: str = "adagrpo"
-    """One of METHODS: nll, grpo, mix, adagrpo, random, difficulty, discriminability, inverse, oracle."""
+    """One of METHODS: nll, grpo, mix, adagrpo, random, difficulty, discriminability, inverse, oracle,
+    exposure, ensemble, difficulty_and_reliability, soft."""
     tau: float = 0.5
     """Difficulty threshold in [0, 1]: admit when d >= tau (the paper gives no value; sweep it)."""
     rho: float = 0.5
@@ -250,6 +352,13 @@ class GateConfig:
     """Random control's p: "per_step" = AdaGRPO's rate at the same step (passed as target_rate); "mean" = random_rate."""
     oracle_threshold: float = 0.5
     """Oracle control: admit when the ranker/true-utility pairwise rank agreement is >= this, in [0, 1]."""
+    reliability: str = "exposure"
+    """Which reliability diagnostic difficulty_and_reliability and soft read: "exposure" (e) or "ensemble" (u)."""
+    reliability_rate: float = 0.5
+    """Reliability gates: the share of each batch admitted (threshold = the batch's (1 - rate) quantile), in [0, 1]."""
+    coverage_quantile: float = 0.25
+    """Exposure diagnostic: an item is covered when its count in the reward model's training data is at
+    least this quantile of the catalogue's counts, in [0, 1] (0.25: the rarest quarter is not)."""
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
@@ -260,6 +369,9 @@ class GateConfig:
             check_range("random_rate", self.random_rate, lo=0.0, hi=1.0)
         check_choice("random_rate_mode", self.random_rate_mode, ("per_step", "mean"))
         check_range("oracle_threshold", self.oracle_threshold, lo=0.0, hi=1.0)
+        check_choice("reliability", self.reliability, ("exposure", "ensemble"))
+        check_range("reliability_rate", self.reliability_rate, lo=0.0, hi=1.0)
+        check_range("coverage_quantile", self.coverage_quantile, lo=0.0, hi=1.0)
 
     @property
     def w_nll(self) -> float:
@@ -271,15 +383,17 @@ def compute_gate(cfg: GateConfig, d: torch.Tensor, a: torch.Tensor, *,
                  generator: torch.Generator | None = None, target_rate: float | None = None,
                  ranker_scores: torch.Tensor | None = None,
                  true_utility: torch.Tensor | None = None,
-                 valid: torch.Tensor | None = None) -> torch.Tensor:
-    """bool [B] gate for ``cfg.method`` (:data:`METHODS`), from d [B] and a [B] and the extras
-    some controls need.
+                 valid: torch.Tensor | None = None, exposure: torch.Tensor | None = None,
+                 ensemble: torch.Tensor | None = None) -> torch.Tensor:
+    """bool [B] gate for ``cfg.method`` (:data:`METHODS`; float weights for ``soft``), from d [B]
+    and a [B] and the extras some methods need.
 
-    random: p = ``target_rate`` (AdaGRPO's rate at this step) when random_rate_mode is
+    random: p = ``target_rate`` (the matched run's rate at this step) when random_rate_mode is
     "per_step", else ``cfg.random_rate``; oracle: needs ``ranker_scores``, ``true_utility``
-    and ``valid`` [B, G].
+    and ``valid`` [B, G]; the reliability methods: ``exposure`` (e [B], :func:`exposure_share`)
+    or ``ensemble`` (u [B], :func:`ensemble_agreement`).
     """
     check_choice("method", cfg.method, METHODS)
     extras = {"generator": generator, "target_rate": target_rate, "ranker_scores": ranker_scores,
-              "true_utility": true_utility, "valid": valid}
+              "true_utility": true_utility, "valid": valid, "exposure": exposure, "ensemble": ensemble}
     return METHODS[cfg.method].gate(cfg, d, a, extras)

@@ -29,8 +29,11 @@ from ..model.decoding import sample_rollouts
 from .gate import (
     GateConfig,
     compute_gate,
+    covered_items,
     difficulty,
     discriminability,
+    ensemble_agreement,
+    exposure_share,
     rank_agreement,
     sample_inbatch_negatives,
 )
@@ -41,6 +44,15 @@ from .grpo import (
     grpo_loss_per_sample,
     nll_per_sample,
 )
+
+
+@dataclass
+class ReliabilityInputs:
+    """What the reliability diagnostics read, besides the rollouts: the reward model's training
+    coverage and an ensemble of reward models."""
+
+    item_exposure: torch.Tensor | None = None   # [n_items] train impressions (real data: train clicks) per item
+    ensemble: list | None = None                # K >= 2 rewards (score_items(history, items, batch) -> [B, C])
 
 
 @dataclass
@@ -60,13 +72,16 @@ class ScoredBatch:
 
 def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie, grpo: GRPOConfig,
                      gate_cfg: GateConfig, generator: torch.Generator, target_rate: float | None = None,
-                     true_utility: Callable | None = None, all_rows: bool = False) -> ScoredBatch:
+                     true_utility: Callable | None = None, all_rows: bool = False,
+                     reliability: ReliabilityInputs | None = None) -> ScoredBatch:
     """Rollouts, rewards, diagnostics, the gate and the differentiable passes of one batch.
 
     ``item_codes`` [n_items, Lp] maps items to tuples (on the model's device); ``true_utility(batch,
     items [B, G]) -> [B, G]`` is needed only by the oracle gate. ``all_rows=True`` gives every
     sample's rollouts the differentiable pass, gated or not: the same loss and gradients up to
-    float rounding, at more cost (the reference of the benchmark and the tests)."""
+    float rounding, at more cost (the reference of the benchmark and the tests). ``reliability``:
+    the inputs of the exposure diagnostic e and the ensemble diagnostic u (each computed when
+    given; the reliability gates need theirs)."""
     dev = model.device
     hist = torch.as_tensor(batch.history, device=dev)
     target = torch.as_tensor(batch.target, device=dev)
@@ -97,12 +112,20 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     if true_utility is not None:
         tu = torch.as_tensor(true_utility(batch, roll.items.cpu().numpy()), dtype=torch.float32, device=dev)
         tu = torch.where(roll.valid, tu, torch.zeros_like(tu))
+    rel = reliability or ReliabilityInputs()
+    e = u = None
+    if rel.item_exposure is not None:
+        e = exposure_share(roll.items, target, covered_items(rel.item_exposure.to(dev), gate_cfg.coverage_quantile))
+    if rel.ensemble:
+        u = ensemble_agreement(torch.stack([m.score_items(hist, roll.items, batch=batch) for m in rel.ensemble]),
+                               roll.items)
     g = compute_gate(gate_cfg, d, a, generator=generator, target_rate=target_rate,
-                     ranker_scores=rewards, true_utility=tu, valid=roll.valid)
+                     ranker_scores=rewards, true_utility=tu, valid=roll.valid, exposure=e, ensemble=u)
     adv = group_advantages(rewards, grpo.scale_rewards)                              # [B, G]
     logp_T = _rollout_logprobs(model, cache, roll, adv, g, grpo, all_rows)            # [B, G, Lp]
     r = rewards.float()
     metrics = {"mean_d": d.mean().item(), "mean_a": a.mean().item(),
+               **{f"mean_{k}": v.mean().item() for k, v in (("e", e), ("u", u)) if v is not None},
                "reward": r.mean().item(), "reward_std": r.std(1).mean().item(),
                "frac_reward_zero_std": (r.std(1) == 0).float().mean().item(),
                "nonfinite_scores": int((~torch.isfinite(seq_ll)).sum() + (~torch.isfinite(cand_scores)).sum()
@@ -115,6 +138,7 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
         metrics["rank_agreement"] = agree[n_pairs > 0].mean().item() if bool((n_pairs > 0).any()) else float("nan")
         audit = {"d": d, "a": a, "gate": g, "agreement": agree, "pairs": n_pairs,
                  "reward_truth_corr": _rowwise_corr(rewards.float(), tu, roll.valid), "target": target}
+        audit.update({k: v for k, v in (("e", e), ("u", u)) if v is not None})
         audit = {k: v.detach().cpu().numpy() for k, v in audit.items()}
     return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics, audit, adv)
 

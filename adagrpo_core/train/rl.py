@@ -24,9 +24,9 @@ from ..data.interactions import Interactions
 from ..eval.evaluate import evaluate_checkpoints, validation_subset
 from ..model.policy import SIDPolicy, load_policy
 from ..model.semantic_ids import SemanticIDs
-from ..rl.gate import GateConfig
+from ..rl.gate import RELIABILITY_METHODS, GateConfig
 from ..rl.grpo import GRPOConfig
-from ..rl.step import compute_loss, sample_and_score
+from ..rl.step import ReliabilityInputs, compute_loss, sample_and_score
 from ..runtime import resolve_device, seed_everything
 from ..storage import atomic_save_df, atomic_save_npz
 from .loop import LoopConfig, run_loop
@@ -59,8 +59,15 @@ class RLResult:
 
 
 def check_method_inputs(gate_cfg: GateConfig, steps: int, reference_rates=None,
-                        true_utility: Callable | None = None) -> None:
+                        true_utility: Callable | None = None, reliability: ReliabilityInputs | None = None) -> None:
     """What a method needs beyond its config, checked before any work."""
+    if gate_cfg.method in RELIABILITY_METHODS:
+        which = gate_cfg.method if gate_cfg.method in ("exposure", "ensemble") else gate_cfg.reliability
+        have = reliability is not None and (reliability.item_exposure is not None if which == "exposure"
+                                            else bool(reliability.ensemble))
+        if not have:
+            raise ValueError(f"method={gate_cfg.method!r} reads the {which} diagnostic: pass reliability="
+                             f"ReliabilityInputs({'item_exposure=...' if which == 'exposure' else 'ensemble=[...]'})")
     if gate_cfg.method == "random" and gate_cfg.random_rate_mode == "per_step":
         if reference_rates is None or len(reference_rates) < steps:
             got = None if reference_rates is None else len(reference_rates)
@@ -75,10 +82,10 @@ def check_method_inputs(gate_cfg: GateConfig, steps: int, reference_rates=None,
 def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo: GRPOConfig,
              gate_cfg: GateConfig, cfg: RLConfig, out_dir, reference_rates=None,
              true_utility: Callable | None = None, resume: bool = True, progress: bool = True,
-             stop_after: int | None = None) -> RLResult:
+             stop_after: int | None = None, reliability: ReliabilityInputs | None = None) -> RLResult:
     """Fine-tune the SFT policy with one method. ``reference_rates``: AdaGRPO's per-step
     admission rates, for the random control with random_rate_mode="per_step"."""
-    check_method_inputs(gate_cfg, cfg.steps, reference_rates, true_utility)
+    check_method_inputs(gate_cfg, cfg.steps, reference_rates, true_utility, reliability)
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
@@ -99,7 +106,7 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
     def batch_loss(step, idx):
         rate = None if reference_rates is None else float(reference_rates[step])
         scored = sample_and_score(model, reward_model, train.subset(idx), item_codes, trie, grpo, gate_cfg,
-                                  gen, rate, true_utility)
+                                  gen, rate, true_utility, reliability=reliability)
         if scored.audit is not None:
             audit.append({"step": np.full(len(idx), step + 1), **scored.audit})
         return compute_loss(scored, grpo, gate_cfg, ref_model)
@@ -126,10 +133,10 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
 def run_method(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo: GRPOConfig,
                gate_cfg: GateConfig, cfg: RLConfig, out_dir, reference_rates=None,
                true_utility: Callable | None = None, name: str | None = None,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, reliability: ReliabilityInputs | None = None) -> pd.DataFrame:
     """Train one method and return (and write ``results.csv``) a row per checkpoint kind."""
     res = train_rl(data, sids, sft_ckpt, reward_model, grpo, gate_cfg, cfg, out_dir, reference_rates,
-                   true_utility, progress=progress)
+                   true_utility, progress=progress, reliability=reliability)
     adm = float(res.steps["admission_rate"].mean())
     rows = evaluate_checkpoints(data, sids, out_dir, name or gate_cfg.method, cfg.seed, cfg, adm, cfg.device)
     rows["train_seconds"] = res.seconds
