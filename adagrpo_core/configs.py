@@ -17,6 +17,7 @@ from .data.world import WorldConfig
 from .model.policy import PolicyConfig
 from .model.sasrec import SASRecConfig
 from .model.semantic_ids import SIDConfig
+from .reward.ensemble import EnsembleConfig
 from .reward.ranker import RankerConfig
 from .reward.reward_model import RewardConfig
 from .rl.gate import GateConfig
@@ -26,7 +27,7 @@ from .train.loop import LoopConfig
 from .train.rl import RLConfig
 from .train.sft import SFTConfig
 
-__all__ = ["AmazonConfig", "GateConfig", "GRPOConfig", "LoopConfig", "PolicyConfig", "Profile", "PROFILES",
+__all__ = ["AmazonConfig", "EnsembleConfig", "GateConfig", "GRPOConfig", "LoopConfig", "PolicyConfig", "Profile", "PROFILES",
            "RankerConfig", "RewardConfig", "RLConfig", "SequencesConfig", "SFTConfig", "SIDConfig", "SuiteConfig",
            "WorldConfig", "get_profile"]
 
@@ -152,6 +153,8 @@ class Profile:
     """The gate (method, tau, rho, M ...)."""
     rl: RLConfig = field(default_factory=RLConfig)
     """RL optimisation, checkpoints and evaluation."""
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    """The ranker ensemble of the ensemble diagnostic u (read only by gates that use it)."""
     sasrec: SASRecConfig = field(default_factory=SASRecConfig)
     """The SASRec reference model (real datasets: a baseline row, and the reward of source='sasrec')."""
     suite: SuiteConfig = field(default_factory=SuiteConfig)

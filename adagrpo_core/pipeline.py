@@ -7,8 +7,10 @@ rebuild it. Every write is atomic, so an interrupted build never leaves a half-w
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import pickle
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from .model.policy import PolicyConfig
 from .model.sasrec import train_sasrec
 from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids, sids_hash
 from .paths import default_cache_dir
+from .reward.ensemble import bootstrap_log
 from .reward.ranker import load_ranker
 from .reward.training import train_ranker
 from .runtime import torch_threads
@@ -211,3 +214,35 @@ def notebook_profile(profile: str, sequences=None, cache_dir=None):
     if not sequences:
         return get_profile(profile)
     return dataset_profile(SequencesConfig(path=str(sequences)), "amazon", None, cache_dir)
+
+
+def _ensemble_paths(world, ranker_cfg, ens_cfg, cache_dir=None, logging_bias=None, log_share: float = 1.0) -> list:
+    """The cache files of an ensemble's members (key: data, ranker config, ensemble config with K
+    and its seed, and the ranker's log)."""
+    key = config_hash(data_key(world.cfg), ranker_cfg, ens_cfg, {"logging_bias": logging_bias, "log_share": log_share})
+    return [Path(cache_dir or default_cache_dir()) / "ensembles" / key / f"member{k}.pt" for k in range(ens_cfg.members)]
+
+
+def _train_member(world, ranker_cfg, ens_cfg, k: int, path, logging_bias=None, log_share: float = 1.0) -> None:
+    with torch_threads(1):
+        data = bootstrap_log(ranker_log_data(world, ranker_cfg, logging_bias, log_share), ens_cfg.sample_share,
+                             ens_cfg.seed + k)
+        train_ranker(data, ens_cfg.member_config(ranker_cfg, k), checkpoint_path=path, progress=False)
+
+
+def get_ensemble(world, ranker_cfg, ens_cfg, cache_dir=None, jobs: int = 1, logging_bias=None,
+                 log_share: float = 1.0) -> list:
+    """Train (or reuse) the ranker ensemble of the ensemble diagnostic (``reward.ensemble``): K
+    members on bootstrap resamples of the ranker's training log (re-logged where ``logging_bias``
+    / ``log_share`` say so), ``jobs`` at a time, one torch thread each; returns the loaded members."""
+    paths = _ensemble_paths(world, ranker_cfg, ens_cfg, cache_dir, logging_bias, log_share)
+    missing = [k for k, p in enumerate(paths) if not p.exists()]
+    if jobs >= 2 and len(missing) >= 2:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+            for f in [ex.submit(_train_member, world, ranker_cfg, ens_cfg, k, paths[k], logging_bias, log_share)
+                      for k in missing]:
+                f.result()
+    for k in missing:
+        if not paths[k].exists():
+            _train_member(world, ranker_cfg, ens_cfg, k, paths[k], logging_bias, log_share)
+    return [load_ranker(p) for p in paths]

@@ -43,11 +43,13 @@ from .pipeline import (
     get_sasrec,
     get_sft,
     get_sids,
+    get_ensemble,
     get_world,
     ranker_cached,
     ranker_log_data,
     sft_cached,
 )
+from .reward.reward_model import RewardConfig, RewardModel
 from .reward.sources import build_reward
 from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
@@ -98,8 +100,16 @@ def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_
     reward = ("no reward",) if gate.method == "nll" else (profile.ranker, profile.reward)
     if gate.method != "nll" and profile.reward.source == "sasrec":
         reward += (profile.sasrec,)
+    if reads_ensemble(gate):
+        reward += (profile.ensemble,)
     return config_hash(data_key(profile.world), profile.sid, profile.policy, profile.sft, *reward,
                        grpo, gate, rl, reference_key or "", f"v{RESULT_VERSION}")
+
+
+def reads_ensemble(gate: GateConfig) -> bool:
+    """Whether a gate reads the ensemble diagnostic u (so its runs need the ranker ensemble)."""
+    return gate.method == "ensemble" or (gate.method in ("difficulty_and_reliability", "soft")
+                                         and gate.reliability == "ensemble")
 
 
 def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> list[RunSpec]:
@@ -199,9 +209,15 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
             tmp.unlink()
         atomic_write_text(out / "config.json", _config_json(profile, spec))
         truth = _TrueUtility(world) if hasattr(world, "true_utility") else None
+        members = None
+        if reads_ensemble(gate):
+            members = [RewardModel(r, sids, RewardConfig(output="logit"))
+                       for r in get_ensemble(world, profile.ranker, profile.ensemble, cache_dir,
+                                             **(profile.reward.ranker_log if profile.reward.source == "ranker" else {}))]
         return run_method(world, sids, sft_dir / "best.pt", reward, grpo, gate, spec.rl, out,
                           reference_rates=rates if gate.method == "random" else None, true_utility=truth,
-                          name=spec.name, progress=progress, reliability=ReliabilityInputs(item_exposure=coverage))
+                          name=spec.name, progress=progress,
+                          reliability=ReliabilityInputs(item_exposure=coverage, ensemble=members))
 
 
 class _TrueUtility:
@@ -315,6 +331,10 @@ def execute_planned(plans: list[tuple[Profile, list[RunSpec]]], cache_dir=None, 
     build_rankers([p for p, _ in plans[1:]], cache_dir, local_jobs)
     for profile, _ in plans[1:]:
         prepare(profile, cache_dir, progress, local_jobs)
+    for profile, ps in plans:            # the ranker ensemble, before a worker needs it (members in parallel)
+        if any(reads_ensemble(s.gate) for s in ps):
+            get_ensemble(get_world(profile.world, cache_dir), profile.ranker, profile.ensemble, cache_dir, local_jobs,
+                         **(profile.reward.ranker_log if profile.reward.source == "ranker" else {}))
     profile_of = {s.out_dir: p for p, specs in plans for s in specs}
     specs = [s for _, ps in plans for s in ps]
     own, client = executor is None, None

@@ -264,3 +264,12 @@ def test_reliability_gates_and_the_soft_variant():
         GateConfig(reliability="vibes")
     with pytest.raises(ValueError, match="reliability_rate"):
         GateConfig(reliability_rate=1.5)
+
+
+def test_reliability_gate_rejects_ties_at_the_bottom():
+    from adagrpo_core.rl.gate import reliability_gate
+    u = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.4, 0.9])       # most samples with no measurable agreement
+    assert reliability_gate(u, 0.5).tolist() == [False] * 4 + [True, True]
+    e = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.5, 0.2])       # ties at the top are admitted
+    assert reliability_gate(e, 0.5).tolist() == [True] * 4 + [False, False]
+    assert reliability_gate(u, 1.0).all()

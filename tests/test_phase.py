@@ -211,3 +211,26 @@ def test_a_reliability_gate_needs_its_inputs_before_any_work():
     with pytest.raises(ValueError, match="ensemble diagnostic"):
         check_method_inputs(GateConfig(method="soft", reliability="ensemble"), 10, reliability=ReliabilityInputs())
     check_method_inputs(GateConfig(method="exposure"), 10, reliability=ReliabilityInputs(item_exposure=np.ones(3)))
+
+
+def test_the_ranker_ensemble_is_cached_under_k_and_its_seed(tiny_world, tmp_path):
+    from adagrpo_core.pipeline import _ensemble_paths, get_ensemble
+    from adagrpo_core.reward.ensemble import EnsembleConfig, bootstrap_log
+    cfg = get_profile("tiny").ranker
+    ens = EnsembleConfig(members=2, max_epochs=1)
+    members = get_ensemble(tiny_world, cfg, ens, tmp_path)
+    assert len(members) == 2 and all(p.exists() for p in _ensemble_paths(tiny_world, cfg, ens, tmp_path))
+    a, b = (m.state_dict() for m in members)
+    assert any(not np.allclose(a[k].numpy(), b[k].numpy()) for k in a)              # other resample, other seed
+    again = get_ensemble(tiny_world, cfg, ens, tmp_path)[1].state_dict()              # from the cache
+    assert all(np.array_equal(b[k].numpy(), again[k].numpy()) for k in b)
+    keys = {_ensemble_paths(tiny_world, cfg, e, tmp_path)[0].parent for e in
+            (ens, EnsembleConfig(members=3, max_epochs=1), EnsembleConfig(members=2, max_epochs=1, seed=7))}
+    assert len(keys) == 3
+    boot = bootstrap_log(tiny_world, 0.5, 0).impressions
+    n_train = (tiny_world.impressions.split == "train").sum()
+    assert (boot.split == "train").sum() == pytest.approx(n_train / 2, rel=0.1)
+    assert boot[boot.split != "train"].reset_index(drop=True).equals(
+        tiny_world.impressions[tiny_world.impressions.split != "train"].reset_index(drop=True))
+    with pytest.raises(ValueError, match="members"):
+        EnsembleConfig(members=1)

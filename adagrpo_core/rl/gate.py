@@ -225,12 +225,14 @@ def random_gate(B: int, p: float, generator: torch.Generator | None = None,
 
 def reliability_gate(r: torch.Tensor, rate: float) -> torch.Tensor:
     """g_i = 1[r_i >= q], q = the batch's (1 - rate) quantile of the reliability r [B], so that
-    about ``rate`` of each batch is admitted (more where r ties at q)."""
+    about ``rate`` of each batch is admitted: more where r ties at q, except at the batch's
+    minimum, where ties are rejected (r_i > q): the samples with the least measurable
+    reliability (u = 0: too few rollouts to compare) are never admitted for being tied."""
     check_range("rate", rate, lo=0.0, hi=1.0)
-    if rate == 0:
+    if rate == 0 or r.numel() == 0:
         return torch.zeros_like(r, dtype=torch.bool)
     q = torch.quantile(r.float(), 1.0 - rate)
-    return r >= q
+    return (r > q) | ((r == q) & (q > r.min())) if rate < 1 else torch.ones_like(r, dtype=torch.bool)
 
 
 def soft_weights(r: torch.Tensor) -> torch.Tensor:
