@@ -43,7 +43,7 @@ def test_quick_sweep_reads_tau_and_rho_off_the_grid():
     grids, tau_rho, modes = default_grids(get_profile("quick"))
     assert "tau" not in grids and "rho" not in grids and tau_rho == ((0.25, 0.75), (0.25, 0.75))
     methods, points = sweep_methods(grids, tau_rho, modes)
-    assert len(points) == 8 and len({m.name for m in methods}) == len(methods)
+    assert len(points) == 7 and len({m.name for m in methods}) == len(methods)   # lambda under batch only
     table = pd.DataFrame([dict(p, HR=i) for i, p in enumerate(points)])
     tau = knob_table(table, "tau")
     assert len(tau) == 4 and list(tau.tau) == [0.25, 0.25, 0.75, 0.75] and list(tau.rho) == [0.25, 0.75, 0.25, 0.75]
