@@ -64,7 +64,7 @@ class SuiteConfig:
     phase_dials: list = field(default_factory=lambda: ["bias", "noise", "ranker_log"])
     """Notebook 08: the reward-error dials of the phase diagram (``phase.DIALS``)."""
     phase_values: dict = field(default_factory=lambda: {
-        "bias": [-4.0, -2.0, 0.0, 2.0, 4.0, 8.0], "noise": [0.0, 1.0, 3.0, 6.0, 10.0],
+        "bias": [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0], "noise": [0.0, 1.0, 3.0, 6.0, 10.0],
         "ranker_log": [0.5, 0.7, 0.85, 0.95, 0.99]})
     """Notebook 08: each dial's values {dial: [values]}."""
     phase_methods: list = field(default_factory=lambda: [
