@@ -201,20 +201,18 @@ def test_bad_parameters_raise_naming_field_and_value():
 
 # ------------------------------------------------------------------ reliability diagnostics and gates
 def test_exposure_share_on_a_hand_built_batch():
-    from adagrpo_core.rl.gate import covered_items, exposure_share
-    counts = torch.tensor([0, 5, 20, 50, 100])                                # item -> train impressions
-    covered = covered_items(counts, 0.5)                                      # the median, 20, and above
-    assert covered.tolist() == [False, False, True, True, True]
-    assert covered_items(counts, 0.0).all()
+    from adagrpo_core.rl.gate import exposure_percentile, exposure_share
+    counts = torch.tensor([0, 5, 20, 20, 100])                               # item -> train impressions
+    p = exposure_percentile(counts)
+    torch.testing.assert_close(p, torch.tensor([0.0, 0.25, 0.625, 0.625, 1.0]))   # ties averaged
     items = torch.tensor([[1, 2, 2, -1], [3, 4, 0, 3], [0, 0, -1, -1]])      # [B=3, G=4]
     target = torch.tensor([4, 3, 0])
-    # sample 0: target 4 (100, covered) + distinct negatives {1 (5), 2 (20)}: (1 + 1) / 3
-    # sample 1: target 3 (covered) + negatives {4 (covered), 0 (not)} (3 == target): (1 + 1) / 3
-    # sample 2: target 0 (not covered), no negatives: 0 / 1
-    torch.testing.assert_close(exposure_share(items, target, covered), torch.tensor([2 / 3, 2 / 3, 0.0]))
-    torch.testing.assert_close(exposure_share(items, target, covered_items(counts, 0.0)), torch.ones(3))
-    with pytest.raises(ValueError, match="quantile"):
-        covered_items(counts, 1.5)
+    # sample 0: target 4 (1.0) + distinct negatives {1 (0.25), 2 (0.625)}
+    # sample 1: target 3 (0.625) + negatives {4 (1.0), 0 (0.0)} (3 is the target)
+    # sample 2: target 0 (0.0), no negatives
+    torch.testing.assert_close(exposure_share(items, target, p),
+                               torch.tensor([1.875 / 3, 1.625 / 3, 0.0]))
+    assert exposure_percentile(torch.tensor([7])).tolist() == [1.0]
 
 
 def test_ensemble_agreement_is_one_for_identical_members_and_lower_for_shuffled():

@@ -14,8 +14,8 @@ from the G rollouts the policy already sampled for GRPO:
   item from wrong ones here, so its reward is worth following.
 
 The gate is ``g = (d >= tau) & (a >= rho)``. Two truth-free checks of where the reward itself
-is reliable can replace or join the ranker side: the exposure share ``e`` (how many of the
-sample's candidates the reward model's training data covers) and the ensemble agreement ``u``
+is reliable can replace or join the ranker side: the exposure share ``e`` (how well the
+reward model's training data covers the sample's candidates: their mean exposure percentile) and the ensemble agreement ``u``
 (how alike K reward models order the rollouts); their gates admit a batch quantile, and a soft
 variant scales each sample's GRPO term by the reliability instead. Controls (random at the same rate, each check
 alone, the exact complement, and an oracle that uses the true utility) share the same
@@ -134,28 +134,33 @@ def rank_agreement(ranker_scores: torch.Tensor, true_utility: torch.Tensor,
     return agree, n // 2
 
 
-def covered_items(item_exposure: torch.Tensor, quantile: float) -> torch.Tensor:
-    """bool [n_items]: item i is covered by the reward model's training data when its count
-    c_i (``item_exposure``: train impressions per item; on real data the train clicks) is at least
-    the catalogue's ``quantile``-quantile of the counts (0.25: the rarest quarter is uncovered)."""
-    check_range("quantile", quantile, lo=0.0, hi=1.0)
+def exposure_percentile(item_exposure: torch.Tensor) -> torch.Tensor:
+    """float [n_items] in [0, 1]: each item's percentile among the catalogue's counts c_i
+    (``item_exposure``: its train impressions; on real data its train clicks), ties averaged:
+    0 for the least shown item, 1 for the most shown."""
     c = item_exposure.double()
-    return c >= torch.quantile(c, quantile)
+    n = c.numel()
+    if n < 2:
+        return torch.ones(n, dtype=torch.float32, device=c.device)
+    below = torch.searchsorted(c.sort().values, c, right=False).double()     # items with a smaller count
+    ties = torch.searchsorted(c.sort().values, c, right=True).double() - below
+    return ((below + (ties - 1) / 2) / (n - 1)).float()
 
 
-def exposure_share(rollout_items: torch.Tensor, target: torch.Tensor, covered: torch.Tensor) -> torch.Tensor:
-    """e [B]: how well the reward model's training data covers this sample's candidates::
+def exposure_share(rollout_items: torch.Tensor, target: torch.Tensor, percentile: torch.Tensor) -> torch.Tensor:
+    """e [B]: how well the reward model's training data covers this sample's candidates, the mean
+    exposure percentile of the target and the distinct valid rollout negatives N_i::
 
-        e_i = (1[y*_i covered] + sum_{j in N_i} 1[y_ij covered]) / (1 + |N_i|)
+        e_i = (p(y*_i) + sum_{j in N_i} p(y_ij)) / (1 + |N_i|)
 
-    ``covered`` [n_items] bool (:func:`covered_items`), N_i = the distinct valid rollout negatives
-    (``distinct_negatives_mask``). A truth-free proxy of where a learned reward is reliable: the
-    ranker's error grows as exposure falls.
+    ``percentile`` [n_items] (:func:`exposure_percentile`). A truth-free proxy of where a learned
+    reward is reliable: the ranker's error grows as exposure falls. (A share of candidates above a
+    count threshold ties most samples at 1 on a popularity-biased log, so the percentile is used.)
     """
     neg = distinct_negatives_mask(rollout_items, target)                     # [B, G]
-    cov = covered[rollout_items.clamp(min=0)]                                # [B, G]
-    n_cov = (neg & cov).sum(1) + covered[target].long()                      # [B]
-    return n_cov.float() / (1 + neg.sum(1)).float()
+    p = percentile[rollout_items.clamp(min=0)]                               # [B, G]
+    total = (p * neg).sum(1) + percentile[target]                            # [B]
+    return total / (1 + neg.sum(1)).float()
 
 
 def ensemble_agreement(scores: torch.Tensor, rollout_items: torch.Tensor) -> torch.Tensor:
@@ -358,9 +363,6 @@ class GateConfig:
     """Which reliability diagnostic difficulty_and_reliability and soft read: "exposure" (e) or "ensemble" (u)."""
     reliability_rate: float = 0.5
     """Reliability gates: the share of each batch admitted (threshold = the batch's (1 - rate) quantile), in [0, 1]."""
-    coverage_quantile: float = 0.25
-    """Exposure diagnostic: an item is covered when its count in the reward model's training data is at
-    least this quantile of the catalogue's counts, in [0, 1] (0.25: the rarest quarter is not)."""
 
     def __post_init__(self):
         check_choice("method", self.method, METHODS)
@@ -373,7 +375,6 @@ class GateConfig:
         check_range("oracle_threshold", self.oracle_threshold, lo=0.0, hi=1.0)
         check_choice("reliability", self.reliability, ("exposure", "ensemble"))
         check_range("reliability_rate", self.reliability_rate, lo=0.0, hi=1.0)
-        check_range("coverage_quantile", self.coverage_quantile, lo=0.0, hi=1.0)
 
     @property
     def w_nll(self) -> float:

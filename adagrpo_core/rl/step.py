@@ -29,10 +29,10 @@ from ..model.decoding import sample_rollouts
 from .gate import (
     GateConfig,
     compute_gate,
-    covered_items,
     difficulty,
     discriminability,
     ensemble_agreement,
+    exposure_percentile,
     exposure_share,
     rank_agreement,
     sample_inbatch_negatives,
@@ -115,7 +115,7 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     rel = reliability or ReliabilityInputs()
     e = u = None
     if rel.item_exposure is not None:
-        e = exposure_share(roll.items, target, covered_items(rel.item_exposure.to(dev), gate_cfg.coverage_quantile))
+        e = exposure_share(roll.items, target, exposure_percentile(rel.item_exposure.to(dev)))
     if rel.ensemble:
         u = ensemble_agreement(torch.stack([m.score_items(hist, roll.items, batch=batch) for m in rel.ensemble]),
                                roll.items)
