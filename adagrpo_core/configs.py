@@ -104,14 +104,13 @@ class SuiteConfig:
         tau and rho move only in a 2 x 2 grid (their one-knob tables are read off it); lambda, M and
         G one value each away from the operating point (lambda under the batch normalisation only);
         one oracle threshold, one noise level; the phase diagram on the bias dial at 0 and 4 with
-        nll, mix(1), adagrpo and random, and the exposure gate with its random control (no ensemble
-        gate: its rankers do not fit the budget), and only the default ranker placed."""
+        nll, mix(1), adagrpo and random (the reliability gates are a papermill parameter away:
+        ``-p methods``), and only the default ranker placed."""
         return cls(oracle_thresholds=[0.5], noise_levels=[3.0], mix_lams=[1.0],
                    sweep_grids={"lam": [2.0], "num_negatives": [0], "num_generations": [4]},
                    tau_rho_grid=((0.25, 0.75), (0.25, 0.75)), lam_normalize=(), grid="reduced grid",
                    phase_dials=["bias"], phase_values={"bias": [0.0, 4.0]},
-                   phase_methods=["nll", "mix(1)", "adagrpo", "random", "exposure", "random[exposure]"],
-                   placement_logging_biases=[])
+                   phase_methods=["nll", "mix(1)", "adagrpo", "random"], placement_logging_biases=[])
 
     @classmethod
     def real(cls) -> "SuiteConfig":
