@@ -70,6 +70,18 @@ class SuiteConfig:
     phase_methods: list = field(default_factory=lambda: [
         "nll", "mix(0.5)", "mix(1)", "adagrpo", "random", "discriminability-only", "inverse", "oracle"])
     """Notebook 08: the methods trained at every dial value (oracle: at each of oracle_thresholds)."""
+    reliability_methods: list = field(default_factory=lambda: [
+        "exposure", "random[exposure]", "ensemble", "random[ensemble]", "difficulty_and_reliability",
+        "random[difficulty_and_reliability]", "soft", "mix[soft]"])
+    """Notebook 07: the reliability gates, each beside its matched control, run with the default ranker."""
+    reliability_phase_methods: list = field(default_factory=lambda: [
+        "nll", "mix(0.5)", "mix(1)", "exposure", "random[exposure]", "difficulty_and_reliability",
+        "random[difficulty_and_reliability]", "soft", "mix[soft]"])
+    """Notebook 08 with gates="reliability": the methods at every value (plus ensemble and its control
+    on the ranker_log dial, whose rewards are learned rankers)."""
+    reliability_values: dict = field(default_factory=lambda: {
+        "bias": [-8.0, -4.0, -2.0, 0.0, 4.0], "noise": [0.0, 3.0, 10.0], "ranker_log": [0.5, 0.85, 0.99]})
+    """Notebook 08 with gates="reliability": each dial's values {dial: [values]}."""
     placement_logging_biases: list = field(default_factory=lambda: [0.5, 0.7, 0.85, 0.95, 0.99])
     """Notebook 08: logging biases of the retrained rankers placed beside the default one."""
     grid: str = "full grid"
@@ -105,18 +117,20 @@ class SuiteConfig:
         G one value each away from the operating point (lambda under the batch normalisation only);
         one oracle threshold, one noise level; the phase diagram on the bias dial at 0 and 4 with
         nll, mix(1), adagrpo and random (the reliability gates are a papermill parameter away:
-        ``-p methods``), and only the default ranker placed."""
+        ``-p gates reliability``; notebook 07 runs none of them), and only the default ranker placed."""
         return cls(oracle_thresholds=[0.5], noise_levels=[3.0], mix_lams=[1.0],
                    sweep_grids={"lam": [2.0], "num_negatives": [0], "num_generations": [4]},
                    tau_rho_grid=((0.25, 0.75), (0.25, 0.75)), lam_normalize=(), grid="reduced grid",
                    phase_dials=["bias"], phase_values={"bias": [0.0, 4.0]},
-                   phase_methods=["nll", "mix(1)", "adagrpo", "random"], placement_logging_biases=[])
+                   phase_methods=["nll", "mix(1)", "adagrpo", "random"], placement_logging_biases=[],
+                   reliability_methods=[], reliability_values={"bias": [0.0, 4.0]})
 
     @classmethod
     def real(cls) -> "SuiteConfig":
         """A real dataset's lists: no oracle and no noisy truth (there is no truth), three mixtures."""
         return cls(oracle_thresholds=[], noise_levels=[], mix_lams=[1.0], frontier_lams=[0.1, 0.5, 1.0],
-                   phase_dials=[], phase_values={}, placement_logging_biases=[])
+                   phase_dials=[], phase_values={}, placement_logging_biases=[], reliability_methods=[],
+                   reliability_values={})
 
     def default(self, knob: str, value=None):
         """``value`` when given (a notebook parameter), else this suite's ``knob``."""

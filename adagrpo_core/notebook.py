@@ -38,13 +38,15 @@ __all__ = ["SUITE_PARAMETERS", "NotebookSetup", "check_notebook_params", "notebo
 _PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler"}
 """Parameters that change where or how fast a notebook runs, never its numbers."""
 
-_SELECTORS = {"dial"}
+_SELECTORS = {"dial", "gates"}
 """Parameters that pick which of a notebook's default tables a run writes (each table is named
-after its value, e.g. notebook 08's ``nb08_phase_<dial>_<profile>``), so they never move them."""
+after its value, e.g. notebook 08's ``nb08_phase_<dial>_<profile>`` and, with gates="reliability",
+``nb08_phase_<dial>_reliability_<profile>``), so they never move them."""
 
 SUITE_PARAMETERS = {"seeds": "seeds", "oracle_thresholds": "oracle_thresholds", "lams": "frontier_lams",
                     "noise_levels": "noise_levels", "mix_lams": "mix_lams", "grids": "sweep_grids",
-                    "methods": "phase_methods", "placement_logging_biases": "placement_logging_biases"}
+                    "methods": "phase_methods", "placement_logging_biases": "placement_logging_biases",
+                    "reliability_methods": "reliability_methods"}
 """Notebook parameter -> the field of ``Profile.suite`` that its None value stands for."""
 
 SEEDS_FIELD = {"03_main_results": "main_seeds"}
@@ -227,8 +229,8 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
     ``noise_levels`` and ``mix_lams`` (non-negative numbers; None: the profile's), ``jobs`` (int
     >= 0), ``sequences`` (an existing file or None), ``run_dir`` (an existing
     folder or None), ``out_dir`` / ``cache_dir`` / ``runs_dir`` (a path or None), ``checkpoint``
-    ('best' or 'final') and ``split`` ('test' or 'valid'). Other parameters are left to the code
-    that uses them. A bad value raises ValueError naming the parameter and the value.
+    ('best' or 'final'), ``split`` ('test' or 'valid') and ``gates`` ('main' or 'reliability').
+    Other parameters are left to the code that uses them. A bad value raises ValueError naming the parameter and the value.
     """
     def bad(name, why):
         raise ValueError(f"notebook parameter {name} {why}, got {name}={params[name]!r}")
@@ -286,3 +288,5 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
         bad("checkpoint", "must be 'best' or 'final'")
     if "split" in params and params["split"] not in ("test", "valid"):
         bad("split", "must be 'test' or 'valid'")
+    if "gates" in params and params["gates"] not in ("main", "reliability"):
+        bad("gates", "must be 'main' or 'reliability'")

@@ -29,13 +29,13 @@ from .pipeline import get_ranker, get_sids, get_world
 from .reward.reliability import place_reward
 from .reward.reward_model import RewardConfig
 from .reward.sources import build_reward
+from .rl.gate import RELIABILITY_METHODS
 from .runs import MethodSpec, build_rankers, execute_planned, plan_runs
 from .runtime import torch_threads
 
-__all__ = ["DIALS", "METRICS", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward", "metric_disagreement",
-           "phase_diagram",
-           "phase_gains",
-           "phase_methods", "phase_plan", "phase_runs", "placement"]
+__all__ = ["DIALS", "GATE_SETS", "METRICS", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward",
+           "gate_set_methods", "metric_disagreement", "phase_diagram", "phase_gains", "phase_methods", "phase_plan",
+           "phase_runs", "placement"]
 
 DIALS = {"bias": "exposure bias of the truth reward (utility + bias * z_i)",
          "noise": "noisy_truth: std of the utility error on the rarest items",
@@ -44,6 +44,14 @@ DIALS = {"bias": "exposure bias of the truth reward (utility + bias * z_i)",
 
 METRICS = ("sim_ctr", "HR@10")
 """The two outcomes of the diagram: online (simulated CTR) and offline (test HR@10)."""
+
+GATE_SETS = ("main", "reliability")
+"""Notebook 08's method sets: the main methods (``suite.phase_methods`` at ``suite.phase_values``)
+or the reliability gates with their controls (``suite.reliability_phase_methods`` at
+``suite.reliability_values``)."""
+
+GATED = ("adagrpo",) + RELIABILITY_METHODS
+"""Methods whose admitted samples the diagram audits and compares with the best mixture."""
 
 _PLAIN = {"nll": "nll", "adagrpo": "adagrpo", "random": "random", "inverse": "inverse", "grpo": "grpo",
           "difficulty-only": "difficulty", "discriminability-only": "discriminability", "exposure": "exposure",
@@ -68,18 +76,22 @@ def dial_origin(dial: str, profile: Profile) -> float:
     return float(profile.world.exposure_bias) if dial == "ranker_log" else 0.0
 
 
-def phase_plan(profile: Profile, dial: str | None = None, values=None, log_share: float = 1.0) -> dict:
+def phase_plan(profile: Profile, dial: str | None = None, values=None, log_share: float = 1.0,
+               gates: str = "main") -> dict:
     """{dial: [values]} to run: every dial of the profile's suite with its values (``dial`` None),
-    or one dial with ``values`` (None: the suite's values of that dial). Checked before any work,
-    with ``log_share`` (the retrained rankers' share of the log)."""
+    or one dial with ``values`` (None: the suite's values of that dial). ``gates`` picks the value
+    lists (:data:`GATE_SETS`). Checked before any work, with ``log_share`` (the retrained rankers'
+    share of the log)."""
     RewardConfig(ranker_log_share=log_share)     # (0, 1]
+    check_choice("gates", gates, GATE_SETS)
+    table = profile.suite.phase_values if gates == "main" else profile.suite.reliability_values
     if dial is None:
         if values is not None:
             raise ValueError(f"values are one dial's values: set dial too, got dial=None and values={values!r}")
-        return {d: list(profile.suite.phase_values[d]) for d in profile.suite.phase_dials}
+        return {d: list(table[d]) for d in profile.suite.phase_dials if d in table}
     check_choice("dial", dial, tuple(DIALS))
     if values is None:
-        values = profile.suite.phase_values.get(dial)
+        values = table.get(dial)
         if not values:
             raise ValueError(f"the profile {profile.name!r} has no values for dial={dial!r}: pass values")
     if not isinstance(values, (list, tuple)) or not values or len(set(values)) != len(values):
@@ -87,6 +99,19 @@ def phase_plan(profile: Profile, dial: str | None = None, values=None, log_share
     for v in values:
         dial_reward(dial, v)            # checks the range (noise >= 0, a logging bias in [0, 1])
     return {dial: [float(v) for v in values]}
+
+
+def gate_set_methods(profile: Profile, gates: str, dial: str, methods=None) -> list:
+    """The method names of one dial's diagram: ``methods`` when given, else the suite's list of the
+    gate set (:data:`GATE_SETS`); the reliability set adds the ensemble gate and its control on the
+    ranker_log dial, the one whose rewards are learned rankers (an ensemble describes a ranker)."""
+    check_choice("gates", gates, GATE_SETS)
+    if methods is not None:
+        return list(methods)
+    if gates == "main":
+        return list(profile.suite.phase_methods)
+    extra = ["ensemble", "random[ensemble]"] if dial == "ranker_log" else []
+    return list(profile.suite.reliability_phase_methods) + extra
 
 
 def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
@@ -225,15 +250,28 @@ def metric_disagreement(rows: pd.DataFrame, checkpoint: str = "best") -> pd.Data
     return pd.DataFrame(out)
 
 
-def diagnostic_auc(profile: Profile, rows: pd.DataFrame, method: str = "adagrpo") -> pd.DataFrame:
-    """Per dial value, on ``method``'s logged samples: the ROC AUC of d, a, the gate score and the
-    reliability diagnostics (e; u where logged) as predictors of "the reward used at that value
-    orders the rollouts like the truth" (agreement > 0.5)."""
+def diagnostic_auc(profile: Profile, rows: pd.DataFrame, methods=GATED) -> pd.DataFrame:
+    """Per dial value and gated method run (of ``methods``), on that method's logged samples: the
+    ROC AUC of d, a, the gate score and the reliability diagnostics (e; u where logged) as
+    predictors of "the reward used at that value orders the rollouts like the truth" (agreement
+    > 0.5)."""
     out = []
-    for value, g in rows[rows.method == method].groupby("value", sort=True):
+    for value, g in rows[rows.method.isin(methods)].groupby("value", sort=True):
         roc, _ = diagnostic_roc(load_audits(g), profile.gate.tau, profile.gate.rho)
         out.append(roc.assign(value=value))
-    return pd.concat(out, ignore_index=True)[["value"] + list(roc.columns)] if out else pd.DataFrame()
+    if not out:
+        return pd.DataFrame()
+    t = pd.concat(out, ignore_index=True)
+    return t[["value"] + [c for c in t.columns if c != "value"]]
+
+
+def _pairs(names: set, profile: Profile) -> list[tuple[str, str]]:
+    """(gate, control) pairs of the diagram's methods: adagrpo - random, X - random[X], X - mix[X],
+    and difficulty_and_reliability minus its reliability check alone (answer (j))."""
+    pairs = [("adagrpo", "random")] + [(n[len(k) + 1:-1], n) for n in sorted(names)
+                                       for k in ("random", "mix") if n.startswith(k + "[")]
+    pairs.append(("difficulty_and_reliability", profile.gate.reliability))
+    return [(m, c) for m, c in pairs if m in names and c in names]
 
 
 def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
@@ -241,22 +279,21 @@ def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec]
                   progress: bool = True) -> dict:
     """One dial's diagram: the runs (:func:`phase_runs`) and the tables read off them. Returns
     {"rows", "phase" (gains over NLL with each value's effective bias and noise), "crossovers",
-    "vs_random" (each gate minus its matched control: adagrpo - random, X - random[X], X - mix[X]),
-    "mixture_gap" (AdaGRPO minus the best mixture chosen on validation HR@10), "disagreement"
+    "vs_random" (each gate minus its matched control: adagrpo - random, X - random[X], X - mix[X];
+    and difficulty_and_reliability minus its reliability check alone), "mixture_gap" (each gated
+    method, column ``gate``, minus the best mixture chosen on validation HR@10), "disagreement"
     (:func:`metric_disagreement`), "diagnostic_auc" (:func:`diagnostic_auc`), "placement"}."""
     rows = phase_runs(profile, dial, values, methods, seeds, out_root, cache_dir, jobs, scheduler, log_share, progress)
     gains = phase_gains(profile, rows, cache_dir)
     place = placement(profile, [dial_reward(dial, v, log_share) for v in values], cache_dir, n_states, jobs)
     table = gains.merge(place[["reward", "effective_bias", "effective_noise", "truth_corr"]], on="reward", how="left")
     table.insert(0, "dial", dial)
-    names = set(rows.method)
-    pairs = [(m, c) for m, c in [("adagrpo", "random")] + [(n[len(k) + 1:-1], n) for n in sorted(names)
-                                                           for k in ("random", "mix") if n.startswith(k + "[")]
-             if m in names and c in names]
     parts = [phase_gains(profile, rows[rows.method.isin([m, c])], cache_dir, reference=c).assign(reference=c)
-             for m, c in pairs]
+             for m, c in _pairs(set(rows.method), profile)]
     vs_random = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    gap = gap_to_best_mixture(rows.assign(noise=rows.value)).rename(columns={"noise": "value"})
+    gaps = [gap_to_best_mixture(rows.assign(noise=rows.value), method=m).rename(columns={"noise": "value"}).assign(gate=m)
+            for m in GATED if m in set(rows.method)]
+    gap = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
     return {"rows": rows, "phase": table, "crossovers": crossovers(gains, dial_origin(dial, profile)),
             "vs_random": vs_random, "mixture_gap": gap, "disagreement": metric_disagreement(rows),
             "diagnostic_auc": diagnostic_auc(profile, rows), "placement": place}

@@ -15,7 +15,7 @@ import pandas as pd
 
 __all__ = ["ab_audit_verdict", "add_mixture_lam", "controls_verdict", "dominating_mixtures", "frontier_verdict",
            "harmful_values", "holm_significant", "interval_excludes_zero", "main_results_verdict", "phase_verdict",
-           "placement_verdict", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
+           "placement_verdict", "reliability_verdict", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
 
 _MIXTURE = re.compile(r"^mix\(([^()]*)\)$")
 
@@ -164,10 +164,12 @@ def frontier_verdict(summary: pd.DataFrame, hr_k: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- 07
-def ab_audit_verdict(ref: pd.DataFrame, pooled: pd.DataFrame, gaps: pd.DataFrame, acc: pd.DataFrame) -> list[str]:
+def ab_audit_verdict(ref: pd.DataFrame, pooled: pd.DataFrame, gaps: pd.DataFrame, acc: pd.DataFrame,
+                     roc: pd.DataFrame | None = None) -> list[str]:
     """Notebook 07: the reference policies' simulated CTR, each method against nll (best
-    checkpoint; the CTR difference and its share of the SFT-to-ceiling gap), AdaGRPO minus the
-    best fixed mixture per reward source, and each gate's rank agreement admitted vs rejected."""
+    checkpoint; the CTR difference and its share of the SFT-to-ceiling gap), each reliability gate
+    against its matched control, AdaGRPO minus the best fixed mixture per reward source, each
+    gate's rank agreement admitted vs rejected, and (``roc``) the diagnostics' ROC AUC."""
     t = ref.set_index("policy")["sim_ctr"]
     lines = [(f"Simulated CTR: logging {t['logging']:.4f}, most popular {t['most-popular']:.4f}, SFT {t['sft']:.4f}, "
               f"ranker top-10 {t['ranker top-10']:.4f}, ceiling {t['ceiling (true utility)']:.4f}.")]
@@ -177,6 +179,14 @@ def ab_audit_verdict(ref: pd.DataFrame, pooled: pd.DataFrame, gaps: pd.DataFrame
             lines.append(f"  {r.method:<22} sim CTR vs nll {r.sim_ctr_diff:+.4f} [{r.sim_ctr_ci_low:+.4f}, "
                          f"{r.sim_ctr_ci_high:+.4f}] over users, ± {r.sim_ctr_seed_ci:.4f} over seeds (a gain worth "
                          f"{r.sim_ctr_diff / gap:.1%} of the SFT-to-ceiling gap)")
+    matched = pooled[(pooled.checkpoint == "best") & pooled.reference.str.contains(r"\[")]
+    for _, r in matched.iterrows():
+        lines.append(f"  {r.method:<22} sim CTR vs {r.reference} {r.sim_ctr_diff:+.4f} [{r.sim_ctr_ci_low:+.4f}, "
+                     f"{r.sim_ctr_ci_high:+.4f}] over users, ± {r.sim_ctr_seed_ci:.4f} over seeds; HR@10 {r['diff']:+.4f} "
+                     f"(Holm p {r.p_holm:.3f})")
+    for _, r in (roc.iterrows() if roc is not None else []):
+        diag = ", ".join(f"{k} {r[f'auc_{k}']:.3f}" for k in ("d", "a", "gate_score", "e", "u") if pd.notna(r.get(f"auc_{k}")))
+        lines.append(f"ROC AUC for agreement > 0.5 on {r.method}'s {int(r.samples)} samples ({r.share_agreeing:.1%} agree): {diag}")
     for _, r in gaps.iterrows():
         lines.append(f"reward {r.reward}: {r.metric} AdaGRPO - {r.best_mixture} = {r.gap:+.4f} ± {r.gap_ci:.4f} "
                      f"({int(r.seeds)} seeds)")
@@ -237,11 +247,12 @@ def phase_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]
             r = at.loc[m]
             lines.append(f"  {m} vs NLL: sim CTR {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}), "
                          f"HR@10 {_gain(r, 'HR@10')}; admits {r.admission_rate:.2f}")
-        if len(vsr) and (vsr.value == v).any():
-            r = vsr[vsr.value == v].iloc[0]
+        ar = vsr[(vsr.value == v) & (vsr.method == "adagrpo") & (vsr.reference == "random")] if len(vsr) else vsr
+        for _, r in ar.iterrows():
             lines.append(f"  adagrpo - random at its rate: sim CTR {_gain(r, 'sim_ctr')} "
                          f"({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}), HR@10 {_gain(r, 'HR@10')}")
-        for _, g in gap[(gap.value == v) & (gap.metric == "sim_ctr")].iterrows() if len(gap) else []:
+        ag = gap[(gap.value == v) & (gap.metric == "sim_ctr") & (gap.gate == "adagrpo")] if len(gap) else gap
+        for _, g in ag.iterrows():
             lines.append(f"  adagrpo - best mixture on validation ({g.best_mixture}): sim CTR {g.gap:+.4f} ± {g.gap_ci:.4f}")
     lines.append("(g) offline HR@10 against online sim CTR, per value (Kendall's tau of the two method orders):")
     for _, d in dis.iterrows():
@@ -251,6 +262,47 @@ def phase_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]
               | ((u.sim_ctr_gain > 0) & (u["HR@10_gain"] + u["HR@10_gain_ci"] < 0))]
     for _, r in split.iterrows():
         lines.append(f"  at {r.value:g} {uniform} moves them apart: sim CTR {_gain(r, 'sim_ctr')}, HR@10 {_gain(r, 'HR@10')}")
+    return lines
+
+
+def reliability_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]:
+    """Notebook 08, the reliability gates on one dial: (h) the ROC AUC of the truth-free
+    diagnostics e (exposure) and u (ensemble) for "the reward orders the rollouts like the truth";
+    (i) where ``uniform`` lowers sim CTR below NLL, each gate against NLL, its matched control and
+    the best mixture chosen on validation; (j) difficulty_and_reliability minus its check alone."""
+    from .rl.gate import RELIABILITY_METHODS
+    phase, vsr, gap, auc = (tables[k] for k in ("phase", "vs_random", "mixture_gap", "diagnostic_auc"))
+    gates = [m for m in RELIABILITY_METHODS if m in set(phase.method)]
+    if not gates:
+        return []
+    lines = [f"(h) dial {dial}: ROC AUC of the truth-free diagnostics for agreement > 0.5, on each gate's samples "
+             "(above 0.6 counts as predictive):"]
+    for _, r in auc.iterrows() if len(auc) else []:
+        diag = ", ".join(f"{k} {r[f'auc_{k}']:.3f}" for k in ("e", "u", "d", "a") if pd.notna(r.get(f"auc_{k}")))
+        lines.append(f"  {r.value:g}, {r.method} ({r.share_agreeing:.0%} of {r.samples} samples agree): {diag}")
+    harmful = harmful_values(phase, uniform)
+    if not harmful:
+        lines.append(f"(i) {uniform} never lowers sim CTR below NLL with its interval on this dial: (i) does not arise.")
+    for v in harmful:
+        at = phase[phase.value == v].set_index("method")
+        lines.append(f"(i) at {v:g}, where {uniform} hurts ({_gain(at.loc[uniform], 'sim_ctr')} sim CTR):")
+        for m in gates:
+            r = at.loc[m]
+            lines.append(f"  {m} vs NLL: sim CTR {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}), "
+                         f"HR@10 {_gain(r, 'HR@10')}; admits {r.admission_rate:.2f}")
+            c = vsr[(vsr.value == v) & (vsr.method == m) & vsr.reference.str.contains(r"\[")] if len(vsr) else vsr
+            for _, x in c.iterrows():
+                lines.append(f"    - {x.reference}: sim CTR {_gain(x, 'sim_ctr')} ({_side(x.sim_ctr_gain, x.sim_ctr_gain_ci)})")
+            gp = gap[(gap.value == v) & (gap.metric == "sim_ctr") & (gap.gate == m)] if len(gap) else gap
+            for _, g in gp.iterrows():
+                lines.append(f"    - best mixture on validation ({g.best_mixture}): sim CTR {g.gap:+.4f} ± {g.gap_ci:.4f}")
+    j = vsr[vsr.method == "difficulty_and_reliability"] if len(vsr) else vsr
+    j = j[~j.reference.str.contains(r"\[")] if len(j) else j
+    if len(j):
+        lines.append("(j) difficulty_and_reliability minus its reliability check alone, per value, sim CTR | HR@10:")
+        for _, x in j.iterrows():
+            lines.append(f"  {x.value:g} (- {x.reference}): {_gain(x, 'sim_ctr')} ({_side(x.sim_ctr_gain, x.sim_ctr_gain_ci)})"
+                         f" | {_gain(x, 'HR@10')} ({_side(x['HR@10_gain'], x['HR@10_gain_ci'])})")
     return lines
 
 

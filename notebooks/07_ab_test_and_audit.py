@@ -41,6 +41,7 @@ scheduler = None           # a Dask scheduler address such as tcp://host:8786; N
 noise_levels = None        # noisy_truth: std of the utility error on the rarest items; None means quick 3 only, paper 1 and 3
 mix_lams = None            # the fixed mixtures of the reward-source comparison; None means quick 1 only, paper 0.5 and 1
 logging_samples = 20       # Monte Carlo slates per user for the logging policy
+reliability_methods = None # reliability gates beside their controls (random[X], mix[soft]); None means the profile's (quick: none)
 
 # %%
 import pandas as pd
@@ -64,6 +65,7 @@ from adagrpo_core.experiments import (
     summarize,
 )
 from adagrpo_core.notebook import setup
+from adagrpo_core.phase import phase_methods
 from adagrpo_core.pipeline import get_world
 from adagrpo_core.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
@@ -76,6 +78,7 @@ if not nb.prof.is_simulated:
 methods = [MethodSpec("nll", "nll"), MethodSpec("mix(1)", "mix", grpo={"lam": 1.0}), MethodSpec("adagrpo", "adagrpo"),
            MethodSpec("random", "random"), MethodSpec("inverse", "inverse"), MethodSpec("difficulty-only", "difficulty"),
            MethodSpec("discriminability-only", "discriminability"), MethodSpec("oracle", "oracle")]
+methods += phase_methods(["nll"] + list(nb.reliability_methods))[1:]   # the reliability gates (rl/gate.py), matched controls
 rows, summary = main_results(nb.prof, methods=methods, **nb.run_args)
 
 # %% [markdown]
@@ -88,7 +91,8 @@ runs = best[["method", "seeds", "sim_ctr", "sim_ctr_ci", "dwell", "dwell_ci", "c
 ab = pd.concat([ref.assign(kind="reference"), runs.rename(columns={"method": "policy"}).assign(kind="RL, best checkpoint")],
                ignore_index=True)
 save_table(ab, nb.out, f"nb07_ab_test_{nb.profile}")
-pairs = [(m.name, "nll") for m in methods if m.name != "nll"] + [("adagrpo", "random"), ("adagrpo", "mix(1)")]
+pairs = [(m.name, "nll") for m in methods if m.name != "nll"] + [("adagrpo", "random"), ("adagrpo", "mix(1)")] + \
+        [(m.match, m.name) for m in methods if m.match]        # each reliability gate minus its matched control
 tests, pooled = paired_tests_both(nb.prof, rows, pairs, 10, cache_dir)
 save_table(pooled, nb.out, f"nb07_ab_paired_{nb.profile}")
 ab.round(4)
@@ -122,7 +126,7 @@ rsum[cols][rsum.checkpoint == "best"].round(4)
 audit = load_audits(rows)
 acc = accuracy_table(audit)
 save_table(acc, nb.out, f"nb07_audit_{nb.profile}")
-roc, curves = diagnostic_roc(audit[audit.method == "adagrpo"], nb.prof.gate.tau, nb.prof.gate.rho)
+roc, curves = diagnostic_roc(audit[audit.method.isin(["adagrpo", "ensemble"])], nb.prof.gate.tau, nb.prof.gate.rho)
 save_table(roc, nb.out, f"nb07_roc_{nb.profile}")
 save_figure(plots.roc_curves(curves, "adagrpo"), nb.out, f"nb07_roc_{nb.profile}")
 bucket, _ = exposure_buckets(get_world(nb.prof.world, cache_dir))
@@ -138,4 +142,4 @@ acc.round(4)
 # The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
 
 # %%
-print("\n".join(ab_audit_verdict(ref, pooled, gaps, acc)))
+print("\n".join(ab_audit_verdict(ref, pooled, gaps, acc, roc)))

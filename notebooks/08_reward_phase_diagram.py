@@ -40,7 +40,8 @@ jobs = 0                   # runs in parallel, one torch thread each; 0 means on
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
 dial = None                # "bias", "noise" or "ranker_log"; None means every dial of the profile (quick: bias)
 values = None              # the dial's values; None means the profile's (quick bias: 0 and 4)
-methods = None             # None means the profile's (quick: nll, mix(1), adagrpo, random)
+methods = None             # None means the profile's list of the gate set (quick main: nll, mix(1), adagrpo, random)
+gates = "main"             # "main" (AdaGRPO and its controls) or "reliability" (the reliability gates and theirs)
 oracle_thresholds = None   # the oracle's rank-agreement thresholds; None means the profile's
 log_share = 0.5            # ranker_log: share of the logged slates each retrained ranker learns from
 placement_logging_biases = None   # retrained rankers placed beside the default one; None means the profile's
@@ -51,18 +52,20 @@ from IPython.display import display
 
 from adagrpo_core import plots
 from adagrpo_core.notebook import setup
-from adagrpo_core.phase import DIALS, dial_reward, phase_diagram, phase_methods, phase_plan, placement
+from adagrpo_core.phase import DIALS, dial_reward, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
 from adagrpo_core.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import phase_verdict, placement_verdict
+from adagrpo_core.verdicts import phase_verdict, placement_verdict, reliability_verdict
 
 nb = setup("08_reward_phase_diagram", globals())   # checks the parameters first; profile, output folder, runs, lists
 if not nb.prof.is_simulated:
     raise SystemExit("notebook 08 needs the simulated world's true utility; real datasets have none")
-plan = phase_plan(nb.prof, dial, values, log_share)   # {dial: [values]}, checked before any work
-specs = phase_methods(nb.methods, nb.oracle_thresholds)
-print(f"dials {plan}; methods {[m.name for m in specs]}; seeds {nb.seeds}")
+plan = phase_plan(nb.prof, dial, values, log_share, gates)   # {dial: [values]}, checked before any work
+specs = {d: phase_methods(gate_set_methods(nb.prof, gates, d, methods), nb.oracle_thresholds) for d in plan}
+sfx = "" if gates == "main" else f"_{gates}"          # nb08_phase_bias_reliability_paper: the reliability set's tables
+for d in plan:
+    print(f"dial {d}: values {plan[d]}; methods {[m.name for m in specs[d]]}; seeds {nb.seeds}")
 
 # %% [markdown]
 # ## Where the rewards sit: the default ranker and retrained rankers
@@ -79,14 +82,14 @@ place.round(4)
 # %%
 results = {}
 for d, vals in plan.items():
-    t = phase_diagram(nb.prof, d, vals, specs, log_share=log_share, n_states=placement_states, **nb.run_args)
+    t = phase_diagram(nb.prof, d, vals, specs[d], log_share=log_share, n_states=placement_states, **nb.run_args)
     results[d] = t
-    save_table(t["phase"], nb.out, f"nb08_phase_{d}_{nb.profile}")
+    save_table(t["phase"], nb.out, f"nb08_phase_{d}{sfx}_{nb.profile}")
     for name in ("crossovers", "vs_random", "mixture_gap", "disagreement", "diagnostic_auc"):
         if len(t[name]):
-            save_table(t[name], nb.out, f"nb08_{name}_{d}_{nb.profile}")
-    save_figure(plots.phase_diagram(t["phase"], DIALS[d], t["crossovers"]), nb.out, f"nb08_phase_{d}_{nb.profile}")
-    save_figure(plots.phase_admission(t["phase"], DIALS[d]), nb.out, f"nb08_admission_{d}_{nb.profile}")
+            save_table(t[name], nb.out, f"nb08_{name}_{d}{sfx}_{nb.profile}")
+    save_figure(plots.phase_diagram(t["phase"], DIALS[d], t["crossovers"]), nb.out, f"nb08_phase_{d}{sfx}_{nb.profile}")
+    save_figure(plots.phase_admission(t["phase"], DIALS[d]), nb.out, f"nb08_admission_{d}{sfx}_{nb.profile}")
     cols = ["value", "method", "seeds", "sim_ctr_gain", "sim_ctr_gain_ci", "HR@10_gain", "HR@10_gain_ci",
             "admission_rate", "agree_diff", "effective_bias", "effective_noise"]
     display(t["phase"][cols].round(4))
@@ -99,4 +102,4 @@ for d, vals in plan.items():
 # %%
 print("\n".join(placement_verdict(place)))
 for d, t in results.items():
-    print("\n".join(phase_verdict(d, t)))
+    print("\n".join(phase_verdict(d, t) + reliability_verdict(d, t)))

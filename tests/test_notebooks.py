@@ -243,3 +243,29 @@ def test_notebook_runs_on_tiny_profile(nb, tmp_path):
         assert len(df) > 0, name
         missing = [c for c in columns if c not in df.columns]
         assert not missing, f"{name} lacks columns {missing}; has {list(df.columns)}"
+
+
+def test_phase_diagram_runs_the_reliability_gates(tmp_path):
+    """Notebook 08 with gates="reliability" writes its own tables (beside, not over, the main
+    set's): each reliability gate against its matched control and the difficulty-and-reliability
+    gate against its check alone, the gap of every gate to the best mixture, and the diagnostics'
+    AUC on each gate's samples."""
+    papermill = pytest.importorskip("papermill")
+    nb = NB_DIR / "08_reward_phase_diagram.ipynb"
+    out = tmp_path / "figures"
+    methods = ["nll", "mix(1)", "exposure", "random[exposure]", "difficulty_and_reliability", "soft", "mix[soft]"]
+    papermill.execute_notebook(str(nb), str(tmp_path / nb.name), kernel_name="python3", cwd=str(nb.parent),
+                               parameters={"profile": "tiny", "out_dir": str(out), "cache_dir": str(tmp_path / "cache"),
+                                           "threads": 1, "runs_dir": str(tmp_path / "runs"), "seeds": [0],
+                                           "gates": "reliability", "methods": methods, "dial": "bias", "values": [4]},
+                               progress_bar=False)
+    assert not (out / "nb08_phase_bias_tiny.csv").exists()
+    phase = pd.read_csv(out / "nb08_phase_bias_reliability_tiny.csv")
+    assert set(phase.method) == set(methods) - {"nll"} and set(phase.value) == {4.0}
+    vs = pd.read_csv(out / "nb08_vs_random_bias_reliability_tiny.csv")
+    assert set(zip(vs.method, vs.reference)) == {("exposure", "random[exposure]"), ("soft", "mix[soft]"),
+                                                 ("difficulty_and_reliability", "exposure")}
+    gap = pd.read_csv(out / "nb08_mixture_gap_bias_reliability_tiny.csv")
+    assert set(gap.gate) == {"exposure", "difficulty_and_reliability", "soft"} and set(gap.best_mixture) == {"mix(1)"}
+    auc = pd.read_csv(out / "nb08_diagnostic_auc_bias_reliability_tiny.csv")
+    assert set(auc.method) == {"exposure", "difficulty_and_reliability", "soft"} and (auc.auc_e.between(0, 1) | (auc.share_agreeing % 1 == 0)).all()   # NaN only where all samples agree (or none)

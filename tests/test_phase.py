@@ -14,6 +14,7 @@ from adagrpo_core.phase import (
     crossovers,
     dial_origin,
     dial_reward,
+    gate_set_methods,
     metric_disagreement,
     phase_methods,
     phase_plan,
@@ -21,7 +22,7 @@ from adagrpo_core.phase import (
 from adagrpo_core.pipeline import _ranker_path
 from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.runs import MethodSpec, plan_runs
-from adagrpo_core.verdicts import harmful_values, phase_verdict
+from adagrpo_core.verdicts import harmful_values, phase_verdict, reliability_verdict
 
 
 # ------------------------------------------------------------------ re-logged impressions
@@ -234,3 +235,41 @@ def test_the_ranker_ensemble_is_cached_under_k_and_its_seed(tiny_world, tmp_path
         tiny_world.impressions[tiny_world.impressions.split != "train"].reset_index(drop=True))
     with pytest.raises(ValueError, match="members"):
         EnsembleConfig(members=1)
+
+
+def test_the_reliability_gate_set_has_its_own_methods_and_values():
+    quick, paper = get_profile("quick"), get_profile("paper")
+    assert phase_plan(paper, gates="reliability")["bias"] == [-8.0, -4.0, -2.0, 0.0, 4.0]
+    assert phase_plan(quick, gates="reliability") == {"bias": [0.0, 4.0]}
+    names = gate_set_methods(paper, "reliability", "bias")
+    assert "exposure" in names and "random[exposure]" in names and "ensemble" not in names
+    assert names[:3] == ["nll", "mix(0.5)", "mix(1)"]                     # NLL and the mixtures it is compared with
+    assert gate_set_methods(paper, "reliability", "ranker_log")[-2:] == ["ensemble", "random[ensemble]"]
+    assert gate_set_methods(paper, "main", "bias") == paper.suite.phase_methods
+    assert gate_set_methods(paper, "reliability", "bias", ["nll", "soft"]) == ["nll", "soft"]
+    with pytest.raises(ValueError, match="gates"):
+        gate_set_methods(paper, "everything", "bias")
+    with pytest.raises(ValueError, match="gates"):
+        phase_plan(paper, gates="everything")
+
+
+def test_reliability_verdict_answers_h_i_j():
+    phase = _gains([(-4, "mix(1)", -0.04, 0.005, -0.01, 0.003), (-4, "exposure", 0.002, 0.004, 0.0, 0.003),
+                    (-4, "difficulty_and_reliability", 0.001, 0.003, 0.0, 0.002)])
+    phase = phase.assign(reward="truth(bias=-4)", admission_rate=[1, 0.5, 0.2])
+    vs = _gains([(-4, "exposure", 0.003, 0.002, 0.0, 0.002), (-4, "difficulty_and_reliability", -0.001, 0.002, 0.0, 0.002)])
+    vs = vs.assign(reference=["random[exposure]", "exposure"])
+    gap = pd.DataFrame({"value": [-4.0], "metric": ["sim_ctr"], "gate": ["exposure"], "best_mixture": ["mix(0.5)"],
+                        "gap": [-0.003], "gap_ci": [0.002]})
+    auc = pd.DataFrame({"value": [-4.0], "method": ["exposure"], "samples": [900], "share_agreeing": [0.7],
+                        "auc_d": [0.4], "auc_a": [0.5], "auc_e": [0.66]})
+    text = "\n".join(reliability_verdict("bias", {"phase": phase, "vs_random": vs, "mixture_gap": gap,
+                                                  "diagnostic_auc": auc}))
+    assert "-4, exposure (70% of 900 samples agree): e 0.660, d 0.400, a 0.500" in text
+    assert "(i) at -4, where mix(1) hurts (-0.0400 ± 0.0050 sim CTR)" in text
+    assert "exposure vs NLL: sim CTR +0.0020 ± 0.0040 (contains 0)" in text
+    assert "- random[exposure]: sim CTR +0.0030 ± 0.0020 (above 0)" in text
+    assert "- best mixture on validation (mix(0.5)): sim CTR -0.0030 ± 0.0020" in text
+    assert "-4 (- exposure): -0.0010 ± 0.0020 (contains 0)" in text
+    assert reliability_verdict("bias", {"phase": phase[phase.method == "mix(1)"], "vs_random": vs,
+                                        "mixture_gap": gap, "diagnostic_auc": auc}) == []
