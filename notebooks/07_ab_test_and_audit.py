@@ -23,7 +23,10 @@
 #    best-fixed-mixture gap larger where the reward is noisier?
 # 3. **The audit.** Do the gates admit the samples whose reward orders the rollouts like the
 #    truth? Reward accuracy of admitted against rejected samples, the ROC of d, a and the gate as
-#    predictors, and admission by the target's exposure bucket.
+#    predictors, and admission by the target's exposure bucket. The reliability gates
+#    (`reliability_methods`: exposure, ensemble, difficulty_and_reliability, soft, each beside its
+#    matched control) are audited the same way, with the ROC of their truth-free diagnostics e
+#    (the candidates' exposure in the ranker's training log) and u (a ranker ensemble's agreement).
 #
 # Run it with papermill: `papermill notebooks/07_ab_test_and_audit.ipynb out.ipynb -p profile tiny -y "seeds: [0]"`.
 
@@ -41,7 +44,7 @@ scheduler = None           # a Dask scheduler address such as tcp://host:8786; N
 noise_levels = None        # noisy_truth: std of the utility error on the rarest items; None means quick 3 only, paper 1 and 3
 mix_lams = None            # the fixed mixtures of the reward-source comparison; None means quick 1 only, paper 0.5 and 1
 logging_samples = 20       # Monte Carlo slates per user for the logging policy
-reliability_methods = None # reliability gates beside their controls (random[X], mix[soft]); None means the profile's (quick: none)
+reliability_methods = None # reliability gates beside their controls (random[X], mix[soft]); None means the profile's (quick: exposure)
 
 # %%
 import pandas as pd
