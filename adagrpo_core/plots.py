@@ -303,3 +303,32 @@ def phase_admission(gains: pd.DataFrame, dial_label: str):
     ax.set_xlabel(dial_label); ax.set_ylabel("admission rate"); ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5)); fig.tight_layout()
     return fig
+
+
+def sft_validation_curve(history: pd.DataFrame, n_val: int, select: str = "HR@10", title: str = ""):
+    """SFT validation HR@10 and NDCG@10 per checkpoint (HR@10 with its 95% binomial band over the
+    ``n_val`` validation users), the training loss and the learning rate; the best checkpoint on
+    ``select`` marked."""
+    h = history.sort_values("step")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    hr = h["val_HR@10"].to_numpy(float)
+    se = np.sqrt(hr * (1 - hr) / max(n_val, 1))
+    ax.plot(h.step, hr, "o-", label="valid HR@10")
+    ax.fill_between(h.step, hr - 1.96 * se, hr + 1.96 * se, alpha=0.2, label="HR@10 95% band")
+    if "val_NDCG@10" in h:
+        ax.plot(h.step, h["val_NDCG@10"], "s--", label="valid NDCG@10")
+    best = h.loc[h[f"val_{select}"].idxmax()]
+    ax.axvline(best.step, color="grey", ls=":", label=f"best on {select} (step {int(best.step)})")
+    ax.set_xlabel("SFT step"); ax.set_title(f"validation ({n_val:,} users)", fontsize=10)
+    ax.legend(fontsize=7)
+    lines = ax2.plot(h.step, h.train_loss, "o-", color="C3", label="train NLL (mean since the last validation)")
+    ax2.set_xlabel("SFT step"); ax2.set_ylabel("train NLL")
+    if "lr" in h:
+        ax3 = ax2.twinx()
+        lines += ax3.plot(h.step, h.lr, "--", color="C2", label="lr at the validation")
+        ax3.set_ylabel("lr")
+    ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

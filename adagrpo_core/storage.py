@@ -14,11 +14,34 @@ import numpy as np
 import torch
 
 
+KEY_NEUTRAL = "key_neutral"
+"""Field metadata: the field is left out of :func:`key_dict` (so of :func:`config_hash`) while it
+holds its default."""
+
+
+def key_neutral(default: Any) -> Any:
+    """A dataclass field added after caches were keyed on its config: left out of the config's
+    cache key while it holds ``default``, so configs that leave it alone keep their keys (and the
+    runs and caches made before it existed)."""
+    return dataclasses.field(default=default, metadata={KEY_NEUTRAL: True})
+
+
+def key_dict(cfg) -> dict:
+    """``dataclasses.asdict(cfg)`` without the :func:`key_neutral` fields that hold their default:
+    what identifies a config in cache keys and in a checkpoint's resume check."""
+    d = dataclasses.asdict(cfg)
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get(KEY_NEUTRAL) and getattr(cfg, f.name) == f.default:
+            del d[f.name]
+    return d
+
+
 def config_hash(*configs: Any, length: int = 12) -> str:
-    """Stable hash of one or more dataclass configs (or JSON-able objects), for caching."""
+    """Stable hash of one or more dataclass configs (or JSON-able objects), for caching
+    (:func:`key_dict` of a dataclass, with its type's name)."""
     def to_jsonable(c):
         if dataclasses.is_dataclass(c):
-            return {"__type__": type(c).__name__, **dataclasses.asdict(c)}
+            return {"__type__": type(c).__name__, **key_dict(c)}
         return c
     blob = json.dumps([to_jsonable(c) for c in configs], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]

@@ -122,7 +122,7 @@ def test_checkpoint_files_and_best_checkpoint_matches_log(run_a, tiny_world, tin
     assert run_a.best_path == out / "best.pt" and run_a.final_path == out / "final.pt"
     log = pd.read_csv(out / "checkpoints.csv")
     assert list(log["step"]) == [3, 6]
-    assert list(log.columns) == ["step", "train_loss", "val_HR@10", "lr"]
+    assert list(log.columns) == ["step", "train_loss", "val_HR@10", "val_NDCG@10", "lr"]
     np.testing.assert_allclose(log["val_HR@10"], run_a.history["val_HR@10"])
     assert ((log["val_HR@10"] >= 0) & (log["val_HR@10"] <= 1)).all()
     assert np.isfinite(log["train_loss"]).all()

@@ -5,10 +5,15 @@ A stage (SFT or RL) supplies the model, its optimiser (and scheduler), and ``bat
 idx) -> (loss, metrics)`` for the sample indices of a step; everything else is here:
 
 * data order depends only on (seed, salt, epoch), so a resumed run sees the same batches;
-* every ``ckpt_every`` steps (and at the last one) the policy is validated (HR@10 of
-  trie-constrained beam search on a fixed validation subsample) and a checkpoint is written in
-  commit order: ``best.pt`` (when validation improved), ``final.pt`` (at the last step), the
-  CSV logs, then ``last.pt``, the resume point, which also holds the optimiser and RNG states;
+* every ``ckpt_every`` steps (and at the last one) the policy is validated (HR@10 and NDCG@10 of
+  trie-constrained beam search on a fixed validation subsample, or on every validation user) and
+  a checkpoint is written in commit order: ``best.pt`` (when the selected metric improved),
+  ``final.pt`` (at the last step), the CSV logs, then ``last.pt``, the resume point, which also
+  holds the optimiser and RNG states;
+* optionally the starting weights are validated as step 0 and compete for ``best.pt`` (an RL
+  stage that does not beat its SFT start returns the start), and a run stops early once
+  ``patience`` validations in a row were no better (its last checkpoint is then ``final.pt``);
+* progress is a tqdm bar on a terminal, one plain line per validation otherwise (a log file);
 * calling the loop again on the same folder resumes from ``last.pt`` and reproduces the
   uninterrupted run on CPU (same thread count); a ``last.pt`` written with other configs is an
   error, never silently reused;
@@ -18,6 +23,9 @@ idx) -> (loss, metrics)`` for the sample indices of a step; everything else is h
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..checks import check_device, check_int, check_range
+from ..checks import check_choice, check_device, check_int, check_range
 from ..eval.evaluate import evaluate_policy
 from ..model.semantic_ids import sids_hash
 from ..runtime import rng_state, set_rng_state
@@ -109,11 +117,41 @@ def _check_finite(loss: torch.Tensor, metrics: dict, step: int, idx: np.ndarray)
         "The checkpoints written so far are kept; lower lr or check the reward.")
 
 
+SELECT_METRICS = ("HR@10", "NDCG@10")
+"""Validation metrics a run can keep its best checkpoint (and stop early) on."""
+
+
+def lr_multiplier(warmup_steps: int, steps: int, min_lr_ratio: float) -> Callable[[int], float]:
+    """The lr schedule of every stage, as a multiplier of the peak lr at 0-based step ``step``:
+    linear warm-up, (step + 1) / warmup_steps, then cosine decay over the remaining steps,
+    min_lr_ratio + (1 - min_lr_ratio) (1 + cos(pi * progress)) / 2, to ``min_lr_ratio`` at the last
+    step. warmup_steps=0 and min_lr_ratio=1 is a constant lr."""
+    def f(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        frac = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+    return f
+
+
+def since_best(ckpts: list, select: str = "HR@10") -> int:
+    """Validations since the best one (0 when the last is the best; the first maximum counts)."""
+    scores = [c[f"val_{select}"] for c in ckpts]
+    return len(scores) - 1 - int(np.argmax(scores)) if scores else 0
+
+
+def _plain_progress() -> bool:
+    """Progress as a few plain lines (one per checkpoint) instead of a tqdm bar when stderr is
+    not a terminal (a log file, a notebook run by papermill)."""
+    return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+
+
 def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable, val, sids,
              configs: dict, order_salt: tuple = (), sched=None, gen: torch.Generator | None = None,
              checkpoint_extra: Callable[[], dict] | None = None, on_checkpoint: Callable[[int], None] | None = None,
              on_resume: Callable[[int], None] | None = None, postfix: str = "loss", desc: str = "train",
-             resume: bool = True, progress: bool = True, stop_after: int | None = None) -> LoopResult:
+             resume: bool = True, progress: bool = True, stop_after: int | None = None,
+             select: str = "HR@10", patience: int = 0, validate_start: bool = False) -> LoopResult:
     """Train ``model`` for ``cfg.steps`` steps (see the module docstring).
 
     ``batch_loss(step, idx)`` returns (scalar loss with grad, {metric: float}) for the sample
@@ -122,7 +160,15 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
     row (e.g. the learning rate). ``on_checkpoint(step)`` writes a stage's own files before
     ``last.pt`` (commit order); ``on_resume(step)`` restores them when a run resumes at ``step``.
     ``stop_after`` stops early at that step (to test resumption).
+
+    ``select``: the validation metric of ``best.pt`` (``SELECT_METRICS``). ``patience`` > 0 stops
+    early once that many validations in a row were no better than the best; the checkpoint where
+    it stops is ``final.pt`` (the schedule stays the one of ``cfg.steps``). ``validate_start``:
+    the starting weights are validated and checkpointed as step 0, so they compete for ``best.pt``
+    (an RL run whose every checkpoint is worse than its start returns the start as best).
     """
+    check_choice("select", select, SELECT_METRICS)
+    check_int("patience", patience, lo=0)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = sids_hash(sids)
@@ -146,13 +192,55 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
     def order(epoch):                     # depends only on (seed, salt, epoch): resumable
         return np.random.default_rng([cfg.seed, *order_salt, epoch]).permutation(n_examples)
 
-    n_per_epoch = max(1, n_examples // cfg.batch_size)
-    bar = None
-    if progress:
-        bar = tqdm(total=cfg.steps, initial=step, desc=desc)
+    def exhausted() -> bool:
+        return patience > 0 and len(ckpts) > 0 and since_best(ckpts, select) >= patience
+
+    plain = progress and _plain_progress()
+    t0 = time.perf_counter()
     since_ckpt = []
+
+    def checkpoint(step):
+        nonlocal best, since_ckpt
+        m = evaluate_policy(model, sids, val, cfg.eval_beam_width, ks=(10,), modes=("constrained",))
+        model.train()
+        ckpts.append({"step": step, "train_loss": float(np.mean(since_ckpt)) if since_ckpt else float("nan"),
+                      "val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"],
+                      **(checkpoint_extra() if checkpoint_extra else {})})
+        since_ckpt = []
+        state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(model.cfg),
+                 "configs": configs, "step": step, "val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"],
+                 "sids_hash": fingerprint}
+        score = m[select]
+        improved = score > best
+        best = max(best, score)
+        stop = exhausted()
+        extra = {"opt": opt.state_dict(), "log": log, "ckpts": ckpts, "best": best, "rng": rng_state()}
+        if sched is not None:
+            extra["sched"] = sched.state_dict()
+        if gen is not None:
+            extra["gen"] = gen.get_state()
+        if on_checkpoint is not None:
+            on_checkpoint(step)
+        write_checkpoint(out_dir, state, extra, improved, step == cfg.steps or stop,
+                         {"steps.csv": pd.DataFrame(log), "checkpoints.csv": pd.DataFrame(ckpts)})
+        if plain:
+            print(f"{desc}: step {step}/{cfg.steps}, {time.perf_counter() - t0:.0f} s, train loss "
+                  f"{ckpts[-1]['train_loss']:.4f}, val HR@10 {m['HR@10']:.4f} NDCG@10 {m['NDCG@10']:.4f} "
+                  f"(n={m['n']}){' best' if improved else ''}"
+                  f"{f'; stopped: {patience} validations without a better {select}' if stop else ''}",
+                  file=sys.stderr, flush=True)
+        return stop
+
+    if validate_start and step == 0 and not ckpts:
+        model.eval()
+        checkpoint(0)
+    bar = None
+    if progress and not plain:
+        bar = tqdm(total=cfg.steps, initial=step, desc=desc)
+    n_per_epoch = max(1, n_examples // cfg.batch_size)
     model.train()
-    while step < cfg.steps:
+    stopped = exhausted()
+    while step < cfg.steps and not stopped:
         epoch, pos = divmod(step, n_per_epoch)
         idx = order(epoch)[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
         loss, metrics = batch_loss(step, idx)
@@ -171,24 +259,7 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
         if bar is not None:
             bar.update(1); bar.set_postfix({postfix: f"{row[postfix]:.3f}"})
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            m = evaluate_policy(model, sids, val, cfg.eval_beam_width, ks=(10,), modes=("constrained",))
-            model.train()
-            ckpts.append({"step": step, "train_loss": float(np.mean(since_ckpt)), "val_HR@10": m["HR@10"],
-                          **(checkpoint_extra() if checkpoint_extra else {})})
-            since_ckpt = []
-            state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(model.cfg),
-                     "configs": configs, "step": step, "val_HR@10": m["HR@10"], "sids_hash": fingerprint}
-            improved = m["HR@10"] > best
-            best = max(best, m["HR@10"])
-            extra = {"opt": opt.state_dict(), "log": log, "ckpts": ckpts, "best": best, "rng": rng_state()}
-            if sched is not None:
-                extra["sched"] = sched.state_dict()
-            if gen is not None:
-                extra["gen"] = gen.get_state()
-            if on_checkpoint is not None:
-                on_checkpoint(step)
-            write_checkpoint(out_dir, state, extra, improved, step == cfg.steps,
-                             {"steps.csv": pd.DataFrame(log), "checkpoints.csv": pd.DataFrame(ckpts)})
+            stopped = checkpoint(step)
         if stop_after is not None and step >= stop_after:
             break
     if bar is not None:

@@ -2,7 +2,10 @@
 
 Each step samples and scores a batch and takes one optimiser step on the combined loss
 (:mod:`adagrpo_core.rl.step`); the loop, checkpoints (best on validation HR@10, final, and the
-``last.pt`` resume point) and resume are the shared ones of :mod:`adagrpo_core.train.loop`.
+``last.pt`` resume point) and resume are the shared ones of :mod:`adagrpo_core.train.loop`. The lr is
+constant by default; ``warmup_steps`` and ``min_lr_ratio`` give it a linear warm-up and a cosine
+decay (the SFT schedule's shape), and ``base_competes`` validates the SFT start as step 0 so that it
+competes for the best checkpoint (the real-data profiles use both; the simulated ones neither).
 :func:`run_method` is the one entry point: it trains a method from an SFT checkpoint and returns
 a results row per checkpoint kind (best, final) on test.
 """
@@ -19,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checks import check_int
+from ..checks import check_int, check_range
 from ..data.interactions import Interactions
 from ..eval.evaluate import evaluate_checkpoints, validation_subset
 from ..model.policy import SIDPolicy, load_policy
@@ -28,8 +31,8 @@ from ..rl.gate import RELIABILITY_METHODS, GateConfig
 from ..rl.grpo import GRPOConfig
 from ..rl.step import ReliabilityInputs, compute_loss, sample_and_score
 from ..runtime import resolve_device, seed_everything
-from ..storage import atomic_save_df, atomic_save_npz
-from .loop import LoopConfig, run_loop
+from ..storage import atomic_save_df, atomic_save_npz, key_dict, key_neutral
+from .loop import LoopConfig, lr_multiplier, run_loop
 
 
 @dataclass
@@ -40,6 +43,14 @@ class RLConfig(LoopConfig):
     """B: training contexts per step (each gets num_generations rollouts); >= 2 for in-batch negatives."""
     test_samples: int = 0
     """Test examples a run is evaluated on (0 = all), drawn with the run's seed."""
+    warmup_steps: int = key_neutral(0)
+    """Linear warm-up of the lr over this many steps, from lr / warmup_steps (0 = none; at most ``steps``)."""
+    min_lr_ratio: float = key_neutral(1.0)
+    """Cosine decay of the lr after the warm-up, to min_lr_ratio * lr at the last step (1 = no decay;
+    with warmup_steps=0, a constant lr, as before these fields existed)."""
+    base_competes: bool = key_neutral(False)
+    """Validate the SFT start as a step-0 checkpoint, so it competes for best.pt: a run whose every
+    RL checkpoint is worse on validation returns the SFT base as its best."""
 
     min_batch_size = 2
     min_beam_width = 20      # test evaluation reports HR@20
@@ -47,6 +58,15 @@ class RLConfig(LoopConfig):
     def __post_init__(self):
         super().__post_init__()
         check_int("test_samples", self.test_samples, lo=0)
+        check_int("warmup_steps", self.warmup_steps, lo=0, hi=self.steps)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        if not isinstance(self.base_competes, bool):
+            raise ValueError(f"base_competes must be True or False, got base_competes={self.base_competes!r}")
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the lr moves (a warm-up or a decay); False is a constant lr and no scheduler."""
+        return self.warmup_steps > 0 or self.min_lr_ratio < 1
 
 
 @dataclass
@@ -97,6 +117,8 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
     train = data.examples("train", model.cfg.max_history)
     val = validation_subset(data, model.cfg.max_history, cfg.eval_samples, cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)) \
+        if cfg.scheduled else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     item_codes = torch.as_tensor(sids.codes, device=device)
     trie = sids.trie.to(device)
@@ -122,11 +144,12 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
                 audit.append({k: z[k][keep] for k in z.files})
 
     configs = {"grpo": dataclasses.asdict(grpo), "gate": dataclasses.asdict(gate_cfg),
-               "train": dataclasses.asdict(cfg)}
+               "train": key_dict(cfg)}
     res = run_loop(model, opt, cfg, out_dir, n_examples=len(train), batch_loss=batch_loss, val=val, sids=sids,
-                   configs=configs, order_salt=(1,), gen=gen, postfix="admission_rate",
-                   on_checkpoint=save_audit, on_resume=load_audit,
-                   desc=f"RL {gate_cfg.method}", resume=resume, progress=progress, stop_after=stop_after)
+                   configs=configs, order_salt=(1,), sched=sched, gen=gen, postfix="admission_rate",
+                   checkpoint_extra=(lambda: {"lr": sched.get_last_lr()[0]}) if sched is not None else None,
+                   on_checkpoint=save_audit, on_resume=load_audit, desc=f"RL {gate_cfg.method}", resume=resume,
+                   progress=progress, stop_after=stop_after, validate_start=cfg.base_competes)
     return RLResult(model, res.steps, res.checkpoints, out_dir, time.perf_counter() - t0)
 
 
