@@ -242,7 +242,8 @@ def phase_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]
                      "is not reached, so (f) does not arise here.")
     for v in harmful:
         at = phase[phase.value == v].set_index("method")
-        lines.append(f"(f) at {v:g}, where {uniform} hurts:")
+        lines.append(f"(f) at {v:g}, where {uniform} hurts:" + ("" if "adagrpo" in at.index else
+                                                                 " (no AdaGRPO run in this method set)"))
         for m in [m for m in at.index if m == "adagrpo" or m.startswith("oracle")]:
             r = at.loc[m]
             lines.append(f"  {m} vs NLL: sim CTR {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}), "
@@ -279,7 +280,8 @@ def reliability_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> lis
              "(above 0.6 counts as predictive):"]
     for _, r in auc.iterrows() if len(auc) else []:
         diag = ", ".join(f"{k} {r[f'auc_{k}']:.3f}" for k in ("e", "u", "d", "a") if pd.notna(r.get(f"auc_{k}")))
-        lines.append(f"  {r.value:g}, {r.method} ({r.share_agreeing:.0%} of {r.samples} samples agree): {diag}")
+        lines.append(f"  {r.value:g}, {r.method} ({r.share_agreeing:.0%} of {r.samples} samples agree): "
+                     f"{diag or 'no AUC (one class only)'}")
     harmful = harmful_values(phase, uniform)
     if not harmful:
         lines.append(f"(i) {uniform} never lowers sim CTR below NLL with its interval on this dial: (i) does not arise.")
