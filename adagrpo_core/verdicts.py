@@ -13,6 +13,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from .rl.gate import RELIABILITY_METHODS
+
 __all__ = ["ab_audit_verdict", "add_mixture_lam", "controls_verdict", "dominating_mixtures", "frontier_verdict",
            "harmful_values", "holm_significant", "interval_excludes_zero", "main_results_verdict", "phase_verdict",
            "placement_verdict", "reliability_verdict", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
@@ -271,7 +273,6 @@ def reliability_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> lis
     diagnostics e (exposure) and u (ensemble) for "the reward orders the rollouts like the truth";
     (i) where ``uniform`` lowers sim CTR below NLL, each gate against NLL, its matched control and
     the best mixture chosen on validation; (j) difficulty_and_reliability minus its check alone."""
-    from .rl.gate import RELIABILITY_METHODS
     phase, vsr, gap, auc = (tables[k] for k in ("phase", "vs_random", "mixture_gap", "diagnostic_auc"))
     gates = [m for m in RELIABILITY_METHODS if m in set(phase.method)]
     if not gates:
