@@ -9,7 +9,7 @@ executor (``runs.plan_runs`` / ``runs.execute``), so notebook 03 reuses the run 
 The lr is chosen on validation HR@10 of the runs' RL checkpoints (step > 0; mean over seeds; a tie
 goes to the smaller lr); test is reported for every lr, with the exact McNemar test of each run's
 best and final checkpoints against the SFT base on the same test users (``eval.stats``; pooled
-over seeds). Writes ``rl_lr_grid_<name>.{csv,md}`` (one row per lr, seed and checkpoint),
+over seeds, Holm over the table's rows), and the t-interval of test HR@10 over seeds. Writes ``rl_lr_grid_<name>.{csv,md}`` (one row per lr, seed and checkpoint),
 ``rl_lr_grid_curves_<name>.{csv,md}`` (validation per checkpoint) and
 ``rl_lr_grid_vs_base_<name>.{csv,md}`` under ``--out`` (default ``figures/<name>/``).
 """
@@ -25,7 +25,7 @@ import pandas as pd
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.evaluate import ranked_items, run_hits, test_examples
-from adagrpo_core.eval.stats import holm, mcnemar_exact, mcnemar_p
+from adagrpo_core.eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci
 from adagrpo_core.experiments import MethodSpec
 from adagrpo_core.model.policy import load_policy
 from adagrpo_core.paths import default_figures_dir, default_runs_dir
@@ -99,23 +99,24 @@ def main(argv=None) -> int:
                              "train_seconds": r["train_seconds"]})
     table = pd.DataFrame(rows)
     curves = pd.concat(curves, ignore_index=True)
-    save_table(table, out, f"rl_lr_grid_{prof.name}")
-    save_table(curves, out, f"rl_lr_grid_curves_{prof.name}")
+    lr_str = lambda df: df.assign(lr=df.lr.map("{:g}".format))   # noqa: E731  (1e-05, not 0.0000)
+    save_table(lr_str(table), out, f"rl_lr_grid_{prof.name}")
+    save_table(lr_str(curves), out, f"rl_lr_grid_curves_{prof.name}")
 
     pooled = []
     for (lr, kind), g in table.groupby(["lr", "checkpoint"], sort=True):
         a, b = int(g.run_only_hits.sum()), int(g.base_only_hits.sum())
         pooled.append({"lr": lr, "checkpoint": kind, "seeds": len(g), "mean_best_rl_val_HR@10": g["best_rl_val_HR@10"].mean(),
-                       "HR@10": g["HR@10"].mean(), "NDCG@10": g["NDCG@10"].mean(), "base_HR@10": g["base_HR@10"].mean(),
+                       "HR@10": g["HR@10"].mean(), "HR@10_seed_ci": mean_ci(g["HR@10"].to_numpy())[1],
+                       "NDCG@10": g["NDCG@10"].mean(), "base_HR@10": g["base_HR@10"].mean(),
                        "diff_vs_base": g.diff_vs_base.mean(), "run_only_hits": a, "base_only_hits": b,
                        "mcnemar_p": mcnemar_p(b, a)})
     pooled = pd.DataFrame(pooled)
     pooled["p_holm"] = holm(pooled.mcnemar_p.to_numpy())
-    save_table(pooled, out, f"rl_lr_grid_vs_base_{prof.name}")
+    save_table(lr_str(pooled), out, f"rl_lr_grid_vs_base_{prof.name}")
     val = pooled[pooled.checkpoint == "best"].sort_values(["mean_best_rl_val_HR@10", "lr"], ascending=[False, True])
-    print(curves.round(4).to_markdown(index=False))
-    print(table.round(4).to_markdown(index=False))
-    print(pooled.round(4).to_markdown(index=False))
+    for df in (curves, table, pooled):
+        print(lr_str(df).round(5).to_markdown(index=False))
     print(f"chosen on validation: lr {val.lr.iloc[0]:g}")
     return 0
 
