@@ -29,8 +29,10 @@ from .eval.evaluate import (
     most_popular,
     ranked_items,
     run_hits,
+    start_ranked,
     test_examples,
 )
+from .eval.metrics import ranking_metrics
 from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci, paired_bootstrap_ci
 from .model.policy import load_policy
 from .model.sasrec import evaluate_sasrec
@@ -40,20 +42,25 @@ from .runs import MethodSpec, execute, plan_runs
 from .runtime import torch_threads
 from .storage import load_checkpoint
 
-__all__ = ["BASELINES", "MethodSpec", "control_methods", "default_methods", "frontier_methods", "main_results",
-           "paired_tests", "paired_tests_both", "read_steps", "sft_reference", "summarize"]
+__all__ = ["BASELINES", "MethodSpec", "control_methods", "default_methods", "frontier_methods", "gain_headline",
+           "gains_over_base", "main_results", "paired_tests", "paired_tests_both", "read_steps", "sft_reference", "summarize"]
 
 
 def default_methods(lams=(0.1, 0.5, 1.0), simulated: bool = True) -> list[MethodSpec]:
     """nll, mix over lambdas, adagrpo, random (matched per step), inverse, then oracle on the
-    simulated world, or the two single-diagnostic gates on real data (no truth for an oracle)."""
+    simulated world. On real data (no truth, so no oracle; notebook 04 and 07 are not run there,
+    so notebook 03 carries their controls): random at AdaGRPO's mean rate, the two
+    single-diagnostic gates, pure GRPO, and the exposure gate (rl/gate.py; train clicks as the
+    exposure) beside random at its rate."""
     specs = [MethodSpec("nll", "nll")]
     specs += [MethodSpec(f"mix({lam:g})", "mix", grpo={"lam": lam}) for lam in lams]
-    specs += [MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random"), MethodSpec("inverse", "inverse")]
+    specs += [MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
     if simulated:
-        return specs + [MethodSpec("oracle", "oracle")]
-    return specs + [MethodSpec("difficulty-only", "difficulty"),
-                    MethodSpec("discriminability-only", "discriminability")]
+        return specs + [MethodSpec("inverse", "inverse"), MethodSpec("oracle", "oracle")]
+    return specs + [MethodSpec("random(mean)", "random", gate={"random_rate_mode": "mean"}),
+                    MethodSpec("inverse", "inverse"), MethodSpec("difficulty-only", "difficulty"),
+                    MethodSpec("discriminability-only", "discriminability"), MethodSpec("grpo", "grpo"),
+                    MethodSpec("exposure", "exposure"), MethodSpec("random[exposure]", "random", match="exposure")]
 
 
 def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", "halluc", "HR@10_constrained",
@@ -159,6 +166,73 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
             pooled_row["sim_ctr_seed_ci"] = mean_ci([x.mean() for x in ctr_diffs])[1]
         out.append(pooled_row)
     return pd.DataFrame(out)
+
+
+def gains_over_base(profile: Profile, rows: pd.DataFrame, cache_dir=None, kind: str = "best", k: int = 10,
+                    reference: str = "nll") -> pd.DataFrame:
+    """Each method's test HR@k and NDCG@10 minus the SFT base every run starts from (its step 0;
+    the same test users), paired per seed: mean and 95% t-interval over seeds, and the exact
+    McNemar test of per-user hits against the base, pooled over seeds (Holm over the methods).
+    The same against ``reference`` (continued NLL) in the ``*_vs_<reference>`` columns. The first
+    row is the base itself. Unconstrained beam search, as the main table reports."""
+    world = get_world(profile.world, cache_dir)
+    sids = get_sids(world, profile.sid, cache_dir)
+    sft = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False) / "best.pt"
+    sub = rows[rows.checkpoint == kind]
+    where = sub.set_index(["method", "seed"])["run_dir"]
+    seeds = sorted(int(s) for s in sub.seed.unique())
+    base, base_ndcg = {}, {}
+    with torch_threads(1):
+        for s in seeds:
+            ranked, target = start_ranked(world, sids, sft, replace(profile.rl, seed=s), k)
+            base[s] = (ranked[:, :k] == target[:, None]).any(1)
+            base_ndcg[s] = ranking_metrics(ranked, target, (10,))["NDCG@10"] if k >= 10 else float("nan")
+    hits = {(m, s): run_hits(where[(m, s)], world, sids, replace(profile.rl, seed=s), kind, k)
+            for m in dict.fromkeys(sub.method) for s in seeds}
+    ndcg = sub.set_index(["method", "seed"])["NDCG@10"]
+
+    def versus(m, ref_hits, ref_ndcg):
+        d = [hits[(m, s)].mean() - ref_hits[s].mean() for s in seeds]
+        dn = [ndcg[(m, s)] - ref_ndcg[s] for s in seeds]
+        ref_only = sum(int((ref_hits[s] & ~hits[(m, s)]).sum()) for s in seeds)
+        m_only = sum(int((hits[(m, s)] & ~ref_hits[s]).sum()) for s in seeds)
+        return (*mean_ci(d), *mean_ci(dn), m_only, ref_only, mcnemar_p(ref_only, m_only))
+
+    out = [{"method": "SFT base", "seeds": len(seeds), f"HR@{k}": np.mean([b.mean() for b in base.values()]),
+            "NDCG@10": np.mean(list(base_ndcg.values()))}]
+    ref_hits = {s: hits[(reference, s)] for s in seeds} if reference in set(sub.method) else None
+    for m in dict.fromkeys(sub.method):
+        r = {"method": m, "seeds": len(seeds), f"HR@{k}": np.mean([hits[(m, s)].mean() for s in seeds]),
+             "NDCG@10": np.mean([ndcg[(m, s)] for s in seeds])}
+        cols = (f"gain_HR@{k}", f"gain_HR@{k}_ci", "gain_NDCG@10", "gain_NDCG@10_ci", "method_only_hits",
+                "base_only_hits", "p_vs_base")
+        r.update(zip(cols, versus(m, base, base_ndcg)))
+        if ref_hits is not None and m != reference:
+            ref_n = {s: ndcg[(reference, s)] for s in seeds}
+            vals = versus(m, ref_hits, ref_n)
+            r.update({f"diff_HR@{k}_vs_{reference}": vals[0], f"diff_HR@{k}_vs_{reference}_ci": vals[1],
+                      f"p_vs_{reference}": vals[6]})
+        out.append(r)
+    table = pd.DataFrame(out)
+    for col in ("p_vs_base", f"p_vs_{reference}"):
+        if col in table:
+            ok = table[col].notna()
+            table.loc[ok, col.replace("p_", "holm_", 1)] = holm(table.loc[ok, col].to_numpy())
+    return table
+
+
+def gain_headline(gains: pd.DataFrame, rows: pd.DataFrame, kind: str = "best") -> pd.DataFrame:
+    """The headline rows of :func:`gains_over_base`: the SFT base, continued NLL, the best fixed
+    mixture (highest mean validation HR@10 of the ``mix(...)`` runs; never chosen on test),
+    AdaGRPO and random gating at AdaGRPO's rate, each with a ``row`` label."""
+    sub = rows[rows.checkpoint == kind]
+    mixes = sub[sub.method.str.startswith("mix(")]
+    best_mix = mixes.groupby("method")["val_HR@10"].mean().idxmax() if not mixes.empty else None
+    labels = {"SFT base": "SFT base (step 0)", "nll": "continued NLL",
+              best_mix: "best mixture (on validation)", "adagrpo": "AdaGRPO", "random": "random at AdaGRPO's rate"}
+    head = gains[gains.method.isin([m for m in labels if m is not None])].copy()
+    head.insert(0, "row", head.method.map(labels))
+    return head.reset_index(drop=True)
 
 
 def most_popular_baseline(profile: Profile, world, test, cache_dir=None) -> dict:

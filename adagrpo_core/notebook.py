@@ -168,6 +168,15 @@ class NotebookSetup:
         return self.prof.name
 
     @property
+    def table_note(self) -> str | None:
+        """What every table of a real dataset says under it (None on the simulated world)."""
+        if self.prof.is_simulated:
+            return None
+        return ("Offline HR@K / NDCG@K of the next item is the only outcome on a real dataset (no truth, no online "
+                "test). On the simulated world the two can disagree: a reward can raise offline HR@10 and lower "
+                "simulated CTR (notebook 08, RESULTS.md section 4f).")
+
+    @property
     def run_args(self) -> dict:
         """Keyword arguments of ``experiments.main_results`` and ``experiments.reward_sources``
         that the notebook's parameters set: seeds, out_root, cache_dir, jobs and scheduler."""

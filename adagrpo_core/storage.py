@@ -47,6 +47,12 @@ def config_hash(*configs: Any, length: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
+def file_digest(path: str | os.PathLike, length: int = 12) -> str:
+    """sha256 of a file's bytes (hex, first ``length`` characters): names results derived from a
+    checkpoint, so a retrained checkpoint never reads another one's cached results."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)

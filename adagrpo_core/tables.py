@@ -64,12 +64,14 @@ def markdown_table(df, floatfmt: str = ".4f") -> str:
     return table.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def save_table(df, out_dir: str | os.PathLike, name: str, floatfmt: str = ".4f") -> None:
+def save_table(df, out_dir: str | os.PathLike, name: str, floatfmt: str = ".4f", note: str | None = None) -> None:
     """Write a table as ``name.csv`` (full precision) and ``name.md`` (:func:`markdown_table`:
-    counts as integers, p-values as '<1e-4' or 4 significant digits) in out_dir, each atomically."""
+    counts as integers, p-values as '<1e-4' or 4 significant digits) in out_dir, each atomically.
+    ``note``: a paragraph printed under the markdown table (e.g. what a real dataset's table
+    cannot say)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-    atomic_write_text(out / f"{name}.md", markdown_table(df, floatfmt) + "\n")
+    atomic_write_text(out / f"{name}.md", markdown_table(df, floatfmt) + "\n" + (f"\n{note}\n" if note else ""))
 
 

@@ -82,7 +82,7 @@ if "hit_truth" not in df:
 
 # %%
 t1 = tables["table1_aggregate"]
-save_table(t1, nb.out, f"nb02_table1_aggregate_{tag}")
+save_table(t1, nb.out, f"nb02_table1_aggregate_{tag}", note=nb.table_note)
 t1.round(4)
 
 # %% [markdown]
@@ -90,8 +90,8 @@ t1.round(4)
 
 # %%
 t2, t2r = tables["table2_difficulty"], tables["table2_llm_rank"]
-save_table(t2, nb.out, f"nb02_table2_difficulty_{tag}")
-save_table(t2r, nb.out, f"nb02_table2_llm_rank_{tag}")
+save_table(t2, nb.out, f"nb02_table2_difficulty_{tag}", note=nb.table_note)
+save_table(t2r, nb.out, f"nb02_table2_llm_rank_{tag}", note=nb.table_note)
 save_figure(plots.influence_by_difficulty(t2, t2r, k), nb.out, f"nb02_influence_by_difficulty_{tag}")
 display(t2.round(4))
 t2r.round(4)
@@ -101,7 +101,7 @@ t2r.round(4)
 
 # %%
 t3 = tables["table3_difficulty_x_discriminability"]
-save_table(t3, nb.out, f"nb02_table3_difficulty_x_discriminability_{tag}")
+save_table(t3, nb.out, f"nb02_table3_difficulty_x_discriminability_{tag}", note=nb.table_note)
 save_figure(plots.influence_heatmap(t3, k), nb.out, f"nb02_influence_heatmap_{tag}")
 t3.round(4)
 
@@ -113,7 +113,7 @@ t3.round(4)
 # %%
 reg = tables["regression"]   # empty when there are too few samples (a tiny world)
 if len(reg):
-    save_table(reg, nb.out, f"nb02_regression_{tag}")
+    save_table(reg, nb.out, f"nb02_regression_{tag}", note=nb.table_note)
 reg.round(4)
 
 # %% [markdown]

@@ -29,7 +29,7 @@ seeds = None               # training seeds; None means the profile's (suite.mai
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
-reference_pairs = [["adagrpo", "random"], ["adagrpo", "nll"], ["adagrpo", "mix(0.5)"], ["adagrpo", "inverse"]]   # paired tests [method, reference]; a pair with an untrained method is skipped
+reference_pairs = [["adagrpo", "random"], ["adagrpo", "nll"], ["adagrpo", "mix(0.5)"], ["adagrpo", "inverse"], ["adagrpo", "random(mean)"], ["exposure", "random[exposure]"]]   # paired tests [method, reference]; a pair with an untrained method is skipped (the last two: real data only)
 hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 20)
 
 # %%
@@ -40,6 +40,8 @@ from IPython.display import display
 from adagrpo_core import plots
 from adagrpo_core.experiments import (
     MethodSpec,
+    gain_headline,
+    gains_over_base,
     main_results,
     paired_tests_both,
     read_steps,
@@ -54,8 +56,8 @@ from adagrpo_core.verdicts import main_results_verdict
 
 nb = setup("03_main_results", globals())   # checks the parameters first; profile, output folder, runs, seeds
 rows, summary = main_results(nb.prof, **nb.run_args)
-save_table(rows.drop(columns=["run_dir", "train_seconds"]), nb.out, f"nb03_main_results_rows_{nb.profile}")   # no paths, no timings
-save_table(summary, nb.out, f"nb03_main_results_{nb.profile}")
+save_table(rows.drop(columns=["run_dir", "train_seconds"]), nb.out, f"nb03_main_results_rows_{nb.profile}", note=nb.table_note)   # no paths, no timings
+save_table(summary, nb.out, f"nb03_main_results_{nb.profile}", note=nb.table_note)
 cols = ["method", "checkpoint", "seeds"] + [c for m in (f"HR@{hr_k}", "NDCG@10", "halluc", "HR@10_constrained", "admission_rate")
                                             for c in (m, m + "_ci")]
 summary[cols].round(4)
@@ -80,9 +82,26 @@ save_figure(plots.training_curves(logs), nb.out, f"nb03_training_curves_{nb.prof
 # %%
 pairs = [tuple(p) for p in reference_pairs if all(m in names for m in p)]
 tests, pooled = paired_tests_both(nb.prof, rows, pairs, hr_k, cache_dir)
-save_table(tests, nb.out, f"nb03_paired_tests_{nb.profile}")
-save_table(pooled, nb.out, f"nb03_paired_tests_pooled_holm_{nb.profile}")
+save_table(tests, nb.out, f"nb03_paired_tests_{nb.profile}", note=nb.table_note)
+save_table(pooled, nb.out, f"nb03_paired_tests_pooled_holm_{nb.profile}", note=nb.table_note)
 tests.round(4)
+
+# %% [markdown]
+# ## Gains over the SFT base
+#
+# Every run starts from the same SFT base, which is also its step-0 checkpoint candidate on the
+# real-data profiles. The gain of each method is its test HR@10 (and NDCG@10) minus the base's on
+# the same users, per seed, with a 95% t-interval over seeds; the exact McNemar test against the
+# base pools the seeds (Holm over the methods), and so does the test against continued NLL. The
+# headline keeps the base, continued NLL, the best mixture (chosen on validation), AdaGRPO and
+# random gating at AdaGRPO's rate.
+
+# %%
+gains = gains_over_base(nb.prof, rows, cache_dir, k=hr_k)
+save_table(gains, nb.out, f"nb03_gain_over_base_{nb.profile}", note=nb.table_note)
+headline = gain_headline(gains, rows)
+save_table(headline, nb.out, f"nb03_headline_{nb.profile}", note=nb.table_note)
+headline.round(4)
 
 # %% [markdown]
 # ## What the numbers say
@@ -104,10 +123,13 @@ if not nb.prof.is_simulated:
                 MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
     srows = reward_sources(nb.prof, [sasrec_reward], smethods, **nb.run_args)
     ssum = summarize(srows)
-    save_table(ssum, nb.out, f"nb03_sasrec_reward_{nb.profile}")
+    save_table(ssum, nb.out, f"nb03_sasrec_reward_{nb.profile}", note=nb.table_note)
     stests, spooled = paired_tests_both(replace(nb.prof, reward=sasrec_reward), srows,
                                         [("adagrpo", "random"), ("adagrpo", "nll"), ("adagrpo", "mix(1)")], hr_k, cache_dir)
-    save_table(spooled, nb.out, f"nb03_sasrec_reward_paired_{nb.profile}")
+    save_table(spooled, nb.out, f"nb03_sasrec_reward_paired_{nb.profile}", note=nb.table_note)
+    sgains = gains_over_base(replace(nb.prof, reward=sasrec_reward), srows, cache_dir, k=hr_k)
+    save_table(sgains, nb.out, f"nb03_sasrec_reward_gain_over_base_{nb.profile}", note=nb.table_note)
+    display(sgains.round(4))
     display(ssum[["method", "checkpoint", "seeds", f"HR@{hr_k}", f"HR@{hr_k}_ci", "NDCG@10", "halluc", "admission_rate"]].round(4))
     display(spooled[["method", "reference", "checkpoint", "diff", "mcnemar_p", "p_holm"]].round(4))
 else:

@@ -42,7 +42,7 @@ from adagrpo_core.verdicts import add_mixture_lam, frontier_verdict
 nb = setup("06_frontier", globals())   # checks the parameters first; profile, output folder, runs, lambdas
 rows, summary = main_results(nb.prof, methods=frontier_methods(nb.lams), **nb.run_args)
 summary = add_mixture_lam(summary)     # a last column lam: each mixture's lambda, NaN for nll and adagrpo
-save_table(summary, nb.out, f"nb06_frontier_{nb.profile}")
+save_table(summary, nb.out, f"nb06_frontier_{nb.profile}", note=nb.table_note)
 save_figure(plots.frontier(summary, f"HR@{hr_k}"), nb.out, f"nb06_frontier_{nb.profile}")
 if "sim_ctr" in summary:       # the simulated world: the same frontier for the simulated A/B test's CTR
     save_figure(plots.frontier(summary, "sim_ctr"), nb.out, f"nb06_frontier_ctr_{nb.profile}")

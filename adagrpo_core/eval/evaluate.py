@@ -16,7 +16,7 @@ from ..data.interactions import Examples, Interactions
 from ..model.decoding import beam_search
 from ..model.policy import SIDPolicy, load_policy
 from ..model.semantic_ids import SemanticIDs
-from ..storage import atomic_save_npy, load_checkpoint
+from ..storage import atomic_save_npy, file_digest, load_checkpoint
 from .ab_test import slate_click_stats
 from .metrics import ranking_metrics
 
@@ -165,3 +165,22 @@ def run_hits(run_dir, data: Interactions, sids: SemanticIDs, cfg, kind: str = "b
     hits = (ranked[:, :k] == test.target[:, None]).any(1)
     atomic_save_npy(path, hits)
     return hits
+
+
+def start_ranked(data: Interactions, sids: SemanticIDs, ckpt, cfg, k: int = HITS_K,
+                 constrained: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(ranked items [n, k], targets [n]) of a start checkpoint (the SFT base an RL run begins
+    from) on the test draw of a run with RLConfig ``cfg`` (test_samples, seed, eval_beam_width),
+    unconstrained by default as the main tables report. Cached next to the checkpoint under its
+    content hash, so every method and seed from that base shares one beam search."""
+    ckpt = Path(ckpt)
+    who = f"s{cfg.seed}" if cfg.test_samples else "all"
+    path = ckpt.with_name(f"{ckpt.stem}_test_ranked_{file_digest(ckpt)}_k{k}{'_c' if constrained else ''}"
+                          f"_n{cfg.test_samples}_{who}_b{cfg.eval_beam_width}.npy")
+    model = load_policy(ckpt, sids, cfg.device)
+    test = test_examples(data, model.cfg.max_history, cfg.test_samples, cfg.seed)
+    if path.exists():
+        return np.load(path), test.target
+    ranked = ranked_items(model, sids, test, max(cfg.eval_beam_width, k), k, constrained)[:, :k]
+    atomic_save_npy(path, ranked)
+    return ranked, test.target

@@ -23,6 +23,7 @@ idx) -> (loss, metrics)`` for the sample indices of a step; everything else is h
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import time
@@ -39,7 +40,7 @@ from ..checks import check_choice, check_device, check_int, check_range
 from ..eval.evaluate import evaluate_policy
 from ..model.semantic_ids import sids_hash
 from ..runtime import rng_state, set_rng_state
-from ..storage import atomic_save_df, atomic_torch_save, load_checkpoint
+from ..storage import atomic_save_df, atomic_torch_save, atomic_write_text, load_checkpoint
 
 
 @dataclass
@@ -146,12 +147,24 @@ def _plain_progress() -> bool:
     return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
 
 
+def _start_validation(path: Path | None, validate: Callable[[], dict]) -> dict:
+    """The step-0 validation metrics: read from ``path`` when it exists, else computed (and
+    written atomically to ``path`` when given). JSON floats round-trip exactly."""
+    if path is not None and Path(path).exists():
+        return json.loads(Path(path).read_text())
+    m = {k: (int(v) if k == "n" else float(v)) for k, v in validate().items()}
+    if path is not None:
+        atomic_write_text(path, json.dumps(m))
+    return m
+
+
 def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable, val, sids,
              configs: dict, order_salt: tuple = (), sched=None, gen: torch.Generator | None = None,
              checkpoint_extra: Callable[[], dict] | None = None, on_checkpoint: Callable[[int], None] | None = None,
              on_resume: Callable[[int], None] | None = None, postfix: str = "loss", desc: str = "train",
              resume: bool = True, progress: bool = True, stop_after: int | None = None,
-             select: str = "HR@10", patience: int = 0, validate_start: bool = False) -> LoopResult:
+             select: str = "HR@10", patience: int = 0, validate_start: bool = False,
+             start_cache: Path | None = None) -> LoopResult:
     """Train ``model`` for ``cfg.steps`` steps (see the module docstring).
 
     ``batch_loss(step, idx)`` returns (scalar loss with grad, {metric: float}) for the sample
@@ -166,6 +179,8 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
     it stops is ``final.pt`` (the schedule stays the one of ``cfg.steps``). ``validate_start``:
     the starting weights are validated and checkpointed as step 0, so they compete for ``best.pt``
     (an RL run whose every checkpoint is worse than its start returns the start as best).
+    ``start_cache``: a JSON file of that step-0 validation, shared by every run from the same start
+    and validation set (read when it exists, else written): the start is validated once, not per run.
     """
     check_choice("select", select, SELECT_METRICS)
     check_int("patience", patience, lo=0)
@@ -199,9 +214,12 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
     t0 = time.perf_counter()
     since_ckpt = []
 
-    def checkpoint(step):
+    def validate():
+        return evaluate_policy(model, sids, val, cfg.eval_beam_width, ks=(10,), modes=("constrained",))
+
+    def checkpoint(step, m=None):
         nonlocal best, since_ckpt
-        m = evaluate_policy(model, sids, val, cfg.eval_beam_width, ks=(10,), modes=("constrained",))
+        m = validate() if m is None else m
         model.train()
         ckpts.append({"step": step, "train_loss": float(np.mean(since_ckpt)) if since_ckpt else float("nan"),
                       "val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"],
@@ -233,7 +251,7 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
 
     if validate_start and step == 0 and not ckpts:
         model.eval()
-        checkpoint(0)
+        checkpoint(0, _start_validation(start_cache, validate))
     bar = None
     if progress and not plain:
         bar = tqdm(total=cfg.steps, initial=step, desc=desc)

@@ -31,7 +31,7 @@ from ..rl.gate import RELIABILITY_METHODS, GateConfig
 from ..rl.grpo import GRPOConfig
 from ..rl.step import ReliabilityInputs, compute_loss, sample_and_score
 from ..runtime import resolve_device, seed_everything
-from ..storage import atomic_save_df, atomic_save_npz, key_dict, key_neutral
+from ..storage import atomic_save_df, atomic_save_npz, file_digest, key_dict, key_neutral
 from .loop import LoopConfig, lr_multiplier, run_loop
 
 
@@ -99,6 +99,19 @@ def check_method_inputs(gate_cfg: GateConfig, steps: int, reference_rates=None,
         raise ValueError("method='oracle' needs true_utility (simulated world only), got true_utility=None")
 
 
+def start_validation_path(sft_ckpt, cfg: RLConfig) -> Path | None:
+    """Where the step-0 validation of a run with ``base_competes`` is cached: next to the SFT
+    checkpoint, named by its content hash and the validation set (size, the seed when it is a
+    subsample, beam width), so every method and seed from that start shares one validation.
+    None when the start is not a checkpoint file."""
+    if not cfg.base_competes or not isinstance(sft_ckpt, (str, Path)) or not Path(sft_ckpt).is_file():
+        return None
+    path = Path(sft_ckpt)
+    digest = file_digest(path)
+    who = f"s{cfg.seed}" if cfg.eval_samples else "all"
+    return path.with_name(f"{path.stem}_start_val_{digest}_n{cfg.eval_samples}_{who}_b{cfg.eval_beam_width}.json")
+
+
 def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo: GRPOConfig,
              gate_cfg: GateConfig, cfg: RLConfig, out_dir, reference_rates=None,
              true_utility: Callable | None = None, resume: bool = True, progress: bool = True,
@@ -149,7 +162,8 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
                    configs=configs, order_salt=(1,), sched=sched, gen=gen, postfix="admission_rate",
                    checkpoint_extra=(lambda: {"lr": sched.get_last_lr()[0]}) if sched is not None else None,
                    on_checkpoint=save_audit, on_resume=load_audit, desc=f"RL {gate_cfg.method}", resume=resume,
-                   progress=progress, stop_after=stop_after, validate_start=cfg.base_competes)
+                   progress=progress, stop_after=stop_after, validate_start=cfg.base_competes,
+                   start_cache=start_validation_path(sft_ckpt, cfg))
     return RLResult(model, res.steps, res.checkpoints, out_dir, time.perf_counter() - t0)
 
 
