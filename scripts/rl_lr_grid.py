@@ -24,32 +24,15 @@ import numpy as np
 import pandas as pd
 
 from adagrpo_core.configs import get_profile
-from adagrpo_core.eval.evaluate import ranked_items, run_hits, test_examples
+from adagrpo_core.eval.evaluate import run_hits, start_ranked
 from adagrpo_core.eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci
 from adagrpo_core.experiments import MethodSpec
-from adagrpo_core.model.policy import load_policy
 from adagrpo_core.paths import default_figures_dir, default_runs_dir
 from adagrpo_core.pipeline import get_sft, get_sids, get_world
 from adagrpo_core.runs import execute, plan_runs
 from adagrpo_core.runtime import torch_threads
-from adagrpo_core.storage import atomic_save_npy, load_checkpoint
+from adagrpo_core.storage import load_checkpoint
 from adagrpo_core.tables import save_table
-
-
-def base_hits(world, sids, sft_dir: Path, prof, out: Path, seed: int, constrained: bool = False) -> np.ndarray:
-    """Per-test-user hit@10 of the SFT base (best.pt) on the test users of a run of ``seed``
-    (all of them when ``test_samples`` is 0), unconstrained beam search as the RL tables report
-    it; cached in ``out``."""
-    path = out / f"sft_base_hits_k10{'_c' if constrained else ''}_n{prof.rl.test_samples}_seed{seed}.npy"
-    if path.exists():
-        return np.load(path)
-    test = test_examples(world, prof.policy.max_history, prof.rl.test_samples, seed)
-    with torch_threads(1):
-        ranked = ranked_items(load_policy(sft_dir / "best.pt", sids, prof.rl.device), sids, test,
-                              prof.rl.eval_beam_width, 10, constrained)
-    hits = (ranked[:, :10] == test.target[:, None]).any(1)
-    atomic_save_npy(path, hits)
-    return hits
 
 
 def main(argv=None) -> int:
@@ -71,7 +54,11 @@ def main(argv=None) -> int:
     world = get_world(prof.world, args.cache_dir)
     sids = get_sids(world, prof.sid, args.cache_dir)
     sft_dir = get_sft(world, sids, prof.policy, prof.sft, args.cache_dir, progress=False)
-    base = {s: base_hits(world, sids, sft_dir, prof, runs, s) for s in args.seeds}
+    base = {}
+    with torch_threads(1):              # the SFT base on each seed's test draw (cached next to it)
+        for s in args.seeds:
+            ranked, target = start_ranked(world, sids, sft_dir / "best.pt", replace(prof.rl, seed=s))
+            base[s] = (ranked[:, :10] == target[:, None]).any(1)
     base_state = load_checkpoint(sft_dir / "best.pt")
     print(f"SFT base: step {base_state['step']}, valid HR@10 {base_state['val_HR@10']:.4f}, test HR@10 "
           f"(unconstrained) {np.mean([b.mean() for b in base.values()]):.4f} on {len(base[args.seeds[0]])} users",

@@ -4,6 +4,7 @@ SFT base competing for the best RL checkpoint, and the cache keys of the simulat
 
 Tiny world, a one-layer 16-wide policy, a handful of steps: seconds on one CPU thread.
 """
+import json
 import math
 from dataclasses import replace
 
@@ -23,7 +24,7 @@ from adagrpo_core.rl.grpo import GRPOConfig
 from adagrpo_core.runs import run_key
 from adagrpo_core.storage import config_hash, key_dict, load_checkpoint
 from adagrpo_core.train.loop import lr_multiplier, since_best
-from adagrpo_core.train.rl import run_method, train_rl
+from adagrpo_core.train.rl import run_method, start_validation_path, train_rl
 from adagrpo_core.train.sft import lr_lambda, train_sft
 
 PCFG = PolicyConfig(n_layer=1, n_head=2, n_embd=16, max_history=5)
@@ -197,3 +198,27 @@ def test_base_competes_and_wins_when_every_rl_checkpoint_is_worse(tiny_world, ti
                      replace(cfg, base_competes=False), tmp_path / "off", progress=False)
     assert off.set_index("checkpoint").loc["best", "step"] > 0
     assert np.isfinite(rows["HR@10"]).all()
+
+
+def test_the_start_is_validated_once_and_shared_by_every_run_from_it(tiny_world, tiny_sids, base, tmp_path):
+    ckpt, reward = base
+    cfg = RLConfig(steps=2, batch_size=16, ckpt_every=2, eval_samples=30, lr=1e-3, base_competes=True, device="cpu")
+    path = start_validation_path(ckpt, cfg)
+    assert path.parent == ckpt.parent and path != start_validation_path(ckpt, replace(cfg, eval_samples=40))
+    assert path != start_validation_path(ckpt, replace(cfg, seed=1))          # a subsample is the seed's draw
+    assert start_validation_path(ckpt, replace(cfg, eval_samples=0)) == \
+        start_validation_path(ckpt, replace(cfg, eval_samples=0, seed=1))     # all users: one file
+    assert start_validation_path(ckpt, replace(cfg, base_competes=False)) is None
+    path.unlink(missing_ok=True)
+
+    def run(out, gate="nll"):
+        train_rl(tiny_world, tiny_sids, ckpt, reward, GRPOConfig(num_generations=2), GateConfig(method=gate),
+                 cfg, out, progress=False)
+        return pd.read_csv(out / "checkpoints.csv").set_index("step").loc[0, "val_HR@10"]
+
+    first = run(tmp_path / "a")
+    assert json.loads(path.read_text())["HR@10"] == first                 # written, and exact
+    path.write_text(json.dumps({**json.loads(path.read_text()), "HR@10": 0.987654}))
+    assert run(tmp_path / "b", "mix") == 0.987654                          # read, not recomputed
+    path.unlink()
+    assert run(tmp_path / "c", "mix") == first                             # recomputed: the same value

@@ -251,3 +251,34 @@ def test_parallel_prepare_builds_the_same_sft_and_ranker(tiny_runs, tmp_path):
     ra = get_ranker(world, prof.ranker, serial_cache).state_dict()
     rb = get_ranker(world, prof.ranker, tmp_path).state_dict()
     assert all(torch.equal(ra[k], rb[k]) for k in ra)
+
+
+def test_gains_over_base_pair_each_run_with_the_sft_base(tiny_runs):
+    from adagrpo_core.eval.evaluate import start_ranked, test_examples
+    from adagrpo_core.experiments import gain_headline, gains_over_base
+    from adagrpo_core.pipeline import get_sft
+    prof, tcfg, _, cache, rows, _ = tiny_runs
+    gains = gains_over_base(prof, rows, cache)
+    assert gains.method.tolist() == ["SFT base", "nll", "adagrpo", "random"]
+    world = get_world(prof.world, cache)
+    sids = get_sids(world, prof.sid, cache)
+    ckpt = get_sft(world, sids, prof.policy, prof.sft, cache, progress=False) / "best.pt"
+    base = {}
+    for s in (0, 1):
+        ranked, target = start_ranked(world, sids, ckpt, replace(tcfg, seed=s))
+        assert len(target) == len(test_examples(world, prof.policy.max_history, tcfg.test_samples, s).target)
+        base[s] = (ranked[:, :10] == target[:, None]).any(1)
+    assert list(ckpt.parent.glob("best_test_ranked_*_n100_s0_b20.npy"))        # cached next to the base
+    assert gains.set_index("method").loc["SFT base", "HR@10"] == pytest.approx(np.mean([b.mean() for b in base.values()]))
+    for m in ("nll", "adagrpo", "random"):
+        r = gains.set_index("method").loc[m]
+        hits = {s: run_hits(rows[(rows.method == m) & (rows.seed == s)].run_dir.iloc[0], world, sids,
+                            replace(tcfg, seed=s)) for s in (0, 1)}
+        d = [hits[s].mean() - base[s].mean() for s in (0, 1)]
+        assert r["gain_HR@10"] == pytest.approx(np.mean(d))
+        n = len(base[0])
+        assert (r["method_only_hits"] - r["base_only_hits"]) / n == pytest.approx(sum(d))   # the discordant pairs
+        assert 0 <= r["p_vs_base"] <= r["holm_vs_base"] <= 1
+    assert gains.set_index("method").loc["nll"].isna()["p_vs_nll"]             # no test of NLL against itself
+    head = gain_headline(gains, rows)
+    assert head.row.tolist() == ["SFT base (step 0)", "continued NLL", "AdaGRPO", "random at AdaGRPO's rate"]
