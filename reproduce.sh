@@ -4,9 +4,11 @@
 #   quick (default): every notebook on the simulated world, CPU, reduced grids (15 minutes on 2 cores)
 #   paper: the full grids; full: the large world (CUDA when present); tiny: a smoke run
 #   amazon: Amazon Beauty (files from $ADAGRPO_AMAZON_DIR or a verified download): the SFT policy
-#           against SASRec and most popular, then notebooks 02, 03 and 06; 01, 07 and 08 are skipped
-#           (they need the simulated world's true utility), 04 and 05 too (more runs than one CPU
-#           machine trains in an hour: run them by hand with -p profile amazon)
+#           against SASRec and most popular, then notebooks 02, 03 (13 methods, among them random at
+#           AdaGRPO's mean rate, pure GRPO and the exposure gate with its random control; the SASRec
+#           reward contrast) and 06; under 3 hours on 2 cores with the SFT base cached. 01, 07 and
+#           08 are skipped (they need the simulated world's true utility), 04 and 05 too (hours more
+#           of runs on a CPU machine: run them by hand with -p profile amazon)
 # Executed notebooks land in notebooks/executed/<profile>/ (a fresh folder each run); tables and
 # figures in figures/ (figures/amazon/ for Beauty). The first failing notebook stops the run with
 # a non-zero exit; its executed copy is kept. The profile is checked before any set-up: a bad one
@@ -44,7 +46,7 @@ for nb in notebooks/[0-9]*.ipynb; do
   if [ "$profile" = "amazon" ]; then
     case "$name" in
       01_*|07_*|08_*) echo "[reproduce] skipping $name: it needs the simulated world's true utility, which a real dataset does not have"; continue ;;
-      04_*|05_*) echo "[reproduce] skipping $name: more runs than one CPU machine trains in an hour (notebook 03 has the gates that apply to real data); run it by hand: papermill $nb out.ipynb -p profile amazon"; continue ;;
+      04_*|05_*) echo "[reproduce] skipping $name: hours more of runs on a CPU machine (notebook 03 has the gates that apply to real data); run it by hand: papermill $nb out.ipynb -p profile amazon"; continue ;;
     esac
   fi
   out="$run_dir/$name"
