@@ -3,7 +3,7 @@ stopping on validation, plot its validation curve, and test its best and final c
 
     ADAGRPO_AMAZON_DIR=/path/to/folder python scripts/sft_amazon.py          # the amazon profile, CPU
     python scripts/sft_amazon.py --sequences MyShop.txt                         # any `user item item ...` file
-    python scripts/sft_amazon.py --large --device cuda                          # 4 layers, width 256, on a GPU
+    python scripts/sft_amazon.py --large --dropout 0.2 --lr 1e-3 --device cuda  # 4 layers, width 256, on a GPU
 
 The SFT run is the profile's (``get_profile('amazon').sft``: cosine over at most ``steps``,
 validation on every validation user, early stopping after ``patience`` validations without a
@@ -11,7 +11,9 @@ better HR@10), trained through the package cache (``pipeline.get_sft``, one torc
 so the notebooks and the CLI reuse it and a rerun only re-evaluates. Writes to ``--out``
 (default ``figures/<profile name>/``): ``sft_curve_<name>.{csv,md}`` (one row per validation),
 ``sft_validation_curve_<name>.{png,pdf}`` and ``sft_test_<name>.{csv,md}`` (best and final
-checkpoints on every test user, trie-constrained and unconstrained beam search). Progress goes to
+checkpoints on every test user, trie-constrained and unconstrained beam search); ``--dropout`` and
+``--lr`` (the larger decoder overfits without dropout: figures/amazon/gpu/sft_large_grid.md) add
+their values to ``<name>``. Progress goes to
 stderr as one plain line per validation when stderr is not a terminal.
 """
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--patience", type=int, default=None, help="validations without a better one before stopping")
     p.add_argument("--large", action="store_true", help="the larger decoder (4 layers, width 256, 8 heads): "
                                                         "the GPU path to the published TIGER numbers")
+    p.add_argument("--dropout", type=float, default=None, help="decoder dropout (default: the profile's)")
+    p.add_argument("--lr", type=float, default=None, help="peak SFT learning rate (default: the profile's)")
     p.add_argument("--device", default=None, help="'cpu', 'cuda' or 'auto' (default: the profile's)")
     p.add_argument("--cache-dir", default=None, help="artefact cache (default: the package cache)")
     p.add_argument("--out", type=Path, default=None, help="table and figure folder (default: figures/<name>)")
@@ -68,8 +72,13 @@ def main(argv=None) -> int:
         sft = replace(sft, patience=args.patience)
     if args.device is not None:
         sft = replace(sft, device=args.device)
+    if args.lr is not None:
+        sft = replace(sft, lr=args.lr)
     policy = replace(prof.policy, n_layer=4, n_embd=256, n_head=8) if args.large else prof.policy
-    name = prof.name + ("_large" if args.large else "")
+    if args.dropout is not None:
+        policy = replace(policy, dropout=args.dropout)
+    name = (prof.name + ("_large" if args.large else "") + ("" if args.dropout is None else f"_dropout{args.dropout:g}")
+            + ("" if args.lr is None else f"_lr{args.lr:g}"))
     out = args.out or default_figures_dir() / prof.name
 
     world = get_world(prof.world, args.cache_dir)
