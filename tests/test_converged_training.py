@@ -222,3 +222,24 @@ def test_the_start_is_validated_once_and_shared_by_every_run_from_it(tiny_world,
     assert run(tmp_path / "b", "mix") == 0.987654                          # read, not recomputed
     path.unlink()
     assert run(tmp_path / "c", "mix") == first                             # recomputed: the same value
+
+
+def test_sft_script_dropout_and_lr_flags_reach_the_run_and_its_file_names(tmp_path):
+    """scripts/sft_amazon.py --dropout/--lr: the trained checkpoint carries the dropout, the curve
+    its peak lr, and the tables are named after both (so a grid never overwrites its rows)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "sft_amazon.py"
+    spec = importlib.util.spec_from_file_location("sft_amazon", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "fig"
+    assert script.main(["--profile", "tiny", "--steps", "10", "--dropout", "0.1", "--lr", "1e-3",
+                        "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    test = pd.read_csv(out / "sft_test_tiny_dropout0.1_lr0.001.csv")
+    assert list(test.checkpoint) == ["best", "final"] and (test.max_steps == 10).all()
+    curve = pd.read_csv(out / "sft_curve_tiny_dropout0.1_lr0.001.csv")
+    assert curve.lr.max() <= 1e-3 + 1e-12 and curve.step.max() == 10
+    ck = torch.load(next((tmp_path / "cache" / "sft").glob("*/final.pt")), weights_only=False)
+    assert ck["policy_cfg"]["dropout"] == 0.1
