@@ -293,17 +293,20 @@ def paired_tests_both(profile: Profile, rows: pd.DataFrame, pairs, k: int = 10,
     return tests, pooled
 
 
-def ab_reference(profile: Profile, cache_dir=None, logging_samples: int = 20) -> tuple[pd.DataFrame, dict]:
+def ab_reference(profile: Profile, cache_dir=None, logging_samples: int = 20,
+                 test_samples: int | None = None) -> tuple[pd.DataFrame, dict]:
     """The simulated A/B test's reference rows on the test users: the logging policy (expected CTR
     by Monte Carlo over ``logging_samples`` slates per user), most popular, the SFT policy (best
     checkpoint, top 10 constrained beams), the ranker's top 10 over the catalogue and the top 10
-    by true utility (the ceiling). Returns (table, {row name: per-user CTR array})."""
+    by true utility (the ceiling). ``test_samples``: the users (0 = all; None = the profile's RL
+    runs' count, drawn as seed 0's). Returns (table, {row name: per-user CTR array})."""
     world = get_world(profile.world, cache_dir)
     if not hasattr(world, "true_utility"):
         raise ValueError("the simulated A/B test needs the simulated world's true utility")
     sids = get_sids(world, profile.sid, cache_dir)
     sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir)
-    test = test_examples(world, profile.policy.max_history, profile.rl.test_samples, 0)
+    n = profile.rl.test_samples if test_samples is None else test_samples
+    test = test_examples(world, profile.policy.max_history, n, 0)
     states = world.states_for(test)
     with torch_threads(1):
         policy = load_policy(sft_dir / "best.pt", sids)
@@ -335,7 +338,7 @@ def world_calibration(profile: Profile, cache_dir=None) -> pd.DataFrame:
     test = test_examples(world, profile.policy.max_history, 0, 0)
     best = world.click_probability(world.states_for(test), np.arange(world.n_items)).max(1)
     sft = sft_reference(profile, cache_dir).set_index("method").loc["sft-best"]
-    table, _ = ab_reference(profile, cache_dir)
+    table, _ = ab_reference(profile, cache_dir, test_samples=0)     # a property of the world: every test user
     t = table.set_index("policy")["sim_ctr"]
     report = reliability_report(world, get_ranker(world, profile.ranker, cache_dir))
     rho = report["truth"].set_index(report["truth"].bucket.astype(str))["spearman"]

@@ -48,7 +48,7 @@ def sft(world, sids, out, **kw):
 def test_simulated_profiles_keep_their_cache_keys():
     # pinned before patience / select_metric (SFT) and the RL schedule / base_competes existed:
     # at their defaults these fields leave every key, hence every cached run and table, as it was
-    keys = {"quick": ("0b7721284cf8", "3d3def43bdab", "0acf21970cc7"),
+    keys = {"quick": ("0b7721284cf8", "4cee06ce3e2c", "0acf21970cc7"),   # RL: one checkpoint, 1,000 test users
             "paper": ("0b7721284cf8", "b643ccc60b09", "0acf21970cc7"),
             "full": ("0b77d3743f03", "492d66a494f4", "df92162351ca"),
             "tiny": ("d9dbcea33d34", "41ae57fb391f", "64e0a012116c")}
@@ -59,8 +59,12 @@ def test_simulated_profiles_keep_their_cache_keys():
         assert config_hash(data_key(p.world), p.sid, p.policy, p.sft) == sft_dir_key, name
         assert not p.rl.scheduled and not p.rl.base_competes and p.sft.patience == 0
     p = get_profile("quick")
-    assert run_key(p, p.grpo, replace(p.gate, method="nll"), p.rl, None) == "a85c3de07293"
-    assert run_key(p, p.grpo, replace(p.gate, method="adagrpo"), p.rl, None) == "0afc54f18755"
+    assert run_key(p, p.grpo, replace(p.gate, method="nll"), p.rl, None) == "b6b79f0bfbe9"
+    assert run_key(p, p.grpo, replace(p.gate, method="adagrpo"), p.rl, None) == "a6e7ff22d980"
+    old_rl = RLConfig(steps=50, ckpt_every=25, eval_samples=500)    # the quick RL config of those pins
+    assert config_hash(old_rl) == "3d3def43bdab"
+    assert run_key(p, p.grpo, replace(p.gate, method="nll"), old_rl, None) == "a85c3de07293"
+    assert run_key(p, p.grpo, replace(p.gate, method="adagrpo"), old_rl, None) == "0afc54f18755"
 
 
 def test_key_neutral_fields_enter_the_key_when_set():

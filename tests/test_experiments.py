@@ -282,3 +282,15 @@ def test_gains_over_base_pair_each_run_with_the_sft_base(tiny_runs):
     assert gains.set_index("method").loc["nll"].isna()["p_vs_nll"]             # no test of NLL against itself
     head = gain_headline(gains, rows)
     assert head.row.tolist() == ["SFT base (step 0)", "continued NLL", "AdaGRPO", "random at AdaGRPO's rate"]
+
+
+def test_ab_reference_users_follow_the_runs_and_calibration_takes_all(tiny_runs):
+    from adagrpo_core.experiments import ab_reference
+    from adagrpo_core.eval.evaluate import test_examples
+    prof, _, _, cache, _, _ = tiny_runs
+    n_all = len(test_examples(get_world(prof.world, cache), prof.policy.max_history, 0, 0))
+    assert 0 < prof.rl.test_samples < n_all          # tiny evaluates runs on a draw of the test users
+    runs_like, _ = ab_reference(prof, cache, logging_samples=2)
+    every, ctr = ab_reference(prof, cache, logging_samples=2, test_samples=0)
+    assert set(runs_like["users"]) == {prof.rl.test_samples}
+    assert set(every["users"]) == {n_all} and len(ctr["sft"]) == n_all
