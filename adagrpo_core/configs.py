@@ -114,14 +114,13 @@ class SuiteConfig:
     def reduced(cls) -> "SuiteConfig":
         """The quick profile's lists, sized so that the whole suite runs in 15 minutes on 2 cores:
         tau and rho move only in a 2 x 2 grid (their one-knob tables are read off it); lambda, M and
-        G one value each away from the operating point (lambda under the batch normalisation only);
-        one oracle threshold, one noise level; the phase diagram on the bias dial at 0 and 4 with
+        G are not swept (the paper profile sweeps them; ``-y "grids: {lam: [2.0]}"`` adds one to
+        notebook 05); one oracle threshold, one noise level; the phase diagram on the bias dial at 0 and 4 with
         nll, mix(1), adagrpo and random (the reliability gates are a papermill parameter away:
         ``-p gates reliability``; notebook 07 runs the exposure gate beside random at its rate, and
         no ensemble: training it would not fit), and only the default ranker placed."""
         return cls(oracle_thresholds=[0.5], noise_levels=[3.0], mix_lams=[1.0],
-                   sweep_grids={"lam": [2.0], "num_negatives": [0], "num_generations": [4]},
-                   tau_rho_grid=((0.25, 0.75), (0.25, 0.75)), lam_normalize=(), grid="reduced grid",
+                   sweep_grids={}, tau_rho_grid=((0.25, 0.75), (0.25, 0.75)), lam_normalize=(), grid="reduced grid",
                    phase_dials=["bias"], phase_values={"bias": [0.0, 4.0]},
                    phase_methods=["nll", "mix(1)", "adagrpo", "random"], placement_logging_biases=[],
                    reliability_methods=["exposure", "random[exposure]"], reliability_values={"bias": [0.0, 4.0]})

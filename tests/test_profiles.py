@@ -42,13 +42,17 @@ def test_notebook_03_runs_five_seeds_on_the_paper_profile_and_three_elsewhere():
 def test_quick_sweep_reads_tau_and_rho_off_the_grid():
     grids, tau_rho, modes = default_grids(get_profile("quick"))
     assert "tau" not in grids and "rho" not in grids and tau_rho == ((0.25, 0.75), (0.25, 0.75))
+    assert grids == {}                                  # quick sweeps neither lambda nor M nor G
     methods, points = sweep_methods(grids, tau_rho, modes)
-    assert len(points) == 7 and len({m.name for m in methods}) == len(methods)   # lambda under batch only
+    assert len(points) == 4 and len({m.name for m in methods}) == len(methods)
+    methods, points = sweep_methods({"lam": [2.0], "num_negatives": [0]}, tau_rho, modes)   # as -y "grids: ..." adds
+    assert len(points) == 6 and len({m.name for m in methods}) == len(methods)   # lambda under batch only
     table = pd.DataFrame([dict(p, HR=i) for i, p in enumerate(points)])
     tau = knob_table(table, "tau")
     assert len(tau) == 4 and list(tau.tau) == [0.25, 0.25, 0.75, 0.75] and list(tau.rho) == [0.25, 0.75, 0.25, 0.75]
     assert knob_table(table, "lam").lam.tolist() == [2.0]                      # a one-knob sweep stays itself
     assert knob_table(table, "num_negatives").num_negatives.tolist() == [0]
+    assert knob_table(table, "num_generations").empty
     full, full_grid, full_modes = default_grids(get_profile("paper"))
     assert full["tau"] == [0.0, 0.25, 0.5, 0.75, 0.9] and len(full_grid[0]) * len(full_grid[1]) == 25
     assert full_modes == ("batch", "admitted")
