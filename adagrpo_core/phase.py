@@ -50,7 +50,11 @@ GATE_SETS = ("main", "reliability")
 or the reliability gates with their controls (``suite.reliability_phase_methods`` at
 ``suite.reliability_values``)."""
 
-GATED = ("adagrpo",) + RELIABILITY_METHODS
+VARIANTS = {"difficulty_and_ensemble": ("difficulty_and_reliability", {"reliability": "ensemble"})}
+"""Named gate variants: display name -> (gate method, GateConfig overrides). ``difficulty_and_ensemble``
+is difficulty_and_reliability with the ensemble check u instead of the default exposure check e."""
+
+GATED = ("adagrpo",) + RELIABILITY_METHODS + tuple(VARIANTS)
 """Methods whose admitted samples the diagram audits and compares with the best mixture."""
 
 _PLAIN = {"nll": "nll", "adagrpo": "adagrpo", "random": "random", "inverse": "inverse", "grpo": "grpo",
@@ -117,7 +121,8 @@ def gate_set_methods(profile: Profile, gates: str, dial: str, methods=None) -> l
 def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
     """MethodSpecs of method names: nll, mix(<lambda>), adagrpo, random (at AdaGRPO's rate per step),
     inverse, grpo, difficulty-only, discriminability-only, the reliability gates (exposure,
-    ensemble, difficulty_and_reliability, soft), a control matched to a named gate
+    ensemble, difficulty_and_reliability, soft; difficulty_and_ensemble, difficulty_and_reliability
+    with the ensemble check: :data:`VARIANTS`), a control matched to a named gate
     (``random[exposure]``: random at that gate's rate per step; ``mix[soft]``: the mixture at
     lambda x the soft variant's mean weight), and oracle (one run per threshold of
     ``oracle_thresholds``: ``oracle`` at 0.5, else ``oracle(<t>)``). Unknown names raise ValueError."""
@@ -134,8 +139,10 @@ def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
                       for t in oracle_thresholds]
         elif name in _PLAIN:
             specs.append(MethodSpec(name, _PLAIN[name]))
+        elif name in VARIANTS:
+            specs.append(MethodSpec(name, VARIANTS[name][0], gate=VARIANTS[name][1]))
         else:
-            raise ValueError(f"unknown phase-diagram method {name!r}; known: {sorted(_PLAIN)} + ['mix(<lambda>)', "
+            raise ValueError(f"unknown phase-diagram method {name!r}; known: {sorted(_PLAIN) + sorted(VARIANTS)} + ['mix(<lambda>)', "
                              f"'oracle', 'random[<gate>]', 'mix[<gate>]']")
     if "nll" not in [s.name for s in specs]:
         raise ValueError(f"the phase diagram measures gains over continued NLL: include 'nll', got methods={list(names)}")
@@ -267,10 +274,12 @@ def diagnostic_auc(profile: Profile, rows: pd.DataFrame, methods=GATED) -> pd.Da
 
 def _pairs(names: set, profile: Profile) -> list[tuple[str, str]]:
     """(gate, control) pairs of the diagram's methods: adagrpo - random, X - random[X], X - mix[X],
-    and difficulty_and_reliability minus its reliability check alone (answer (j))."""
+    and difficulty_and_reliability (or difficulty_and_ensemble) minus its reliability check alone
+    (answer (j))."""
     pairs = [("adagrpo", "random")] + [(n[len(k) + 1:-1], n) for n in sorted(names)
                                        for k in ("random", "mix") if n.startswith(k + "[")]
     pairs.append(("difficulty_and_reliability", profile.gate.reliability))
+    pairs.append(("difficulty_and_ensemble", "ensemble"))
     return [(m, c) for m, c in pairs if m in names and c in names]
 
 

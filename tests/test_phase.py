@@ -203,6 +203,21 @@ def test_a_control_matched_to_a_reliability_gate_copies_that_run(tmp_path):
         plan_runs(quick, [*phase_methods(["nll", "mix(1)"]), MethodSpec("r", "random", match="mix(1)")], [0], tmp_path)
 
 
+def test_difficulty_and_ensemble_is_the_combined_gate_with_the_ensemble_check(tmp_path):
+    from adagrpo_core.phase import _pairs
+    from adagrpo_core.runs import reads_ensemble
+    quick = get_profile("quick")
+    names = ["nll", "ensemble", "difficulty_and_reliability", "difficulty_and_ensemble", "random[difficulty_and_ensemble]"]
+    specs = {s.name: s for s in plan_runs(quick, phase_methods(names), [0], tmp_path)}
+    both = specs["difficulty_and_ensemble"]
+    assert both.gate.method == "difficulty_and_reliability" and both.gate.reliability == "ensemble"
+    assert reads_ensemble(both.gate) and not reads_ensemble(specs["difficulty_and_reliability"].gate)
+    assert both.key != specs["difficulty_and_reliability"].key
+    assert specs["random[difficulty_and_ensemble]"].reference == both.out_dir
+    pairs = _pairs(set(names), quick)
+    assert ("difficulty_and_ensemble", "ensemble") in pairs and ("difficulty_and_ensemble", "random[difficulty_and_ensemble]") in pairs
+
+
 def test_a_reliability_gate_needs_its_inputs_before_any_work():
     from adagrpo_core.rl.gate import GateConfig
     from adagrpo_core.rl.step import ReliabilityInputs
