@@ -142,8 +142,8 @@ def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
         elif name in VARIANTS:
             specs.append(MethodSpec(name, VARIANTS[name][0], gate=VARIANTS[name][1]))
         else:
-            raise ValueError(f"unknown phase-diagram method {name!r}; known: {sorted(_PLAIN) + sorted(VARIANTS)} + ['mix(<lambda>)', "
-                             f"'oracle', 'random[<gate>]', 'mix[<gate>]']")
+            raise ValueError(f"unknown phase-diagram method {name!r}; known: {sorted(_PLAIN) + sorted(VARIANTS)} + "
+                             f"['mix(<lambda>)', 'oracle', 'random[<gate>]', 'mix[<gate>]']")
     if "nll" not in [s.name for s in specs]:
         raise ValueError(f"the phase diagram measures gains over continued NLL: include 'nll', got methods={list(names)}")
     return specs
@@ -278,8 +278,9 @@ def _pairs(names: set, profile: Profile) -> list[tuple[str, str]]:
     (answer (j))."""
     pairs = [("adagrpo", "random")] + [(n[len(k) + 1:-1], n) for n in sorted(names)
                                        for k in ("random", "mix") if n.startswith(k + "[")]
-    pairs.append(("difficulty_and_reliability", profile.gate.reliability))
-    pairs.append(("difficulty_and_ensemble", "ensemble"))
+    checks = {"difficulty_and_reliability": profile.gate.reliability,
+              **{n: gate.get("reliability", profile.gate.reliability) for n, (_, gate) in VARIANTS.items()}}
+    pairs += list(checks.items())
     return [(m, c) for m, c in pairs if m in names and c in names]
 
 
