@@ -36,6 +36,10 @@ __all__ = ["AmazonConfig", "EnsembleConfig", "GateConfig", "GRPOConfig", "LoopCo
 # profiles
 
 
+ANSWER_TABLES = ("nb03_headline", "nb07_audit", "nb08_bias", "nb08_bias_reliability")
+"""The comparisons whose seeds ``SuiteConfig.answer_points`` can raise to ``answer_seeds``."""
+
+
 @dataclass
 class SuiteConfig:
     """What the notebook suite runs on a profile: seeds, method lists and sweep grids. A notebook
@@ -84,6 +88,19 @@ class SuiteConfig:
     """Notebook 08 with gates="reliability": each dial's values {dial: [values]}."""
     placement_logging_biases: list = field(default_factory=lambda: [0.5, 0.7, 0.85, 0.95, 0.99])
     """Notebook 08: logging biases of the retrained rankers placed beside the default one."""
+    answer_seeds: list = field(default_factory=lambda: [0, 1, 2])
+    """Seeds of the comparisons that decide an answer (``answer_points``): ten on the paper profile.
+    Every other row keeps ``seeds`` (or ``main_seeds``), and each table's ``seeds`` column says how many."""
+    answer_points: dict = field(default_factory=lambda: {
+        "nb03_headline": {"methods": ["nll", "mix(0.5)", "mix(1)", "adagrpo", "random"]},
+        "nb07_audit": {"methods": ["nll", "adagrpo", "random", "exposure", "random[exposure]", "ensemble",
+                                   "random[ensemble]"]},
+        "nb08_bias": {"values": [-4.0, -2.0, 0.0, 4.0, 8.0], "methods": ["nll", "mix(1)", "adagrpo", "random", "oracle"]},
+        "nb08_bias_reliability": {"values": [-4.0, -2.0], "methods": [
+            "nll", "mix(0.5)", "mix(1)", "exposure", "random[exposure]", "difficulty_and_reliability",
+            "random[difficulty_and_reliability]"]}})
+    """Where an answer is decided, so ``answer_seeds`` are run: {table: {"methods": [...], "values": [...]}}
+    (values: the dial's values, notebook 08 only; oracle at its first threshold only)."""
     grid: str = "full grid"
     """How tables name these grids ("full grid", "reduced grid", "smoke grid")."""
     smoke: bool = False
@@ -96,6 +113,13 @@ class SuiteConfig:
                 raise ValueError(f"{name} must be a non-empty list of distinct seeds, got {name}={v!r}")
             for s in v:
                 check_int(name, s, lo=0)
+        if not self.answer_seeds or len(set(self.answer_seeds)) != len(self.answer_seeds):
+            raise ValueError(f"answer_seeds must be a non-empty list of distinct seeds, got answer_seeds={self.answer_seeds!r}")
+        for s in self.answer_seeds:
+            check_int("answer_seeds", s, lo=0)
+        unknown = set(self.answer_points) - set(ANSWER_TABLES)
+        if unknown:
+            raise ValueError(f"answer_points names tables {sorted(unknown)}; known: {list(ANSWER_TABLES)}")
         for t in self.oracle_thresholds:
             check_range("oracle_thresholds", t, 0.0, 1.0)
         for name in ("frontier_lams", "noise_levels", "mix_lams"):
@@ -232,7 +256,7 @@ def get_profile(name: str) -> Profile:
                        suite=SuiteConfig.reduced())
     if name == "paper":
         return Profile(name="paper", rl=RLConfig(steps=200, ckpt_every=50, eval_samples=1000),
-                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4]))
+                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4], answer_seeds=list(range(10))))
     if name == "full":
         return Profile(name="full", world=WorldConfig.full(), sid=SIDConfig(num_levels=3, codebook_size=64),
                        policy=PolicyConfig(n_layer=4, n_embd=128, max_history=20),

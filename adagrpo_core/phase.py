@@ -23,7 +23,7 @@ from .checks import check_choice
 from .configs import Profile
 from .eval.audit import accuracy_table, diagnostic_roc, load_audits
 from .eval.evaluate import ctr_path, run_hits
-from .eval.stats import kendall_tau, mean_ci, paired_bootstrap_ci
+from .eval.stats import holm_columns, kendall_tau, paired_bootstrap_ci, seed_comparison
 from .experiments import gap_to_best_mixture, reward_label
 from .pipeline import get_ranker, get_sids, get_world
 from .reward.reliability import place_reward
@@ -33,7 +33,7 @@ from .rl.gate import RELIABILITY_METHODS
 from .runs import MethodSpec, build_rankers, execute_planned, plan_runs
 from .runtime import torch_threads
 
-__all__ = ["DIALS", "GATE_SETS", "METRICS", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward",
+__all__ = ["DIALS", "GATE_SETS", "METRICS", "answer_table", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward",
            "gate_set_methods", "metric_disagreement", "phase_diagram", "phase_gains", "phase_methods", "phase_plan",
            "phase_runs", "placement"]
 
@@ -105,6 +105,14 @@ def phase_plan(profile: Profile, dial: str | None = None, values=None, log_share
     return {dial: [float(v) for v in values]}
 
 
+def answer_table(dial: str, gates: str = "main") -> str | None:
+    """The ``suite.answer_points`` table of one dial's diagram (``nb08_bias``, ``nb08_bias_reliability``),
+    or None where no answer is decided on that dial."""
+    from .configs import ANSWER_TABLES
+    name = f"nb08_{dial}" + ("" if gates == "main" else f"_{gates}")
+    return name if name in ANSWER_TABLES else None
+
+
 def gate_set_methods(profile: Profile, gates: str, dial: str, methods=None) -> list:
     """The method names of one dial's diagram: ``methods`` when given, else the suite's list of the
     gate set (:data:`GATE_SETS`); the reliability set adds the ensemble gate and its control on the
@@ -151,16 +159,21 @@ def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
 
 def phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
                jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, answer: str | None = None) -> pd.DataFrame:
     """Train ``methods`` x ``seeds`` with the reward at each dial value, through one executor (all
-    planned before any work). Result rows with ``dial``, ``value`` and ``reward`` columns; continued
-    NLL never reads the reward, so its runs are shared by every value."""
+    planned before any work). With ``answer`` (a ``suite.answer_points`` table, :func:`answer_table`)
+    the methods listed there at a value also run at the suite's ``answer_seeds``. Result rows with
+    ``dial``, ``value`` and ``reward`` columns; continued NLL never reads the reward, so its runs
+    are shared by every value."""
+    from .answers import with_answer_seeds
     if not profile.is_simulated:
         raise ValueError("the phase diagram needs the simulated world's true utility; real datasets have none")
     plans, labels = [], []
     for v in values:
         prof = replace(profile, reward=dial_reward(dial, v, log_share))
-        plans.append((prof, plan_runs(prof, methods, seeds, out_root)))      # validates before any work
+        groups = with_answer_seeds(prof, methods, seeds, answer, v) if answer else [(methods, seeds)]
+        specs = [s for ms, ss in groups for s in plan_runs(prof, ms, ss, out_root)]   # validates before any work
+        plans.append((prof, list({s.out_dir: s for s in specs}.values())))
         labels.append((float(v), reward_label(prof.reward)))
     rows = execute_planned(plans, cache_dir, jobs=jobs, scheduler=scheduler, progress=progress)
     plan = rows.pop("plan").to_numpy()
@@ -195,10 +208,14 @@ def _per_user(run_dir, metric, world, sids, rl, kind):
 def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint: str = "best",
                 reference: str = "nll") -> pd.DataFrame:
     """Per (dial value, method other than ``reference``): the gain in sim CTR and HR@10 over
-    ``reference``, paired per seed (mean and 95% t-interval half-width over seeds, ``_ci``) and per
-    user (a paired bootstrap over users pooled over seeds: ``_boot_low`` / ``_boot_high``); the
-    method's admission, hallucination, coverage and tail share; and the audit (agreement with the
-    truth of admitted minus rejected samples, against the reward used at that value)."""
+    ``reference``, paired per seed on the seeds both ran (``seeds``): for each metric the mean gain
+    and its 95% t-interval half-width over seeds (``_gain``, ``_gain_ci``), the share of seeds below
+    0, the exact sign-flip p over seeds with Holm over the table's rows (``_gain_p_seed``,
+    ``_gain_p_seed_holm``), the hierarchical bootstrap over seeds then users (``_gain_hboot_low`` /
+    ``_high``), the per-seed gains (``_gain_per_seed``) and, holding the seeds fixed, a paired
+    bootstrap over the users pooled over seeds (``_fixedseeds_boot_low`` / ``_high``); the method's
+    admission, hallucination, coverage and tail share; and the audit (agreement with the truth of
+    admitted minus rejected samples, against the reward used at that value)."""
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     sub = rows[rows.checkpoint == checkpoint]
@@ -211,20 +228,26 @@ def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint
             seeds = [s for s in m.index if s in ref.index]
             r = {"value": value, "reward": m.reward.iloc[0], "method": method, "seeds": len(seeds)}
             for metric in METRICS:
-                d = (m.loc[seeds, metric] - ref.loc[seeds, metric]).to_numpy()
-                r[f"{metric}_gain"], r[f"{metric}_gain_ci"] = mean_ci(d)
-                a = np.concatenate([_per_user(m.loc[s, "run_dir"], metric, world, sids,
-                                              replace(profile.rl, seed=int(s)), checkpoint) for s in seeds])
-                b = np.concatenate([_per_user(ref.loc[s, "run_dir"], metric, world, sids,
-                                              replace(profile.rl, seed=int(s)), checkpoint) for s in seeds])
-                _, r[f"{metric}_boot_low"], r[f"{metric}_boot_high"] = paired_bootstrap_ci(a, b)
+                per_user = {}
+                for s in seeds:
+                    rl = replace(profile.rl, seed=int(s))
+                    per_user[int(s)] = (_per_user(m.loc[s, "run_dir"], metric, world, sids, rl, checkpoint)
+                                        - _per_user(ref.loc[s, "run_dir"], metric, world, sids, rl, checkpoint))
+                c = seed_comparison({int(s): m.loc[s, metric] - ref.loc[s, metric] for s in seeds}, per_user)
+                r[f"{metric}_gain"], r[f"{metric}_gain_ci"] = c["mean"], c["ci"]
+                r[f"{metric}_gain_share_below_0"], r[f"{metric}_gain_p_seed"] = c["share_below_0"], c["p_seed"]
+                r[f"{metric}_gain_hboot_low"], r[f"{metric}_gain_hboot_high"] = c["hboot_low"], c["hboot_high"]
+                r[f"{metric}_gain_per_seed"] = c["per_seed"]
+                pooled = np.concatenate(list(per_user.values())) if per_user else np.zeros(0)
+                _, r[f"{metric}_fixedseeds_boot_low"], r[f"{metric}_fixedseeds_boot_high"] = \
+                    paired_bootstrap_ci(pooled, np.zeros_like(pooled))
             for c in ("admission_rate", "halluc", "coverage", "tail_share", "val_HR@10"):
                 if c in m:
                     r[c] = float(m.loc[seeds, c].mean())
             r["agree_diff"] = audit["agree_diff"].get(method, np.nan) if "agree_diff" in audit else np.nan
             r["agree_diff_ci"] = audit["agree_diff_ci"].get(method, np.nan) if "agree_diff_ci" in audit else np.nan
             out.append(r)
-    return pd.DataFrame(out)
+    return holm_columns(pd.DataFrame(out), [f"{m}_gain_p_seed" for m in METRICS])
 
 
 def crossovers(gains: pd.DataFrame, origin: float = 0.0, method: str = "mix(1)") -> pd.DataFrame:
@@ -286,14 +309,15 @@ def _pairs(names: set, profile: Profile) -> list[tuple[str, str]]:
 
 def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
                   jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0, n_states: int = 500,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, answer: str | None = None) -> dict:
     """One dial's diagram: the runs (:func:`phase_runs`) and the tables read off them. Returns
     {"rows", "phase" (gains over NLL with each value's effective bias and noise), "crossovers",
     "vs_random" (each gate minus its matched control: adagrpo - random, X - random[X], X - mix[X];
     and difficulty_and_reliability minus its reliability check alone), "mixture_gap" (each gated
     method, column ``gate``, minus the best mixture chosen on validation HR@10), "disagreement"
     (:func:`metric_disagreement`), "diagnostic_auc" (:func:`diagnostic_auc`), "placement"}."""
-    rows = phase_runs(profile, dial, values, methods, seeds, out_root, cache_dir, jobs, scheduler, log_share, progress)
+    rows = phase_runs(profile, dial, values, methods, seeds, out_root, cache_dir, jobs, scheduler, log_share, progress,
+                      answer)
     gains = phase_gains(profile, rows, cache_dir)
     place = placement(profile, [dial_reward(dial, v, log_share) for v in values], cache_dir, n_states, jobs)
     table = gains.merge(place[["reward", "effective_bias", "effective_noise", "truth_corr"]], on="reward", how="left")
@@ -301,6 +325,8 @@ def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec]
     parts = [phase_gains(profile, rows[rows.method.isin([m, c])], cache_dir, reference=c).assign(reference=c)
              for m, c in _pairs(set(rows.method), profile)]
     vs_random = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(vs_random):                   # Holm over this table's comparisons, not each pair's own
+        vs_random = holm_columns(vs_random, [f"{m}_gain_p_seed" for m in METRICS])
     gaps = [gap_to_best_mixture(rows.assign(noise=rows.value), method=m).rename(columns={"noise": "value"}).assign(gate=m)
             for m in GATED if m in set(rows.method)]
     gap = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()

@@ -23,7 +23,10 @@
 #
 # Every reward is placed on one axis: regress (reward logit - true utility) on z_i over test user
 # states x all items; the slope is its **effective bias**, the residual std its **effective
-# noise**. Gains are over continued NLL, paired per seed (t-interval) and per user (bootstrap).
+# noise**. Gains are over continued NLL, paired per seed: the mean with its t-interval over seeds,
+# the share of seeds below 0 and the exact sign-flip p over seeds (Holm over the table). Seeds are
+# the unit of replication; `seeds` says how many each row has (the answer points, where an answer
+# is decided, run `suite.answer_seeds`: ten on the paper profile, the other rows `suite.seeds`).
 #
 # Run it with papermill: `papermill notebooks/08_reward_phase_diagram.ipynb out.ipynb -p profile tiny -p dial bias`.
 
@@ -52,7 +55,7 @@ from IPython.display import display
 
 from adagrpo_core import plots
 from adagrpo_core.notebook import setup
-from adagrpo_core.phase import DIALS, dial_reward, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
+from adagrpo_core.phase import DIALS, answer_table, dial_reward, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
 from adagrpo_core.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.tables import save_table
@@ -65,7 +68,8 @@ plan = phase_plan(nb.prof, dial, values, log_share, gates)   # {dial: [values]},
 specs = {d: phase_methods(gate_set_methods(nb.prof, gates, d, methods), nb.oracle_thresholds) for d in plan}
 sfx = "" if gates == "main" else f"_{gates}"          # nb08_phase_bias_reliability_paper: the reliability set's tables
 for d in plan:
-    print(f"dial {d}: values {plan[d]}; methods {[m.name for m in specs[d]]}; seeds {nb.seeds}")
+    print(f"dial {d}: values {plan[d]}; methods {[m.name for m in specs[d]]}; seeds {nb.seeds} "
+          f"(answer points: {nb.prof.suite.answer_seeds})")
 
 # %% [markdown]
 # ## Where the rewards sit: the default ranker and retrained rankers
@@ -82,7 +86,8 @@ place.round(4)
 # %%
 results = {}
 for d, vals in plan.items():
-    t = phase_diagram(nb.prof, d, vals, specs[d], log_share=log_share, n_states=placement_states, **nb.run_args)
+    t = phase_diagram(nb.prof, d, vals, specs[d], log_share=log_share, n_states=placement_states,
+                      answer=answer_table(d, gates), **nb.run_args)   # the answer points also at suite.answer_seeds
     results[d] = t
     save_table(t["phase"], nb.out, f"nb08_phase_{d}{sfx}_{nb.profile}")
     for name in ("crossovers", "vs_random", "mixture_gap", "disagreement", "diagnostic_auc"):
@@ -90,8 +95,8 @@ for d, vals in plan.items():
             save_table(t[name], nb.out, f"nb08_{name}_{d}{sfx}_{nb.profile}")
     save_figure(plots.phase_diagram(t["phase"], DIALS[d], t["crossovers"]), nb.out, f"nb08_phase_{d}{sfx}_{nb.profile}")
     save_figure(plots.phase_admission(t["phase"], DIALS[d]), nb.out, f"nb08_admission_{d}{sfx}_{nb.profile}")
-    cols = ["value", "method", "seeds", "sim_ctr_gain", "sim_ctr_gain_ci", "HR@10_gain", "HR@10_gain_ci",
-            "admission_rate", "agree_diff", "effective_bias", "effective_noise"]
+    cols = ["value", "method", "seeds", "sim_ctr_gain", "sim_ctr_gain_ci", "sim_ctr_gain_share_below_0",
+            "sim_ctr_gain_p_seed_holm", "HR@10_gain", "HR@10_gain_ci", "admission_rate", "agree_diff", "effective_bias"]
     display(t["phase"][cols].round(4))
 
 # %% [markdown]

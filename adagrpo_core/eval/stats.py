@@ -1,6 +1,13 @@
 """Every statistic of the package, from scipy and statsmodels: the t-interval over seeds, the
-percentile bootstrap (one sample and paired), the exact McNemar test, the Holm correction and the
-simple least-squares line."""
+seed-level comparison (per-seed values, share of seeds below 0, the exact sign-flip test over seeds
+and the hierarchical bootstrap over seeds, then users), the percentile bootstrap over users (one
+sample and paired; it holds the seeds fixed), the exact McNemar test, the Holm correction and the
+simple least-squares line.
+
+Seeds are the unit of replication: two runs of one method that differ only in their seed can land
+far apart (on the simulated world's harmful regime they fall into two groups), so a comparison's
+interval and p-value are over seeds; a bootstrap over users alone holds the seeds fixed and says so
+in its name."""
 from __future__ import annotations
 
 import numpy as np
@@ -29,13 +36,87 @@ def bootstrap_ci(x, n_boot: int, alpha: float, rng: np.random.Generator) -> tupl
 
 
 def paired_bootstrap_ci(a, b, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of the paired differences a_i - b_i (the same users) and its percentile bootstrap CI."""
+    """Mean of the paired differences a_i - b_i (the same users) and its percentile bootstrap CI
+    over users. Pooled over seeds it holds the seeds fixed: it leaves out the runs' own randomness,
+    so name its columns as such (``*_fixedseeds_boot_*``)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired samples must have the same shape, got {a.shape} and {b.shape}")
     diff = a - b
     lo, hi = bootstrap_ci(diff, n_boot, alpha, np.random.default_rng(seed))
     return float(diff.mean()) if len(diff) else float("nan"), lo, hi
+
+
+def sign_flip_p(x, max_exact: int = 16, n_perm: int = 100_000, seed: int = 0) -> float:
+    """Two-sided paired sign-flip permutation p-value of mean(x) = 0 over seeds: the share of the
+    2^n sign patterns s in {-1, +1}^n with |mean(s * x)| >= |mean(x)| (exact for n <= ``max_exact``,
+    else ``n_perm`` random patterns, the observed one counted). The smallest possible value is
+    2 / 2^n: three seeds can never give p < 0.25, ten never below 0.002. NaN for n < 1."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return float("nan")
+    if n <= max_exact:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)       # (2^n, n) all patterns
+        stat = np.abs(signs @ x) / n
+        return float(np.mean(stat >= abs(x.mean()) - 1e-12))
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_perm, n))
+    stat = np.abs(signs @ x) / n
+    return float((1 + np.sum(stat >= abs(x.mean()) - 1e-12)) / (n_perm + 1))
+
+
+def hierarchical_bootstrap_ci(per_seed_users, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
+                              chunk: int = 256) -> tuple[float, float]:
+    """Percentile CI of the mean over seeds of the per-seed mean, by a two-level bootstrap: draw S
+    seeds with replacement from the S seeds, then, for every drawn seed independently, its users
+    with replacement; the statistic is the mean over the drawn seeds of their resampled user means.
+    ``per_seed_users``: one 1-d array per seed (the per-user paired differences of that seed). It
+    carries both the seed-to-seed and the user-to-user variation; with one seed it is the user
+    bootstrap. (NaN, NaN) without seeds or with an empty seed."""
+    arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in per_seed_users]
+    if not arrays or any(len(a) == 0 for a in arrays):
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_seeds = len(arrays)
+    picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))         # (B, S) the drawn seeds
+    draws = np.empty((n_boot, n_seeds))
+    for s, a in enumerate(arrays):                                   # a fresh user resample per draw
+        where = np.flatnonzero(picks.reshape(-1) == s)
+        means = np.empty(len(where))
+        for i in range(0, len(where), chunk):
+            k = min(chunk, len(where) - i)
+            means[i:i + k] = a[rng.integers(0, len(a), size=(k, len(a)))].mean(1)
+        draws.reshape(-1)[where] = means
+    stat = draws.mean(1)
+    return float(np.quantile(stat, alpha / 2)), float(np.quantile(stat, 1 - alpha / 2))
+
+
+def seed_comparison(per_seed, per_user=None, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+    """A paired comparison (method minus reference) over seeds. ``per_seed``: {seed: difference}
+    (the run-level metric of the method minus that of the reference trained with the same seed);
+    ``per_user``: optionally {seed: per-user differences} for the hierarchical bootstrap. Returns
+    ``n_seeds``, ``mean`` and ``ci`` (its t-interval half-width over seeds), ``share_below_0`` (of
+    the seeds), ``p_seed`` (:func:`sign_flip_p`), ``hboot_low`` / ``hboot_high``
+    (:func:`hierarchical_bootstrap_ci`; NaN without ``per_user``) and ``per_seed``: the values as
+    'seed:value' pairs joined by ';' (sorted by seed), so a table cell keeps them."""
+    keys = sorted(per_seed)
+    x = np.array([per_seed[k] for k in keys], dtype=np.float64)
+    if len(x) == 0:
+        return {"n_seeds": 0, "mean": np.nan, "ci": np.nan, "share_below_0": np.nan, "p_seed": np.nan,
+                "hboot_low": np.nan, "hboot_high": np.nan, "per_seed": ""}
+    m, half = mean_ci(x, level)
+    lo = hi = np.nan
+    if per_user is not None:
+        lo, hi = hierarchical_bootstrap_ci([per_user[k] for k in keys], n_boot, 1 - level, seed)
+    return {"n_seeds": len(x), "mean": m, "ci": half, "share_below_0": float(np.mean(x < 0)), "p_seed": sign_flip_p(x),
+            "hboot_low": lo, "hboot_high": hi, "per_seed": ";".join(f"{k}:{v:.6g}" for k, v in zip(keys, x))}
+
+
+def parse_per_seed(cell) -> dict:
+    """{seed: value} from a ``per_seed`` cell of :func:`seed_comparison` ('0:-0.04;1:0.003')."""
+    if not isinstance(cell, str) or not cell:
+        return {}
+    return {int(k): float(v) for k, v in (pair.split(":") for pair in cell.split(";"))}
 
 
 def mcnemar_p(a_only: int, b_only: int) -> float:
@@ -53,9 +134,24 @@ def mcnemar_exact(hit_a, hit_b) -> tuple[int, int, float]:
 
 
 def holm(pvalues) -> np.ndarray:
-    """Holm-adjusted p-values (family-wise error control; statsmodels' multipletests)."""
+    """Holm-adjusted p-values (family-wise error control; statsmodels' multipletests). NaN entries
+    stay NaN and do not count in the family."""
     p = np.asarray(pvalues, dtype=float)
-    return multipletests(p, method="holm")[1] if len(p) else p
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
+def holm_columns(table, columns):
+    """``table`` with a ``<column>_holm`` beside each p-value column of ``columns`` present: Holm
+    over the table's rows (one family per column; NaN rows left out)."""
+    table = table.copy()
+    for col in columns:
+        if col in table:
+            table[f"{col}_holm"] = holm(table[col].to_numpy(dtype=float))
+    return table
 
 
 def simple_ols(y, x) -> dict:
