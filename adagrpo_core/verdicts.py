@@ -201,8 +201,18 @@ def ab_audit_verdict(ref: pd.DataFrame, pooled: pd.DataFrame, gaps: pd.DataFrame
 
 
 def _gain(r, metric: str) -> str:
+    """'mean ± t half-width over seeds [n seeds, k below 0, Holm p over seeds]' of a gain row: the
+    seed-level reading (the seeds are the unit of replication; a user bootstrap is never quoted)."""
     ci = r[f"{metric}_gain_ci"]
-    return f"{r[f'{metric}_gain']:+.4f} ± {ci:.4f}" if pd.notna(ci) else f"{r[f'{metric}_gain']:+.4f} (one seed)"
+    if pd.isna(ci):
+        return f"{r[f'{metric}_gain']:+.4f} (one seed)"
+    text = f"{r[f'{metric}_gain']:+.4f} ± {ci:.4f}"
+    share, n = r.get(f"{metric}_gain_share_below_0"), r.get("seeds")
+    if pd.notna(share) and pd.notna(n):
+        text += f" [{int(n)} seeds, {round(share * n):d} below 0"
+        p = r.get(f"{metric}_gain_p_seed_holm")
+        text += f", Holm p {p:.2g}]" if pd.notna(p) else "]"
+    return text
 
 
 def _side(gain: float, ci: float) -> str:
@@ -227,14 +237,11 @@ def phase_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]
     for _, r in phase.drop_duplicates("value").sort_values("value").iterrows():
         lines.append(f"  {r.value:g}: {r.reward} at ({r.effective_bias + 0.0:+.3f}, {r.effective_noise:.3f})")
     u = phase[phase.method == uniform].sort_values("value")
-    lines.append(f"(e) {uniform}'s gain over continued NLL (t-interval over seeds; [bootstrap over users]), "
-                 "sim CTR | HR@10:")
+    lines.append(f"(e) {uniform}'s gain over continued NLL (mean ± t-interval over seeds [seeds, how many below 0, "
+                 "sign-flip p over seeds with Holm]), sim CTR | HR@10:")
     for _, r in u.iterrows():
-        boot = {m: f"[{r[f'{m}_boot_low']:+.4f}, {r[f'{m}_boot_high']:+.4f}]" if f"{m}_boot_low" in r else ""
-                for m in ("sim_ctr", "HR@10")}
         lines.append(f"  {r.value:g}: {_gain(r, 'sim_ctr')} ({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}) "
-                     f"{boot['sim_ctr']} | {_gain(r, 'HR@10')} ({_side(r['HR@10_gain'], r['HR@10_gain_ci'])}) "
-                     f"{boot['HR@10']}")
+                     f"| {_gain(r, 'HR@10')} ({_side(r['HR@10_gain'], r['HR@10_gain_ci'])})")
     for _, c in cross.iterrows():
         where = f"at {c.crossover:g}" if pd.notna(c.crossover) else f"none up to {c.largest_run:g}"
         lines.append(f"  crossover of {c.metric} {c.side} the origin: {where}")
