@@ -95,7 +95,8 @@ class SuiteConfig:
         "nb03_headline": {"methods": ["nll", "mix(0.5)", "mix(1)", "adagrpo", "random"]},
         "nb07_audit": {"methods": ["nll", "adagrpo", "random", "exposure", "random[exposure]", "ensemble",
                                    "random[ensemble]"]},
-        "nb08_bias": {"values": [-4.0, -2.0, 0.0, 4.0, 8.0], "methods": ["nll", "mix(1)", "adagrpo", "random", "oracle"]},
+        "nb08_bias": {"values": [-4.0, -2.0, 0.0, 4.0, 8.0],
+                      "methods": ["nll", "mix(0.5)", "mix(1)", "adagrpo", "random", "oracle"]},
         "nb08_bias_reliability": {"values": [-4.0, -2.0], "methods": [
             "nll", "mix(0.5)", "mix(1)", "exposure", "random[exposure]", "difficulty_and_reliability",
             "random[difficulty_and_reliability]"]}})

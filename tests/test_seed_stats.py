@@ -99,12 +99,12 @@ def test_paper_profile_runs_ten_seeds_at_the_answer_points_only(tmp_path):
     prof = get_profile("paper")
     assert prof.suite.answer_seeds == list(range(10))
     assert extra_seeds(prof, [0, 1, 2]) == list(range(3, 10))
-    assert answer_methods(prof, "nb08_bias", -4.0) == ["nll", "mix(1)", "adagrpo", "random", "oracle"]
+    assert answer_methods(prof, "nb08_bias", -4.0) == ["nll", "mix(0.5)", "mix(1)", "adagrpo", "random", "oracle"]
     assert answer_methods(prof, "nb08_bias", -8.0) == []          # -8 is not an answer point
     assert answer_table("bias", "reliability") == "nb08_bias_reliability" and answer_table("noise") is None
     methods = phase_methods(["nll", "mix(0.5)", "mix(1)", "adagrpo", "random", "inverse", "oracle"], [0.5, 0.8])
     groups = with_answer_seeds(prof, methods, [0, 1, 2], "nb08_bias", -4.0)
-    assert [m.name for m in groups[1][0]] == ["nll", "mix(1)", "adagrpo", "random", "oracle"]
+    assert [m.name for m in groups[1][0]] == ["nll", "mix(0.5)", "mix(1)", "adagrpo", "random", "oracle"]
     assert groups[1][1] == list(range(3, 10))
     assert len(with_answer_seeds(prof, methods, [0, 1, 2], "nb08_bias", 2.0)) == 1
     # a matched control brings the gate it copies into its group
@@ -116,7 +116,7 @@ def test_paper_profile_runs_ten_seeds_at_the_answer_points_only(tmp_path):
     # the extra seeds' runs have the same keys as the notebooks' own plan at those seeds
     plans = answer_plans(prof, [3], tmp_path)
     p, specs = next((p, s) for t, v, p, s in plans if t == "nb08_bias" and v == -4.0)
-    same = plan_runs(p, phase_methods(["nll", "mix(1)", "adagrpo", "random", "oracle"], [0.5]), [3], tmp_path)
+    same = plan_runs(p, phase_methods(["nll", "mix(0.5)", "mix(1)", "adagrpo", "random", "oracle"], [0.5]), [3], tmp_path)
     assert sorted(s.out_dir for s in specs) == sorted(s.out_dir for s in same)
 
 
