@@ -12,7 +12,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
+from .eval.stats import parse_per_seed
 from .storage import atomic_write_bytes
 
 
@@ -29,6 +31,32 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str, dpi: int = 120) -> N
 
 def _ci(x) -> np.ndarray:
     return np.nan_to_num(np.asarray(x, dtype=float))
+
+
+def _seed_points(ax, x, values, color) -> int:
+    """Each seed as a small faint point in ``color`` at ``x`` (one x for all the values, or one x
+    per value), beneath the means (seeds are the unit of replication: every figure of a mean over
+    seeds shows them); non-finite pairs dropped. Returns the number of points drawn."""
+    y = np.asarray(values, dtype=float).ravel()
+    x = np.broadcast_to(np.asarray(x, dtype=float), y.shape)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.any():
+        ax.scatter(x[keep], y[keep], s=12, color=color, alpha=0.35, linewidths=0, zorder=1.5, gid="seeds")
+    return int(keep.sum())
+
+
+def _legend(ax, seeds: bool, handles=None, **kw):
+    """A compact legend outside the axes on the right, with a "one seed" entry when seeds were drawn."""
+    h, lab = ax.get_legend_handles_labels() if handles is None else handles
+    if seeds:
+        h, lab = h + [Line2D([], [], ls="", marker="o", ms=3.5, color="0.3", alpha=0.35)], lab + ["one seed"]
+    ax.legend(h, lab, fontsize=7, **({"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} | kw))
+
+
+def _n(summary: pd.DataFrame, method) -> str:
+    """' (n=10)': the method's number of seeds (its largest over checkpoints), '' without a seeds column."""
+    n = summary.loc[summary.method == method, "seeds"] if "seeds" in summary else pd.Series(dtype=float)
+    return f" (n={int(n.max())})" if len(n) and n.notna().any() else ""
 
 
 def exposure_curve(world):
@@ -94,19 +122,20 @@ def influence_heatmap(t3: pd.DataFrame, k: int):
 
 
 def metric_by_method(summary: pd.DataFrame, rows: pd.DataFrame, metric: str = "HR@10"):
-    """Mean ± 95% t-interval of a metric per method, best and final checkpoints, with the seeds."""
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    names = list(dict.fromkeys(summary.method))
+    """Mean ± 95% t-interval of a metric per method, best and final checkpoints, each seed a faint
+    point beside its mean; the tick labels give each method's number of seeds."""
+    fig, ax = plt.subplots(figsize=(8.5, 3.4))
+    names, drawn = list(dict.fromkeys(summary.method)), 0
     x = np.arange(len(names))
     for off, ckpt, color in ((-0.2, "best", "C0"), (0.2, "final", "C1")):
-        s = summary[summary.checkpoint == ckpt].set_index("method").loc[names]
-        ax.errorbar(x + off, s[metric], yerr=s[metric + "_ci"].fillna(0), fmt="o", color=color, capsize=3,
-                    label=f"{ckpt} checkpoint")
-        for i, n in enumerate(names):   # the individual seeds
-            r = rows[(rows.method == n) & (rows.checkpoint == ckpt)]
-            ax.plot(np.full(len(r), i + off), r[metric], ".", color=color, alpha=0.35)
-    ax.set_xticks(x); ax.set_xticklabels(names, rotation=20, ha="right")
-    ax.set_ylabel(f"test {metric} (unconstrained)"); ax.legend(fontsize=8)
+        s = summary[summary.checkpoint == ckpt].set_index("method").reindex(names)
+        ax.errorbar(x + off, s[metric], yerr=_ci(s[metric + "_ci"]), fmt="o", ms=5, color=color, capsize=3,
+                    label=f"{ckpt} checkpoint: mean ± 95% t-interval")
+        for i, n in enumerate(names):   # the individual seeds, just right of the mean
+            drawn += _seed_points(ax, i + off + 0.09, rows.loc[(rows.method == n) & (rows.checkpoint == ckpt), metric],
+                                  color)
+    ax.set_xticks(x); ax.set_xticklabels([n + _n(summary, n) for n in names], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"test {metric} (unconstrained)"); _legend(ax, seeds=drawn > 0)
     fig.tight_layout()
     return fig
 
@@ -140,43 +169,52 @@ def admission_rates(logs: pd.DataFrame, names=("adagrpo", "random", "random(mean
 
 
 def metric_vs_admission(summary: pd.DataFrame, metric: str = "HR@10", checkpoint: str = "best",
-                        exclude=("grpo",)):
-    """A metric against the admission rate, one legend entry per method (no overlapping labels)."""
+                        exclude=("grpo",), rows: pd.DataFrame | None = None):
+    """A metric against the admission rate, one legend entry per method (no overlapping labels);
+    with ``rows`` (one per run), each seed's (admission rate, metric) as a faint point in its
+    method's colour."""
     s = summary[(summary.checkpoint == checkpoint) & ~summary.method.isin(exclude)].sort_values("admission_rate")
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    markers = "osD^v<>pPX*h"
+    markers, drawn = "osD^v<>pPX*h", 0
     for i, (_, r) in enumerate(s.iterrows()):
         ax.errorbar(r.admission_rate, r[metric], yerr=_ci(r[metric + "_ci"]), xerr=_ci(r.admission_rate_ci),
-                    fmt=markers[i % len(markers)], color=f"C{i % 10}", capsize=3, label=r.method)
+                    fmt=markers[i % len(markers)], ms=5, color=f"C{i % 10}", capsize=3,
+                    label=r.method + _n(s, r.method))
+        if rows is not None:
+            g = rows[(rows.method == r.method) & (rows.checkpoint == checkpoint)]
+            drawn += _seed_points(ax, g.admission_rate, g[metric], f"C{i % 10}")
     ax.set_xlabel("admission rate (share of samples in the GRPO term)"); ax.set_ylabel(f"test {metric}, {checkpoint} checkpoint")
     ax.set_title("NLL + gated GRPO: mean ± 95% t-interval over seeds"
                  + (f" ({', '.join(exclude)} omitted)" if exclude else ""), fontsize=9)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _legend(ax, seeds=drawn > 0)
     fig.tight_layout()
     return fig
 
 
-def frontier(summary: pd.DataFrame, metric: str = "HR@10", points=(("adagrpo", "r*"), ("nll", "bs"))):
+def frontier(summary: pd.DataFrame, metric: str = "HR@10", points=(("adagrpo", "r*"), ("nll", "bs")),
+             rows: pd.DataFrame | None = None):
     """The metric against hallucination: the fixed mixture over lambda (a line, each lambda its own
-    legend entry) against single methods, at the best and the final checkpoint."""
+    legend entry) against single methods, at the best and the final checkpoint; with ``rows`` (one
+    per run), each seed's (hallucination, metric) as a faint point in its method's colour."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    drawn = 0
     for ax, ckpt in zip(axes, ("best", "final")):
         s = summary[summary.checkpoint == ckpt]
         mix = s[s.lam.notna()].sort_values("lam")
         ax.plot(mix.halluc, mix[metric], "-", color="0.6", zorder=1)
-        for i, (_, r) in enumerate(mix.iterrows()):
-            ax.errorbar(r.halluc, r[metric], xerr=_ci(r.halluc_ci), yerr=_ci(r[metric + "_ci"]), fmt="o",
-                        color=plt.cm.Greys(0.35 + 0.6 * i / max(1, len(mix) - 1)), capsize=2,
-                        label=f"mix, lambda={r.lam:g}")
-        for name, style in points:
-            r = s[s.method == name]
-            if len(r):
-                r = r.iloc[0]
-                ax.errorbar(r.halluc, r[metric], xerr=_ci(r.halluc_ci), yerr=_ci(r[metric + "_ci"]),
-                            fmt=style, ms=10 if name == "adagrpo" else 7, capsize=2, label=name)
+        shown = [(r, "o", plt.cm.Greys(0.45 + 0.5 * i / max(1, len(mix) - 1)), 6, f"mix, lambda={r.lam:g}")
+                 for i, (_, r) in enumerate(mix.iterrows())]
+        shown += [(s[s.method == name].iloc[0], style, None, 10 if name == "adagrpo" else 7, name)
+                  for name, style in points if (s.method == name).any()]
+        for r, fmt, color, ms, label in shown:
+            eb = ax.errorbar(r.halluc, r[metric], xerr=_ci(r.halluc_ci), yerr=_ci(r[metric + "_ci"]), fmt=fmt,
+                             color=color, ms=ms, capsize=2, label=label + _n(s, r.method))
+            if rows is not None:
+                g = rows[(rows.method == r.method) & (rows.checkpoint == ckpt)]
+                drawn += _seed_points(ax, g.halluc, g[metric], eb[0].get_color())
         ax.set_xlabel("hallucination rate (unconstrained top-20)"); ax.set_title(f"{ckpt} checkpoint", fontsize=10)
     axes[0].set_ylabel(f"test {metric} (unconstrained)")
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _legend(axes[1], seeds=drawn > 0)
     fig.tight_layout()
     return fig
 
@@ -273,22 +311,38 @@ def noise_gap(table: pd.DataFrame, metrics=("sim_ctr", "HR@10")):
 
 def phase_diagram(gains: pd.DataFrame, dial_label: str, crossovers: pd.DataFrame | None = None,
                   metrics=("sim_ctr", "HR@10")):
-    """Gain over continued NLL against the dial's value, one line per method with its 95% band (t
-    over seeds), sim CTR and HR@10 side by side; dashed lines mark the crossovers (where mix(1)'s
-    interval first lies below 0), one legend entry each."""
+    """Gain over continued NLL against the dial's value, one line per method with its 95% t-interval
+    over seeds (error bars), sim CTR and HR@10 side by side; each seed's gain (``*_gain_per_seed``,
+    when the table has it) a faint point just right of its method's mean. The methods are dodged
+    along x by a fixed offset each so they do not overlap. Dashed lines mark the crossovers (where
+    mix(1)'s interval first lies below 0), one legend entry each."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 3.8), squeeze=False, sharex=True)
+    methods = list(dict.fromkeys(gains.method))
+    vals = np.unique(gains.value.to_numpy(float))
+    step = 0.6 * (np.diff(vals).min() if len(vals) > 1 else 1.0) / max(len(methods), 1)   # one method's slot
+    handles, drawn = {}, 0
     for ax, metric in zip(axes[0], metrics):
-        for i, (method, t) in enumerate(gains.groupby("method", sort=False)):
-            t = t.sort_values("value")
-            y, ci = t[f"{metric}_gain"].to_numpy(), _ci(t[f"{metric}_gain_ci"])
-            line, = ax.plot(t.value, y, "osD^v<>p"[i % 8] + "-", ms=4, label=method)
-            ax.fill_between(t.value, y - ci, y + ci, color=line.get_color(), alpha=0.12, lw=0)
+        for i, method in enumerate(methods):
+            t = gains[gains.method == method].sort_values("value")
+            x = t.value.to_numpy(float) + (i - (len(methods) - 1) / 2) * step
+            n = sorted(set(t.seeds.dropna().astype(int))) if "seeds" in t else []
+            label = method + (f" (n={n[0]})" if len(n) == 1 else f" (n={n[0]}-{n[-1]})" if n else "")
+            eb = ax.errorbar(x, t[f"{metric}_gain"], yerr=_ci(t[f"{metric}_gain_ci"]), fmt="osD^v<>p"[i % 8] + "-",
+                             ms=4, lw=1, elinewidth=0.8, capsize=2, label=label)
+            for b in eb[1] + eb[2]:   # lighter interval bars: the seeds stay visible
+                b.set_alpha(0.6)
+            if f"{metric}_gain_per_seed" in t:
+                for xv, cell in zip(x, t[f"{metric}_gain_per_seed"]):
+                    drawn += _seed_points(ax, xv + 0.4 * step, list(parse_per_seed(cell).values()), eb[0].get_color())
         if crossovers is not None:
             for c in crossovers[(crossovers.metric == metric) & crossovers.crossover.notna()].itertuples():
-                ax.axvline(c.crossover, ls="--", color="0.3", lw=1, label=f"{c.method} crossover ({c.side}): {c.crossover:g}")
+                ax.axvline(c.crossover, ls="--", color="0.3", lw=1,
+                           label=f"{metric}: {c.method} crossover ({c.side}): {c.crossover:g}")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel(dial_label); ax.set_ylabel(f"{metric} gain over continued NLL")
-        ax.legend(fontsize=7)
+        handles.update(zip(*ax.get_legend_handles_labels()[::-1]))
+    labels = sorted(handles, key=lambda lab: " crossover (" in lab)   # the methods first, then the crossovers
+    _legend(axes[0][-1], seeds=drawn > 0, handles=([handles[lab] for lab in labels], labels))
     fig.tight_layout()
     return fig
 
