@@ -4,7 +4,11 @@
 the ablations) from one cached SFT base and one cached ranker, for several seeds, through the run
 executor of :mod:`adagrpo_core.runs` (serial, a process pool or a Dask cluster), and returns the
 per-run rows plus a summary with 95% t-intervals over seeds. Finished runs are reused when their
-full config matches, so an interrupted sweep resumes where it stopped.
+full config matches, so an interrupted sweep resumes where it stopped. With ``answer`` (a
+``suite.answer_points`` table) the methods listed there also run at the suite's ``answer_seeds``,
+so a frame can hold more seeds for some methods than for others; the comparison tables
+(:mod:`adagrpo_core.comparisons`, re-exported here) pair each method with its reference on the
+seeds both have and report seed-level statistics.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .comparisons import gain_headline, gains_over_base, gap_to_best_mixture, paired_tests, paired_tests_both
 from .configs import Profile
 from .eval.ab_test import (
     ceiling_slates,
@@ -22,18 +27,8 @@ from .eval.ab_test import (
     ranker_slates,
     slate_click_stats,
 )
-from .eval.evaluate import (
-    SLATE_K,
-    ctr_path,
-    evaluate_policy,
-    most_popular,
-    ranked_items,
-    run_hits,
-    start_ranked,
-    test_examples,
-)
-from .eval.metrics import ranking_metrics
-from .eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci, paired_bootstrap_ci
+from .eval.evaluate import SLATE_K, evaluate_policy, most_popular, ranked_items, test_examples
+from .eval.stats import mean_ci
 from .model.policy import load_policy
 from .model.sasrec import evaluate_sasrec
 from .pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
@@ -43,7 +38,8 @@ from .runtime import torch_threads
 from .storage import load_checkpoint
 
 __all__ = ["BASELINES", "MethodSpec", "control_methods", "default_methods", "frontier_methods", "gain_headline",
-           "gains_over_base", "main_results", "paired_tests", "paired_tests_both", "read_steps", "sft_reference", "summarize"]
+           "gains_over_base", "gap_to_best_mixture", "main_results", "paired_tests", "paired_tests_both", "read_steps",
+           "sft_reference", "summarize"]
 
 
 def default_methods(lams=(0.1, 0.5, 1.0), simulated: bool = True) -> list[MethodSpec]:
@@ -106,133 +102,23 @@ def read_steps(rows: pd.DataFrame) -> pd.DataFrame:
 
 def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seeds=(0, 1, 2),
                  out_root="runs/main", cache_dir=None, progress: bool = True, jobs: int = 1,
-                 scheduler: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 scheduler: str | None = None, answer: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train and evaluate every method for every seed of a profile (``jobs`` processes, or a Dask
-    ``scheduler``). Returns (rows with a ``run_dir`` column, summary)."""
+    ``scheduler``). With ``answer`` (a table of ``suite.answer_points``: ``"nb03_headline"``,
+    ``"nb07_audit"``) the methods listed there also run at the suite's ``answer_seeds``
+    (:func:`~adagrpo_core.answers.with_answer_seeds`), with the same keys and folders as any
+    other run of theirs. Returns (rows with a ``run_dir`` column, summary; its ``seeds`` column
+    says how many seeds each method has)."""
+    from .answers import with_answer_seeds        # answers -> phase -> experiments: import at call time
     methods = methods or default_methods(simulated=profile.is_simulated)
-    specs = plan_runs(profile, methods, seeds, out_root)       # validates before any work
+    groups = with_answer_seeds(profile, methods, seeds, answer) if answer else [(methods, seeds)]
+    planned = [s for ms, ss in groups for s in plan_runs(profile, ms, ss, out_root)]   # validates before any work
+    specs = list({s.out_dir: s for s in planned}.values())
     rows = execute(specs, profile, cache_dir, jobs=jobs, scheduler=scheduler, progress=progress)
     rank = {m.name: i for i, m in enumerate(methods)}
     rows = rows.sort_values(["method", "checkpoint", "seed"], key=lambda c: c.map(rank) if c.name == "method" else c,
                             kind="stable").reset_index(drop=True)
     return rows, summarize(rows)
-
-
-def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best", k: int = 10,
-                 cache_dir=None) -> pd.DataFrame:
-    """Exact McNemar tests of per-sample hits between two methods trained with the same seed
-    (same SFT base, same test samples). ``rows``: a main_results frame (its ``run_dir`` column
-    finds the runs); ``pairs``: [(method, reference), ...]. One row per (pair, seed), plus a row
-    per pair that pools the discordant pairs over seeds (a stratified McNemar; the seeds share
-    test users, so read the pooled p-value as indicative). On the simulated world also the
-    simulated-CTR difference with a paired bootstrap CI over users (per seed, and pooled over
-    seeds); ``diff_seed_ci`` and ``sim_ctr_seed_ci`` are the t-interval half-widths over seeds,
-    which also carry the variation between training seeds."""
-    world = get_world(profile.world, cache_dir)
-    sids = get_sids(world, profile.sid, cache_dir)
-    where = rows.drop_duplicates(["method", "seed"]).set_index(["method", "seed"])["run_dir"]
-    seeds = sorted(rows.seed.unique())
-    out = []
-    for method, ref in pairs:
-        pooled, sub, ctr_diffs = [0, 0], [], []
-        for seed in seeds:
-            tcfg = replace(profile.rl, seed=int(seed))
-            a = run_hits(where[(method, seed)], world, sids, tcfg, kind, k)
-            b = run_hits(where[(ref, seed)], world, sids, tcfg, kind, k)
-            n_ref_only, n_method_only, p = mcnemar_exact(b, a)
-            pooled[0] += n_ref_only
-            pooled[1] += n_method_only
-            row = {"method": method, "reference": ref, "seed": str(seed), "n": len(a),
-                   f"HR@{k}_method": a.mean(), f"HR@{k}_reference": b.mean(), "diff": a.mean() - b.mean(),
-                   "method_only_hits": n_method_only, "reference_only_hits": n_ref_only, "mcnemar_p": p}
-            ca, cb = ctr_path(where[(method, seed)], kind), ctr_path(where[(ref, seed)], kind)
-            if ca.exists() and cb.exists():        # the simulated A/B test: paired bootstrap over users
-                d = np.load(ca) - np.load(cb)
-                ctr_diffs.append(d)
-                row["sim_ctr_diff"], row["sim_ctr_ci_low"], row["sim_ctr_ci_high"] = \
-                    paired_bootstrap_ci(d, np.zeros_like(d), seed=int(seed))
-            sub.append(row)
-        out += sub
-        pooled_row = {"method": method, "reference": ref, "seed": "pooled", "n": sum(r["n"] for r in sub),
-                      f"HR@{k}_method": np.mean([r[f"HR@{k}_method"] for r in sub]),
-                      f"HR@{k}_reference": np.mean([r[f"HR@{k}_reference"] for r in sub]),
-                      "diff": np.mean([r["diff"] for r in sub]), "method_only_hits": pooled[1],
-                      "reference_only_hits": pooled[0], "mcnemar_p": mcnemar_p(*pooled)}
-        pooled_row["diff_seed_ci"] = mean_ci([r["diff"] for r in sub])[1]      # t-interval over seeds
-        if len(ctr_diffs) == len(seeds):
-            d = np.concatenate(ctr_diffs)
-            pooled_row["sim_ctr_diff"], pooled_row["sim_ctr_ci_low"], pooled_row["sim_ctr_ci_high"] = \
-                paired_bootstrap_ci(d, np.zeros_like(d))
-            pooled_row["sim_ctr_seed_ci"] = mean_ci([x.mean() for x in ctr_diffs])[1]
-        out.append(pooled_row)
-    return pd.DataFrame(out)
-
-
-def gains_over_base(profile: Profile, rows: pd.DataFrame, cache_dir=None, kind: str = "best", k: int = 10,
-                    reference: str = "nll") -> pd.DataFrame:
-    """Each method's test HR@k and NDCG@10 minus the SFT base every run starts from (its step 0;
-    the same test users), paired per seed: mean and 95% t-interval over seeds, and the exact
-    McNemar test of per-user hits against the base, pooled over seeds (Holm over the methods).
-    The same against ``reference`` (continued NLL) in the ``*_vs_<reference>`` columns. The first
-    row is the base itself. Unconstrained beam search, as the main table reports."""
-    world = get_world(profile.world, cache_dir)
-    sids = get_sids(world, profile.sid, cache_dir)
-    sft = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False) / "best.pt"
-    sub = rows[rows.checkpoint == kind]
-    where = sub.set_index(["method", "seed"])["run_dir"]
-    seeds = sorted(int(s) for s in sub.seed.unique())
-    base, base_ndcg = {}, {}
-    with torch_threads(1):
-        for s in seeds:
-            ranked, target = start_ranked(world, sids, sft, replace(profile.rl, seed=s), k)
-            base[s] = (ranked[:, :k] == target[:, None]).any(1)
-            base_ndcg[s] = ranking_metrics(ranked, target, (10,))["NDCG@10"] if k >= 10 else float("nan")
-    hits = {(m, s): run_hits(where[(m, s)], world, sids, replace(profile.rl, seed=s), kind, k)
-            for m in dict.fromkeys(sub.method) for s in seeds}
-    ndcg = sub.set_index(["method", "seed"])["NDCG@10"]
-
-    def versus(m, ref_hits, ref_ndcg):
-        d = [hits[(m, s)].mean() - ref_hits[s].mean() for s in seeds]
-        dn = [ndcg[(m, s)] - ref_ndcg[s] for s in seeds]
-        ref_only = sum(int((ref_hits[s] & ~hits[(m, s)]).sum()) for s in seeds)
-        m_only = sum(int((hits[(m, s)] & ~ref_hits[s]).sum()) for s in seeds)
-        return (*mean_ci(d), *mean_ci(dn), m_only, ref_only, mcnemar_p(ref_only, m_only))
-
-    out = [{"method": "SFT base", "seeds": len(seeds), f"HR@{k}": np.mean([b.mean() for b in base.values()]),
-            "NDCG@10": np.mean(list(base_ndcg.values()))}]
-    ref_hits = {s: hits[(reference, s)] for s in seeds} if reference in set(sub.method) else None
-    for m in dict.fromkeys(sub.method):
-        r = {"method": m, "seeds": len(seeds), f"HR@{k}": np.mean([hits[(m, s)].mean() for s in seeds]),
-             "NDCG@10": np.mean([ndcg[(m, s)] for s in seeds])}
-        cols = (f"gain_HR@{k}", f"gain_HR@{k}_ci", "gain_NDCG@10", "gain_NDCG@10_ci", "method_only_hits",
-                "base_only_hits", "p_vs_base")
-        r.update(zip(cols, versus(m, base, base_ndcg)))
-        if ref_hits is not None and m != reference:
-            ref_n = {s: ndcg[(reference, s)] for s in seeds}
-            vals = versus(m, ref_hits, ref_n)
-            r.update({f"diff_HR@{k}_vs_{reference}": vals[0], f"diff_HR@{k}_vs_{reference}_ci": vals[1],
-                      f"p_vs_{reference}": vals[6]})
-        out.append(r)
-    table = pd.DataFrame(out)
-    for col in ("p_vs_base", f"p_vs_{reference}"):
-        if col in table:
-            ok = table[col].notna()
-            table.loc[ok, col.replace("p_", "holm_", 1)] = holm(table.loc[ok, col].to_numpy())
-    return table
-
-
-def gain_headline(gains: pd.DataFrame, rows: pd.DataFrame, kind: str = "best") -> pd.DataFrame:
-    """The headline rows of :func:`gains_over_base`: the SFT base, continued NLL, the best fixed
-    mixture (highest mean validation HR@10 of the ``mix(...)`` runs; never chosen on test),
-    AdaGRPO and random gating at AdaGRPO's rate, each with a ``row`` label."""
-    sub = rows[rows.checkpoint == kind]
-    mixes = sub[sub.method.str.startswith("mix(")]
-    best_mix = mixes.groupby("method")["val_HR@10"].mean().idxmax() if not mixes.empty else None
-    labels = {"SFT base": "SFT base (step 0)", "nll": "continued NLL",
-              best_mix: "best mixture (on validation)", "adagrpo": "AdaGRPO", "random": "random at AdaGRPO's rate"}
-    head = gains[gains.method.isin([m for m in labels if m is not None])].copy()
-    head.insert(0, "row", head.method.map(labels))
-    return head.reset_index(drop=True)
 
 
 def most_popular_baseline(profile: Profile, world, test, cache_dir=None) -> dict:
@@ -279,18 +165,6 @@ def sft_reference(profile: Profile, cache_dir=None, test_samples: int = 0, seed:
             if m is not None:      # None: the baseline does not apply to this data
                 rows.append({"method": name, **m})
     return pd.DataFrame(rows)
-
-
-def paired_tests_both(profile: Profile, rows: pd.DataFrame, pairs, k: int = 10,
-                      cache_dir=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`paired_tests` at the best and the final checkpoint (a ``checkpoint`` column), and
-    the pooled rows with Holm-adjusted p-values over all of them (``p_holm``)."""
-    tests = pd.concat([paired_tests(profile, rows, pairs, kind=kind, k=k, cache_dir=cache_dir).assign(checkpoint=kind)
-                       for kind in ("best", "final")],
-                      ignore_index=True)
-    pooled = tests[tests.seed == "pooled"].copy()
-    pooled["p_holm"] = holm(pooled.mcnemar_p.to_numpy())
-    return tests, pooled
 
 
 def ab_reference(profile: Profile, cache_dir=None, logging_samples: int = 20,
@@ -378,26 +252,3 @@ def reward_sources(profile: Profile, rewards: list, methods: list[MethodSpec], s
                                cache_dir=cache_dir, jobs=jobs, scheduler=scheduler)
         parts.append(rows.assign(reward=reward_label(rc), noise=rc.noise if rc.source == "noisy_truth" else 0.0))
     return pd.concat(parts, ignore_index=True)
-
-
-def gap_to_best_mixture(rows: pd.DataFrame, metrics=("sim_ctr", "HR@10"), checkpoint: str = "best",
-                        method: str = "adagrpo") -> pd.DataFrame:
-    """Per reward: ``method`` minus the best fixed mixture, paired per seed (mean, 95% t-interval).
-    The best mixture is the lambda with the highest mean validation HR@10 (never chosen on test)."""
-    out = []
-    sub = rows[rows.checkpoint == checkpoint]
-    for (reward, noise), g in sub.groupby(["reward", "noise"], sort=False):
-        mixes = g[g.method.str.startswith("mix(")]
-        if mixes.empty or method not in set(g.method):
-            continue
-        best = mixes.groupby("method")["val_HR@10"].mean().idxmax()
-        for m in metrics:
-            if m not in g:
-                continue
-            piv = g.pivot_table(index="seed", columns="method", values=m)
-            d = (piv[method] - piv[best]).dropna()
-            gap, ci = mean_ci(d.to_numpy())
-            out.append({"reward": reward, "noise": noise, "metric": m, "best_mixture": best,
-                        "method": piv[method].mean(), "mixture": piv[best].mean(), "gap": gap, "gap_ci": ci,
-                        "seeds": len(d)})
-    return pd.DataFrame(out)

@@ -19,6 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from .comparisons import add_seed_holm, seed_columns
 from .configs import Profile
 from .eval.stats import mean_ci
 from .runs import MethodSpec
@@ -70,22 +71,26 @@ def sweep_methods(grids: dict, tau_rho_grid: tuple | None = None,
     return methods, points
 
 
-def _paired(rows: pd.DataFrame, a: str, b: str, metric: str, checkpoint: str):
-    """Mean and t-interval over seeds of the per-seed difference a - b."""
+def _paired(rows: pd.DataFrame, a: str, b: str, metric: str, checkpoint: str) -> dict:
+    """{seed: a - b} of ``metric`` on the seeds both methods have ({} when either is missing)."""
     s = rows[rows.checkpoint == checkpoint].pivot_table(index="seed", columns="method", values=metric)
     if a not in s or b not in s:
-        return np.nan, np.nan
-    d = (s[a] - s[b]).dropna().to_numpy()
-    return mean_ci(d) if len(d) else (np.nan, np.nan)
+        return {}
+    return (s[a] - s[b]).dropna().to_dict()
 
 
 def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
                 checkpoint: str = "best") -> pd.DataFrame:
     """One row per point: admission rate, then for ``metric`` and (on the simulated world) the
     simulated CTR: AdaGRPO and each control (mean and 95% t-interval over seeds) and AdaGRPO's
-    gains over the matched random gate, the rate-matched mixture and continued NLL, paired per seed."""
+    gains over the matched random gate, the rate-matched mixture and continued NLL, paired per seed
+    on the seeds both have. Each gain G (``gain_vs_random``, ``ctr_gain_vs_mixp``, ...) has the
+    seed-level columns of :func:`~adagrpo_core.comparisons.seed_columns`: G (mean over seeds),
+    ``G_ci`` (t half-width), ``G_share_below_0``, ``G_p_seed`` (sign-flip test over seeds),
+    ``G_p_seed_holm`` (Holm over the points of the table) and ``G_per_seed``; no bootstrap (no
+    per-user values here)."""
     metrics = [(metric, "")] + ([("sim_ctr", "ctr_")] if "sim_ctr" in rows else [])
-    out = []
+    out, gains = [], []
     sub = rows[rows.checkpoint == checkpoint]
     for p in points:
         label = _label({k: v for k, v in p.items() if k != "sweep"})
@@ -98,10 +103,11 @@ def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
                 g = sub[sub.method == name]
                 r[f"{m}_{tag}"], r[f"{m}_{tag}_ci"] = mean_ci(g[m]) if len(g) else (np.nan, np.nan)
             for tag, ref in (("random", names["random"]), ("mixp", names["mixp"]), ("nll", "nll")):
-                r[f"{prefix}gain_vs_{tag}"], r[f"{prefix}gain_vs_{tag}_ci"] = _paired(rows, names["ada"], ref, m,
-                                                                                        checkpoint)
+                gain = f"{prefix}gain_vs_{tag}"
+                gains.append(gain)
+                r.update(seed_columns(gain, _paired(rows, names["ada"], ref, m, checkpoint)))
         out.append(r)
-    return pd.DataFrame(out)
+    return add_seed_holm(pd.DataFrame(out), dict.fromkeys(gains))
 
 
 def default_grids(profile: Profile) -> tuple[dict, tuple, tuple]:

@@ -55,7 +55,7 @@ from adagrpo_core.tables import save_table
 from adagrpo_core.verdicts import main_results_verdict
 
 nb = setup("03_main_results", globals())   # checks the parameters first; profile, output folder, runs, seeds
-rows, summary = main_results(nb.prof, **nb.run_args)
+rows, summary = main_results(nb.prof, answer="nb03_headline", **nb.run_args)   # the headline's methods also at suite.answer_seeds
 save_table(rows.drop(columns=["run_dir", "train_seconds"]), nb.out, f"nb03_main_results_rows_{nb.profile}", note=nb.table_note)   # no paths, no timings
 save_table(summary, nb.out, f"nb03_main_results_{nb.profile}", note=nb.table_note)
 cols = ["method", "checkpoint", "seeds"] + [c for m in (f"HR@{hr_k}", "NDCG@10", "halluc", "HR@10_constrained", "admission_rate")

@@ -17,7 +17,9 @@
 #    model: expected CTR (exact, no sampling), a dwell proxy (the expected true utility of the
 #    clicked item, given a click), catalogue coverage and the share of tail items. Reference rows:
 #    the logging policy (Monte Carlo), most popular, SFT, the ranker's own top 10 and the top 10 by
-#    true utility (the ceiling). Differences between methods are paired bootstrap CIs over users.
+#    true utility (the ceiling). Differences between methods are paired per seed and compared over
+#    seeds (t-interval, share of seeds below 0, exact sign-flip test with Holm, and a bootstrap over
+#    seeds then users); the bootstrap over users alone (`sim_ctr_fixedseeds_boot_*`) holds the seeds fixed.
 # 2. **Reward sources.** The same methods with the ranker's reward, the true click probability
 #    (noise-free) and the truth with known noise on rarely exposed items: is the AdaGRPO minus
 #    best-fixed-mixture gap larger where the reward is noisier?
@@ -82,7 +84,7 @@ methods = [MethodSpec("nll", "nll"), MethodSpec("mix(1)", "mix", grpo={"lam": 1.
            MethodSpec("random", "random"), MethodSpec("inverse", "inverse"), MethodSpec("difficulty-only", "difficulty"),
            MethodSpec("discriminability-only", "discriminability"), MethodSpec("oracle", "oracle")]
 methods += phase_methods(["nll"] + list(nb.reliability_methods))[1:]   # the reliability gates (rl/gate.py), matched controls
-rows, summary = main_results(nb.prof, methods=methods, **nb.run_args)
+rows, summary = main_results(nb.prof, methods=methods, answer="nb07_audit", **nb.run_args)   # the audit's methods also at suite.answer_seeds
 
 # %% [markdown]
 # ## 1. The simulated A/B test (reward: the ranker)
@@ -101,7 +103,9 @@ save_table(pooled, nb.out, f"nb07_ab_paired_{nb.profile}")
 ab.round(4)
 
 # %%
-pooled[["method", "reference", "checkpoint", "sim_ctr_diff", "sim_ctr_ci_low", "sim_ctr_ci_high", "diff", "p_holm"]].round(4)
+pooled[["method", "reference", "checkpoint", "seeds", "sim_ctr_diff", "sim_ctr_seed_ci", "sim_ctr_diff_share_below_0",
+        "sim_ctr_diff_p_seed_holm", "sim_ctr_diff_hboot_low", "sim_ctr_diff_hboot_high", "sim_ctr_fixedseeds_boot_low",
+        "sim_ctr_fixedseeds_boot_high", "diff", "diff_p_seed_holm", "p_holm"]].round(4)
 
 # %% [markdown]
 # ## 2. Reward sources: the ranker, the truth, and the truth with known noise on rare items

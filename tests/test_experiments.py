@@ -294,3 +294,25 @@ def test_ab_reference_users_follow_the_runs_and_calibration_takes_all(tiny_runs)
     every, ctr = ab_reference(prof, cache, logging_samples=2, test_samples=0)
     assert set(runs_like["users"]) == {prof.rl.test_samples}
     assert set(every["users"]) == {n_all} and len(ctr["sft"]) == n_all
+
+
+def test_comparisons_pair_methods_on_their_common_seeds(tiny_runs):
+    """A method with fewer seeds (the answer points run more) is paired on the seeds both have; the
+    pooled rows carry the seed-level columns and the user bootstrap says it holds the seeds fixed."""
+    from adagrpo_core.experiments import gains_over_base
+    prof, _, _, cache, rows, _ = tiny_runs
+    fewer = rows[~((rows.method == "random") & (rows.seed == 1))]
+    t = paired_tests(prof, fewer, [("adagrpo", "random"), ("adagrpo", "nll")], kind="best", cache_dir=cache)
+    assert list(t.seed) == ["0", "pooled", "0", "1", "pooled"]
+    pooled = t[t.seed == "pooled"].set_index("reference")
+    assert pooled.loc["random", "seeds"] == 1 and pooled.loc["nll", "seeds"] == 2
+    full = paired_tests(prof, rows, [("adagrpo", "random")], kind="best", cache_dir=cache)
+    assert pooled.loc["random", "diff"] == pytest.approx(full[full.seed == "0"]["diff"].iloc[0])
+    nll = pooled.loc["nll"]
+    assert nll.diff_hboot_low <= nll["diff"] <= nll.diff_hboot_high
+    assert nll.sim_ctr_fixedseeds_boot_low <= nll.sim_ctr_diff <= nll.sim_ctr_fixedseeds_boot_high
+    assert "sim_ctr_ci_low" not in t and len(nll.diff_per_seed.split(";")) == 2
+    gains = gains_over_base(prof, fewer, cache).set_index("method")
+    assert gains.loc["random", "seeds"] == 1 and gains.loc["adagrpo", "seeds"] == 2
+    assert gains.loc["random", "seeds_vs_nll"] == 1
+    assert 0 <= gains.loc["adagrpo", "gain_HR@10_p_seed"] <= gains.loc["adagrpo", "gain_HR@10_p_seed_holm"] <= 1
