@@ -43,9 +43,23 @@ def zero_truth_noise(gaps: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------- verdicts
-def holm_significant(pooled: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """The rows of a pooled paired-test table whose Holm-adjusted p-value is below ``alpha``."""
-    return pooled[pooled.p_holm < alpha]
+def holm_significant(pooled: pd.DataFrame, alpha: float = 0.05, column: str = "diff_p_seed_holm") -> pd.DataFrame:
+    """The rows of a pooled paired-test table whose Holm-adjusted seed-level p-value (the sign-flip
+    test over seeds; ``column``) is below ``alpha``."""
+    return pooled[pooled[column] < alpha]
+
+
+def seed_level(r, col: str, ci_col: str | None = None) -> str:
+    """'mean ± t half-width over seeds (n seeds, k below 0, Holm p over seeds)' of the comparison
+    ``col`` of one table row (its ``<col>_ci`` or ``ci_col``, ``<col>_share_below_0``,
+    ``<col>_p_seed_holm`` and ``seeds`` columns, where present)."""
+    ci = r.get(ci_col or f"{col}_ci", np.nan)
+    text = f"{r[col]:+.4f}" + (f" ± {ci:.4f}" if pd.notna(ci) else " (one seed)")
+    n, share, p = r.get("seeds"), r.get(f"{col}_share_below_0"), r.get(f"{col}_p_seed_holm")
+    parts = ([f"{int(n)} seeds"] if pd.notna(n) else []) + \
+            ([f"{round(share * n):d} below 0"] if pd.notna(share) and pd.notna(n) else []) + \
+            ([f"Holm p {p:.2g}"] if pd.notna(p) else [])
+    return text + (f" ({', '.join(parts)})" if parts else "")
 
 
 def interval_excludes_zero(df: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
@@ -94,10 +108,11 @@ def main_results_verdict(summary: pd.DataFrame, pooled: pd.DataFrame, hr_k: int,
     lines = [(f"Best-checkpoint {m}: highest {top} {best.loc[top, m]:.4f} ± {best.loc[top, m + '_ci']:.4f}; "
               f"range over methods {best[m].min():.4f} to {best[m].max():.4f} ({n_seeds} seeds).")]
     for _, r in pooled.iterrows():
-        verdict = "significant" if r.p_holm < alpha else "not significant"
-        lines.append(f"{r.method} vs {r.reference} ({r.checkpoint}): diff {r['diff']:+.4f}, discordant hits "
-                     f"{int(r.method_only_hits)}/{int(r.reference_only_hits)}, pooled McNemar p = {r.mcnemar_p:.3g}, "
-                     f"Holm-adjusted over {len(pooled)} tests {r.p_holm:.3g} ({verdict} at {alpha:g})")
+        verdict = "significant" if r.diff_p_seed_holm < alpha else "not significant"
+        lines.append(f"{r.method} vs {r.reference} ({r.checkpoint}): HR@{hr_k} diff {seed_level(r, 'diff', 'diff_seed_ci')}: "
+                     f"{verdict} over seeds at {alpha:g} after Holm over {len(pooled)} tests (per-user evidence: "
+                     f"discordant hits {int(r.method_only_hits)}/{int(r.reference_only_hits)}, pooled McNemar p = "
+                     f"{r.mcnemar_p:.3g})")
     return lines
 
 
@@ -115,8 +130,8 @@ def controls_verdict(summary: pd.DataFrame, pooled: pd.DataFrame, names: list[st
             lines.append(f"  {n:<22} {m} {b.loc[n, m]:.4f} ± {b.loc[n, m + '_ci']:.4f}, "
                          f"admission {b.loc[n, 'admission_rate']:.3f}")
     sig = holm_significant(pooled, alpha)
-    lines.append(f"{len(sig)} of {len(pooled)} pooled paired comparisons are significant after Holm correction"
-                 + (": " + "; ".join(f"adagrpo vs {r.reference} ({r.checkpoint}, diff {r['diff']:+.4f})"
+    lines.append(f"{len(sig)} of {len(pooled)} paired comparisons are significant over seeds (sign-flip test, Holm)"
+                 + (": " + "; ".join(f"adagrpo vs {r.reference} ({r.checkpoint}, diff {seed_level(r, 'diff', 'diff_seed_ci')})"
                                      for _, r in sig.iterrows()) if len(sig) else "."))
     return lines
 
@@ -178,20 +193,17 @@ def ab_audit_verdict(ref: pd.DataFrame, pooled: pd.DataFrame, gaps: pd.DataFrame
     gap = t["ceiling (true utility)"] - t["sft"]
     for _, r in pooled[(pooled.checkpoint == "best") & (pooled.reference == "nll")].iterrows():
         if "sim_ctr_diff" in r and pd.notna(r.sim_ctr_diff):
-            lines.append(f"  {r.method:<22} sim CTR vs nll {r.sim_ctr_diff:+.4f} [{r.sim_ctr_ci_low:+.4f}, "
-                         f"{r.sim_ctr_ci_high:+.4f}] over users, ± {r.sim_ctr_seed_ci:.4f} over seeds (a gain worth "
-                         f"{r.sim_ctr_diff / gap:.1%} of the SFT-to-ceiling gap)")
+            lines.append(f"  {r.method:<22} sim CTR vs nll {seed_level(r, 'sim_ctr_diff', 'sim_ctr_seed_ci')} "
+                         f"(a gain worth {r.sim_ctr_diff / gap:.1%} of the SFT-to-ceiling gap)")
     matched = pooled[(pooled.checkpoint == "best") & pooled.reference.str.contains(r"\[")]
     for _, r in matched.iterrows():
-        lines.append(f"  {r.method:<22} sim CTR vs {r.reference} {r.sim_ctr_diff:+.4f} [{r.sim_ctr_ci_low:+.4f}, "
-                     f"{r.sim_ctr_ci_high:+.4f}] over users, ± {r.sim_ctr_seed_ci:.4f} over seeds; HR@10 {r['diff']:+.4f} "
-                     f"(Holm p {r.p_holm:.3f})")
+        lines.append(f"  {r.method:<22} sim CTR vs {r.reference} {seed_level(r, 'sim_ctr_diff', 'sim_ctr_seed_ci')}; "
+                     f"HR@10 {seed_level(r, 'diff', 'diff_seed_ci')}")
     for _, r in (roc.iterrows() if roc is not None else []):
         diag = ", ".join(f"{k} {r[f'auc_{k}']:.3f}" for k in ("d", "a", "gate_score", "e", "u") if pd.notna(r.get(f"auc_{k}")))
         lines.append(f"ROC AUC for agreement > 0.5 on {r.method}'s {int(r.samples)} samples ({r.share_agreeing:.1%} agree): {diag}")
     for _, r in gaps.iterrows():
-        lines.append(f"reward {r.reward}: {r.metric} AdaGRPO - {r.best_mixture} = {r.gap:+.4f} ± {r.gap_ci:.4f} "
-                     f"({int(r.seeds)} seeds)")
+        lines.append(f"reward {r.reward}: {r.metric} AdaGRPO - {r.best_mixture} = {seed_level(r, 'gap')}")
     a = acc.set_index("method")
     for m in a.index:
         lines.append(f"{m:<22} admits {a.loc[m, 'admitted']:.3f}; rank agreement admitted {a.loc[m, 'agree_adm']:.3f} "
@@ -263,7 +275,7 @@ def phase_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> list[str]
                          f"({_side(r.sim_ctr_gain, r.sim_ctr_gain_ci)}), HR@10 {_gain(r, 'HR@10')}")
         ag = gap[(gap.value == v) & (gap.metric == "sim_ctr") & (gap.gate == "adagrpo")] if len(gap) else gap
         for _, g in ag.iterrows():
-            lines.append(f"  adagrpo - best mixture on validation ({g.best_mixture}): sim CTR {g.gap:+.4f} ± {g.gap_ci:.4f}")
+            lines.append(f"  adagrpo - best mixture on validation ({g.best_mixture}): sim CTR {seed_level(g, 'gap')}")
     lines.append("(g) offline HR@10 against online sim CTR, per value (Kendall's tau of the two method orders):")
     for _, d in dis.iterrows():
         lines.append(f"  {d.value:g}: tau {d.kendall_tau:+.2f}; best by sim CTR {d.best_by_sim_ctr}, "
@@ -305,7 +317,7 @@ def reliability_verdict(dial: str, tables: dict, uniform: str = "mix(1)") -> lis
                 lines.append(f"    - {x.reference}: sim CTR {_gain(x, 'sim_ctr')} ({_side(x.sim_ctr_gain, x.sim_ctr_gain_ci)})")
             gp = gap[(gap.value == v) & (gap.metric == "sim_ctr") & (gap.gate == m)] if len(gap) else gap
             for _, g in gp.iterrows():
-                lines.append(f"    - best mixture on validation ({g.best_mixture}): sim CTR {g.gap:+.4f} ± {g.gap_ci:.4f}")
+                lines.append(f"    - best mixture on validation ({g.best_mixture}): sim CTR {seed_level(g, 'gap')}")
     j = vsr[vsr.method == "difficulty_and_reliability"] if len(vsr) else vsr
     j = j[~j.reference.str.contains(r"\[")] if len(j) else j
     if len(j):

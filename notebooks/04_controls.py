@@ -73,7 +73,7 @@ save_figure(plots.admission_rates(logs), nb.out, f"nb04_admission_rates_{nb.prof
 # ## HR@K against admission rate
 
 # %%
-save_figure(plots.metric_vs_admission(summary, f"HR@{hr_k}"), nb.out, f"nb04_hr{hr_k}_vs_admission_{nb.profile}")
+save_figure(plots.metric_vs_admission(summary, f"HR@{hr_k}", rows=rows), nb.out, f"nb04_hr{hr_k}_vs_admission_{nb.profile}")
 
 # %% [markdown]
 # ## Paired tests: AdaGRPO against each control

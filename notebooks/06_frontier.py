@@ -43,9 +43,9 @@ nb = setup("06_frontier", globals())   # checks the parameters first; profile, o
 rows, summary = main_results(nb.prof, methods=frontier_methods(nb.lams), **nb.run_args)
 summary = add_mixture_lam(summary)     # a last column lam: each mixture's lambda, NaN for nll and adagrpo
 save_table(summary, nb.out, f"nb06_frontier_{nb.profile}", note=nb.table_note)
-save_figure(plots.frontier(summary, f"HR@{hr_k}"), nb.out, f"nb06_frontier_{nb.profile}")
+save_figure(plots.frontier(summary, f"HR@{hr_k}", rows=rows), nb.out, f"nb06_frontier_{nb.profile}")
 if "sim_ctr" in summary:       # the simulated world: the same frontier for the simulated A/B test's CTR
-    save_figure(plots.frontier(summary, "sim_ctr"), nb.out, f"nb06_frontier_ctr_{nb.profile}")
+    save_figure(plots.frontier(summary, "sim_ctr", rows=rows), nb.out, f"nb06_frontier_ctr_{nb.profile}")
 summary[["method", "checkpoint", "seeds", f"HR@{hr_k}", f"HR@{hr_k}_ci", "halluc", "halluc_ci", "NDCG@10"]].round(4)
 
 # %% [markdown]

@@ -81,15 +81,20 @@ def test_no_mixture_dominates_when_adagrpo_wins_one_axis():
 
 
 # ------------------------------------------------------------------ 03 and 04: Holm
-def pooled_tests(p_holm):
-    n = len(p_holm)
+def pooled_tests(p_seed_holm):
+    """Pooled paired tests; the McNemar p (per-user evidence) deliberately disagrees with the seed-level
+    p, which is the one the verdicts read."""
+    n = len(p_seed_holm)
     return pd.DataFrame({"method": "adagrpo", "reference": ["random", "nll", "inverse", "grpo"][:n],
-                         "checkpoint": ["best", "best", "final", "final"][:n], "diff": [0.01, -0.02, 0.005, 0.0][:n],
+                         "checkpoint": ["best", "best", "final", "final"][:n], "seeds": 10,
+                         "diff": [0.01, -0.02, 0.005, 0.0][:n], "diff_seed_ci": [0.004, 0.01, 0.02, 0.01][:n],
+                         "diff_share_below_0": [0.0, 0.9, 0.4, 0.5][:n],
                          "method_only_hits": [30, 10, 12, 5][:n], "reference_only_hits": [10, 30, 11, 5][:n],
-                         "mcnemar_p": [0.002, 0.01, 0.8, 1.0][:n], "p_holm": p_holm})
+                         "mcnemar_p": [0.9, 0.9, 0.001, 0.001][:n], "p_holm": [0.9, 0.9, 0.004, 0.004][:n],
+                         "diff_p_seed_holm": p_seed_holm})
 
 
-def test_holm_significant_counts_only_adjusted_p_below_alpha():
+def test_holm_significant_counts_only_adjusted_seed_level_p_below_alpha():
     pooled = pooled_tests([0.01, 0.049, 0.05, 0.9])
     assert holm_significant(pooled).reference.tolist() == ["random", "nll"]          # 0.05 itself is not below
     assert holm_significant(pooled, alpha=0.01).empty
@@ -108,9 +113,10 @@ def test_controls_verdict_lists_the_controls_and_the_significant_tests():
         "AdaGRPO best-checkpoint HR@10 0.3000 ± 0.0100 at admission rate 0.400.",
         "  random                 HR@10 0.2500 ± 0.0200, admission 0.410",
         "  inverse                HR@10 0.2000 ± 0.0300, admission 0.600",       # oracle was not trained: no line
-        "1 of 4 pooled paired comparisons are significant after Holm correction: adagrpo vs random (best, diff +0.0100)"]
+        ("1 of 4 paired comparisons are significant over seeds (sign-flip test, Holm): adagrpo vs random (best, diff "
+         "+0.0100 ± 0.0040 (10 seeds, 0 below 0, Holm p 0.01))")]
     none = controls_verdict(controls_summary(), pooled_tests([0.2, 0.3]), ["adagrpo", "random"], 10)
-    assert none[-1] == "0 of 2 pooled paired comparisons are significant after Holm correction."
+    assert none[-1] == "0 of 2 paired comparisons are significant over seeds (sign-flip test, Holm)."
 
 
 def test_main_results_verdict_names_the_best_method_and_each_test():
@@ -118,9 +124,10 @@ def test_main_results_verdict_names_the_best_method_and_each_test():
     lines = main_results_verdict(summary, pooled_tests([0.04, 0.06]), 10, 3)
     assert lines[0] == ("Best-checkpoint HR@10: highest adagrpo 0.3000 ± 0.0100; range over methods 0.2000 to "
                         "0.3000 (3 seeds).")                                     # the final checkpoint's 0.9 is ignored
-    assert lines[1] == ("adagrpo vs random (best): diff +0.0100, discordant hits 30/10, pooled McNemar p = 0.002, "
-                        "Holm-adjusted over 2 tests 0.04 (significant at 0.05)")
-    assert lines[2].endswith("Holm-adjusted over 2 tests 0.06 (not significant at 0.05)")
+    assert lines[1] == ("adagrpo vs random (best): HR@10 diff +0.0100 ± 0.0040 (10 seeds, 0 below 0, Holm p 0.04): "
+                        "significant over seeds at 0.05 after Holm over 2 tests (per-user evidence: discordant hits "
+                        "30/10, pooled McNemar p = 0.9)")
+    assert "(10 seeds, 9 below 0, Holm p 0.06): not significant over seeds" in lines[2]
 
 
 # ------------------------------------------------------------------ 05: intervals that exclude 0
@@ -183,15 +190,16 @@ def test_ab_audit_verdict():
                         "sim_ctr": [0.1, 0.12, 0.2, 0.25, 0.3]})
     pooled = pd.DataFrame({"method": ["adagrpo", "random", "adagrpo"], "reference": ["nll", "nll", "random"],
                            "checkpoint": ["best", "best", "best"], "sim_ctr_diff": [0.01, NAN, 0.002],
-                           "sim_ctr_ci_low": [0.005, NAN, 0.0], "sim_ctr_ci_high": [0.015, NAN, 0.004],
-                           "sim_ctr_seed_ci": [0.003, NAN, 0.001]})
+                           "sim_ctr_fixedseeds_boot_low": [0.005, NAN, 0.0], "sim_ctr_fixedseeds_boot_high": [0.015, NAN, 0.004],
+                           "sim_ctr_seed_ci": [0.003, NAN, 0.001], "seeds": [10, 10, 10],
+                           "sim_ctr_diff_share_below_0": [0.1, NAN, 0.3], "sim_ctr_diff_p_seed_holm": [0.004, NAN, 0.5]})
     gaps = pd.DataFrame({"reward": ["ranker"], "metric": ["sim_ctr"], "best_mixture": ["mix(1)"], "gap": [-0.001],
                          "gap_ci": [0.002], "seeds": [3]})
     acc = pd.DataFrame({"method": ["adagrpo"], "admitted": [0.4], "agree_adm": [0.7], "agree_rej": [0.6],
                         "agree_diff": [0.1], "agree_diff_ci": [0.05]})
     assert ab_audit_verdict(ref, pooled, gaps, acc) == [
         "Simulated CTR: logging 0.1000, most popular 0.1200, SFT 0.2000, ranker top-10 0.2500, ceiling 0.3000.",
-        ("  adagrpo                sim CTR vs nll +0.0100 [+0.0050, +0.0150] over users, ± 0.0030 over seeds "
+        ("  adagrpo                sim CTR vs nll +0.0100 ± 0.0030 (10 seeds, 1 below 0, Holm p 0.004) "
          "(a gain worth 10.0% of the SFT-to-ceiling gap)"),                 # random has no CTR difference: no line
         "reward ranker: sim_ctr AdaGRPO - mix(1) = -0.0010 ± 0.0020 (3 seeds)",
         ("adagrpo                admits 0.400; rank agreement admitted 0.700 vs rejected 0.600 (difference +0.100 "
