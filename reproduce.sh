@@ -9,6 +9,8 @@
 #           reward contrast) and 06; under 3 hours on 2 cores with the SFT base cached. 01, 07 and
 #           08 are skipped (they need the simulated world's true utility), 04 and 05 too (hours more
 #           of runs on a CPU machine: run them by hand with -p profile amazon)
+# Notebook 09 (Coat: real users, randomly assigned ratings; figures/coat/) runs with every profile when
+# ADAGRPO_COAT_DIR names the Coat folder, and is skipped with a message otherwise.
 # Executed notebooks land in notebooks/executed/<profile>/ (a fresh folder each run); tables and
 # figures in figures/ (figures/amazon/ for Beauty). The first failing notebook stops the run with
 # a non-zero exit; its executed copy is kept. The profile is checked before any set-up: a bad one
@@ -49,10 +51,19 @@ for nb in notebooks/[0-9]*.ipynb; do
       04_*|05_*) echo "[reproduce] skipping $name: hours more of runs on a CPU machine (notebook 03 has the gates that apply to real data); run it by hand: papermill $nb out.ipynb -p profile amazon"; continue ;;
     esac
   fi
+  params=(-p profile "$profile")
+  case "$name" in
+    09_*)
+      if [ -z "${ADAGRPO_COAT_DIR:-}" ]; then
+        echo "[reproduce] skipping $name: it needs the Coat files; set ADAGRPO_COAT_DIR to their folder to run it"
+        continue
+      fi
+      params=() ;;          # real users whatever the profile: the notebook reads $ADAGRPO_COAT_DIR, takes no profile
+  esac
   out="$run_dir/$name"
   echo "[reproduce] $nb (profile=$profile)"
   start=$SECONDS
-  if ! .venv/bin/papermill "$nb" "$out" -p profile "$profile" --cwd notebooks --kernel python3; then
+  if ! .venv/bin/papermill "$nb" "$out" ${params[@]+"${params[@]}"} --cwd notebooks --kernel python3; then
     echo "[reproduce] FAILED: $nb after $((SECONDS - start)) s; the executed notebook is kept at $out" >&2
     exit 1
   fi

@@ -15,9 +15,9 @@ import pandas as pd
 
 from .rl.gate import RELIABILITY_METHODS
 
-__all__ = ["ab_audit_verdict", "add_mixture_lam", "controls_verdict", "dominating_mixtures", "frontier_verdict",
+__all__ = ["ab_audit_verdict", "add_mixture_lam", "coat_verdict", "controls_verdict", "dominating_mixtures", "frontier_verdict",
            "harmful_values", "holm_significant", "interval_excludes_zero", "main_results_verdict", "phase_verdict",
-           "placement_verdict", "reliability_verdict", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
+           "placement_verdict", "reliability_verdict", "seed_level", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
 
 _MIXTURE = re.compile(r"^mix\(([^()]*)\)$")
 
@@ -332,3 +332,53 @@ def placement_verdict(place: pd.DataFrame) -> list[str]:
     """Where the default ranker and the retrained rankers sit on the reward-error axes."""
     return [f"{r.reward}: effective bias {r.effective_bias:+.3f}, effective noise {r.effective_noise:.3f}, "
             f"correlation with the truth {r.truth_corr:.3f}" for r in place.itertuples()]
+
+
+def coat_verdict(tables: dict) -> list[str]:
+    """Notebook 09 (Coat, real users, randomly assigned ratings): (k) is the naive reward less
+    accurate on rarely selected items (pairwise accuracy in the rarest exposure bucket minus the most
+    exposed one, ``rare_gap``); (l) which diagnostic predicts where it is right (ROC AUC of e, u, a,
+    a_self for agreement > 0.5, ``diagnostic_auc``; the top-half gates, ``gate_audit``); (m) does
+    propensity weighting raise the accuracy where exposure is low (IPS minus naive in the rarest
+    bucket, ``ips_by_exposure``; overall, ``ips_vs_naive``). Each difference is read twice: the
+    t-interval over seeds and the user bootstrap with the seeds fixed."""
+    def side(lo, hi):
+        return "above 0" if lo > 0 else "below 0" if hi < 0 else "contains 0"
+
+    def both(r, mean="mean", ci="ci"):
+        n, below = int(r["n_seeds"]), int(round(r["share_below_0"] * r["n_seeds"]))
+        return (f"{r[mean]:+.4f} ± {r[ci]:.4f} over {n} seeds ({below} below 0; {side(r[mean] - r[ci], r[mean] + r[ci])}), "
+                f"user bootstrap [{r.fixedseeds_boot_low:+.4f}, {r.fixedseeds_boot_high:+.4f}] "
+                f"({side(r.fixedseeds_boot_low, r.fixedseeds_boot_high)})")
+
+    lines = ["(k) pairwise accuracy on the random ratings, rarest exposure bucket minus the most exposed one:"]
+    gap = tables["rare_gap"]
+    for _, r in gap[gap.weighting == "naive"].iterrows():
+        lines.append(f"  {r.kind} (naive): {r.acc_rarest:.3f} vs {r.acc_most_exposed:.3f}, difference {both(r)}")
+    auc = tables.get("diagnostic_auc")
+    for kind, g in (auc.groupby("kind", sort=False) if auc is not None else []):
+        parts = ", ".join(f"{r.diagnostic} {r.auc:.3f} [{r.auc_fixedseeds_boot_low:.3f}, {r.auc_fixedseeds_boot_high:.3f}]"
+                          for r in g.itertuples())
+        lines.append(f"(l) {kind} (naive): ROC AUC for agreement > 0.5 over {int(g.users.max())} users "
+                     f"({g.share_agreeing.max():.0%} agree), user bootstrap: {parts}")
+        free = g[g.diagnostic != "a"]
+        if len(free):
+            b = free.loc[free.auc.idxmax()]
+            where = "above 0.5" if b.auc_fixedseeds_boot_low > 0.5 else "its interval contains 0.5"
+            lines.append(f"  best truth-free diagnostic: {b.diagnostic} ({b.auc:.3f}, {where}); a takes the user's "
+                         "liked random items as targets, so it reads the random ratings that define the agreement")
+    gates = tables.get("gate_audit")
+    for kind, g in (gates.groupby("kind", sort=False) if gates is not None else []):
+        parts = ", ".join(f"{r.gate} {r.diff:+.3f} [{r.diff_fixedseeds_boot_low:+.3f}, {r.diff_fixedseeds_boot_high:+.3f}]"
+                          for r in g.itertuples())
+        lines.append(f"  {kind}: admitted-minus-rejected agreement of the top half, user bootstrap: {parts}")
+    ipsb, ips = tables["ips_by_exposure"], tables["ips_vs_naive"]
+    top = ipsb.bucket.max() if len(ipsb) else 0
+    for _, r in ipsb[ipsb.bucket == 0].iterrows():
+        t = ipsb[(ipsb.kind == r.kind) & (ipsb.weighting == r.weighting) & (ipsb.bucket == top)].iloc[0]
+        lines.append(f"(m) {r.kind} {r.weighting} - naive, pairwise accuracy in the rarest bucket: {both(r)}; "
+                     f"in the most exposed: {t['mean']:+.4f} ± {t['ci']:.4f}")
+    for _, r in ips[ips.metric.isin(["pair_acc", "mse", "mae"])].iterrows():
+        if pd.notna(r.fixedseeds_boot_low):
+            lines.append(f"  {r.kind} {r.weighting} - naive, {r.metric} over all random items ({r.better} is better): {both(r)}")
+    return lines

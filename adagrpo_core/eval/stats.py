@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from scipy.stats import rankdata
 from statsmodels.stats.multitest import multipletests
 
 
@@ -117,6 +118,36 @@ def parse_per_seed(cell) -> dict:
     if not isinstance(cell, str) or not cell:
         return {}
     return {int(k): float(v) for k, v in (pair.split(":") for pair in cell.split(";"))}
+
+
+def user_bootstrap_ci(stat, n_users: int, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
+                      vectorised: bool = False) -> tuple[float, float]:
+    """Percentile bootstrap over users that holds the training seeds fixed: ``stat(idx)`` (a float
+    computed on the users ``idx``, e.g. a mean over seeds of a per-seed statistic) for ``n_boot``
+    draws of ``n_users`` users with replacement; the alpha/2 and 1 - alpha/2 quantiles of the
+    finite draws ((NaN, NaN) when none is finite). ``vectorised``: ``stat`` takes every draw at
+    once (idx [n_boot, n_users]) and returns [n_boot] values."""
+    if int(n_users) < 1 or int(n_boot) < 1 or not 0 < alpha < 1:
+        raise ValueError(f"user_bootstrap_ci needs n_users >= 1, n_boot >= 1 and 0 < alpha < 1, got "
+                         f"n_users={n_users}, n_boot={n_boot}, alpha={alpha}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_users, (n_boot, n_users))
+    draws = np.asarray(stat(idx) if vectorised else [stat(i) for i in idx], dtype=np.float64)
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0:
+        return float("nan"), float("nan")
+    return float(np.quantile(draws, alpha / 2)), float(np.quantile(draws, 1 - alpha / 2))
+
+
+def auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of (labels [B, n] bool, scores [B, n]) by the rank formula of
+    ``eval.metrics.auc`` (ties averaged); NaN for a row with one class only."""
+    y = np.asarray(labels, dtype=np.float64)
+    r = rankdata(np.asarray(scores, dtype=np.float64), axis=1)
+    npos = y.sum(1)
+    nneg = y.shape[1] - npos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((npos > 0) & (nneg > 0), ((r * y).sum(1) - npos * (npos + 1) / 2) / (npos * nneg), np.nan)
 
 
 def mcnemar_p(a_only: int, b_only: int) -> float:
