@@ -11,7 +11,9 @@ ratings; the random ratings are never used to fit or select anything.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -143,14 +145,48 @@ def _configs(data, cfg: CoatStudyConfig, progress: bool) -> tuple[dict, pd.DataF
     return out, table.fillna({c: "" for c in fields})          # each kind's own grid fields
 
 
-def run_study(data, cfg: CoatStudyConfig | None = None, progress: bool = False) -> CoatStudy:
+def _one_seed(data, cfg: CoatStudyConfig, configs: dict, seed: int, items, ratings, pairs, bucket, exposure, neg,
+              targets, self_items) -> dict:
+    """Every reward of one training seed fitted and scored (what :func:`run_study` stores at that
+    seed's index); a function of its arguments alone, so seeds can run in separate processes."""
+    grid = lambda m: np.broadcast_to(np.arange(data.n_users)[:, None], m.shape)     # the row's user
+    score = lambda r, m: np.where(m >= 0, r.score(grid(m), np.maximum(m, 0)), 0.0)
+    valid = items >= 0
+    out = {"scores": {}, "conc": {}, "bconc": {}, "sq": {}, "ab": {}, "diag": {}, "runs": []}
+    fit, val = split_ratings(data.train, cfg.valid_share, seed)
+    for kind in cfg.kinds:
+        for w in cfg.weightings:
+            r = fit_reward(data, replace(configs[kind], weighting=w), fit, val, seed)
+            s = score(r, items)                                                       # [U, C]
+            agree, _ = rel.user_agreement(s, ratings, items)
+            key = (kind, w)
+            out["scores"][key], out["conc"][key] = s, agree * pairs
+            out["bconc"][key] = rel.bucket_pairs(s, ratings, items, bucket, cfg.n_buckets)[0]
+            if kind == "mf":
+                err = (s - ratings) * valid
+                out["sq"][key], out["ab"][key] = (err ** 2).sum(1), np.abs(err).sum(1)
+            out["runs"].append({"seed": seed, "kind": kind, "weighting": w, "epochs": int(r.history.epoch.max()),
+                                "valid_loss": float(r.history.valid_loss.min()), "seconds": r.seconds})
+            if w != "naive" or kind not in cfg.diagnostic_kinds:
+                continue
+            ns = score(r, neg)
+            members = fit_ensemble(data, configs[kind], fit, val, cfg.members, seed, cfg.sample_share)
+            out["diag"][kind] = {
+                "u": rel.ensemble_diagnostic(np.stack([score(m, items) for m in members]), items),
+                "a": rel.discriminability_diagnostic(targets, score(r, targets), items, s, neg, ns),
+                "a_self": rel.discriminability_diagnostic(self_items, score(r, self_items), items, s, neg, ns),
+                "agree": agree}
+    return out
+
+
+def run_study(data, cfg: CoatStudyConfig | None = None, progress: bool = False, jobs: int = 1) -> CoatStudy:
     """Fit every reward of ``cfg`` on ``data``'s self-selected ratings for every seed and measure it
-    on the random candidates (module docstring). One torch thread."""
+    on the random candidates (module docstring). One torch thread per fit; ``jobs`` processes take
+    the seeds (0: one per CPU core), with the same numbers as one process."""
     cfg = cfg or CoatStudyConfig()
     check_int("n_buckets", cfg.n_buckets, lo=1, hi=data.n_items)
+    check_int("jobs", jobs, lo=0)
     items, ratings = rel.candidate_items(data, cfg.exclude_seen)
-    valid = items >= 0
-    grid = lambda m: np.broadcast_to(np.arange(data.n_users)[:, None], m.shape)     # the row's user
     exposure = data.exposure()
     bucket = rel.exposure_buckets_of(exposure, cfg.n_buckets)
     neg = rel.inbatch_negatives(data, items, ratings, cfg.num_negatives, cfg.stat_seed)
@@ -161,37 +197,27 @@ def run_study(data, cfg: CoatStudyConfig | None = None, progress: bool = False) 
     _, bpairs = rel.bucket_pairs(np.zeros(items.shape), ratings, items, bucket, cfg.n_buckets)
     st = CoatStudy(cfg, items, ratings, pairs, bpairs, bucket, exposure, data.positive_threshold)
     configs, st.selection = _configs(data, cfg, progress)
+    args = (items, ratings, pairs, bucket, exposure, neg, targets, self_items)
+    jobs = min(jobs or os.cpu_count() or 1, len(cfg.seeds))
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+            futures = [ex.submit(_one_seed, data, cfg, configs, seed, *args) for seed in cfg.seeds]
+            per_seed = [f.result() for f in futures]
+    else:
+        per_seed = [_one_seed(data, cfg, configs, seed, *args) for seed in cfg.seeds]
     S, runs = len(cfg.seeds), []
-    score = lambda r, m: np.where(m >= 0, r.score(grid(m), np.maximum(m, 0)), 0.0)
-    for si, seed in enumerate(cfg.seeds):
-        fit, val = split_ratings(data.train, cfg.valid_share, seed)
-        for kind in cfg.kinds:
-            for w in cfg.weightings:
-                r = fit_reward(data, replace(configs[kind], weighting=w), fit, val, seed)
-                s = score(r, items)                                                       # [U, C]
-                agree, _ = rel.user_agreement(s, ratings, items)
-                key = (kind, w)
-                for name, v in (("scores", s), ("conc", agree * pairs),
-                                ("bconc", rel.bucket_pairs(s, ratings, items, bucket, cfg.n_buckets)[0])):
-                    getattr(st, name).setdefault(key, np.zeros((S,) + v.shape))[si] = v
-                if kind == "mf":
-                    err = (s - ratings) * valid
-                    st.sq.setdefault(key, np.zeros((S, data.n_users)))[si] = (err ** 2).sum(1)
-                    st.ab.setdefault(key, np.zeros((S, data.n_users)))[si] = np.abs(err).sum(1)
-                runs.append({"seed": seed, "kind": kind, "weighting": w, "epochs": int(r.history.epoch.max()),
-                             "valid_loss": float(r.history.valid_loss.min()), "seconds": r.seconds})
-                if progress:
-                    print(f"seed {seed} {kind}/{w}: {r.seconds:.1f} s, {len(r.history)} validations", flush=True)
-                if w != "naive" or kind not in cfg.diagnostic_kinds:
-                    continue
-                ns = score(r, neg)
-                members = fit_ensemble(data, configs[kind], fit, val, cfg.members, seed, cfg.sample_share)
-                d = st.diag.setdefault(kind, {"e": rel.exposure_diagnostic(items, exposure),
+    for si, res in enumerate(per_seed):
+        for name in ("scores", "conc", "bconc", "sq", "ab"):
+            for key, v in res[name].items():
+                getattr(st, name).setdefault(key, np.zeros((S,) + v.shape))[si] = v
+        for kind, d in res["diag"].items():
+            store = st.diag.setdefault(kind, {"e": rel.exposure_diagnostic(items, exposure),
                                               **{k: np.zeros((S, data.n_users)) for k in ("u", "a", "a_self", "agree")}})
-                d["u"][si] = rel.ensemble_diagnostic(np.stack([score(m, items) for m in members]), items)
-                d["a"][si] = rel.discriminability_diagnostic(targets, score(r, targets), items, s, neg, ns)
-                d["a_self"][si] = rel.discriminability_diagnostic(self_items, score(r, self_items), items, s, neg, ns)
-                d["agree"][si] = agree
+            for k, v in d.items():
+                store[k][si] = v
+        runs += res["runs"]
+        if progress:
+            print(f"seed {cfg.seeds[si]}: {sum(r['seconds'] for r in res['runs']):.1f} s of fits", flush=True)
     st.runs = pd.DataFrame(runs)
     return st
 

@@ -56,6 +56,7 @@ seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]   # training seeds (ten: the unit of repl
 members = 5                # K: bootstrap members of the naive reward's ensemble (the diagnostic u)
 n_boot = 1000              # draws of every user bootstrap
 out_dir = None             # where tables and figures go; None means figures/ of the checkout
+jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 
 # %%
 import time
@@ -71,7 +72,7 @@ from adagrpo_core.verdicts import coat_verdict
 
 start = time.perf_counter()
 data, cfg, out = notebook_setup(data_dir, verify_sha256, positive_threshold, seeds, members, n_boot, out_dir)
-study = run_study(data, cfg)
+study = run_study(data, cfg, jobs=jobs)   # seeds in parallel processes; the same numbers as one process
 tables = all_tables(study, data)
 for name, table in tables.items():
     if name != "users":        # one row per user and seed: kept in memory, not written

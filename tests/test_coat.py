@@ -225,6 +225,18 @@ def test_study_tables_on_small_matrices(data):
     assert len(mse) == 2 and (mse.fixedseeds_boot_low <= mse.fixedseeds_boot_high).all()
 
 
+def test_seeds_in_two_processes_give_the_same_study(data):
+    cfg = CoatStudyConfig(seeds=(0, 1), members=2, n_boot=50, kinds=("lmf",), weightings=("naive", "ips"),
+                          diagnostic_kinds=("lmf",), select=False)
+    one, two = run_study(data, cfg, jobs=1), run_study(data, cfg, jobs=2)
+    for key in one.scores:
+        assert np.array_equal(one.scores[key], two.scores[key]) and np.array_equal(one.bconc[key], two.bconc[key])
+    for k in ("u", "a", "a_self", "agree"):
+        assert np.array_equal(one.diag["lmf"][k], two.diag["lmf"][k], equal_nan=True)      # NaN: no liked target
+    assert one.runs.drop(columns="seconds").equals(two.runs.drop(columns="seconds"))
+    assert not np.array_equal(one.scores[("lmf", "naive")][0], one.scores[("lmf", "naive")][1])   # seeds differ
+
+
 # ------------------------------------------------------------------------------------ notebook 09
 def test_notebook_setup_checks_parameters_before_any_work(coat_dir, tmp_path):
     with pytest.raises(ValueError, match="seeds"):
