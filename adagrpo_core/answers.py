@@ -2,19 +2,16 @@
 
 The suite runs most rows at ``suite.seeds`` (three); the comparisons that decide an answer run at
 ``suite.answer_seeds`` (ten on the paper profile). :func:`answer_methods` tells a notebook which of
-its methods take the extra seeds at a point; :func:`answer_plans` plans every such run with the
+its methods take the extra seeds at a point; ``phase.answer_plans`` plans every such run with the
 notebooks' own keys and folders, so ``scripts/answer_seeds.py`` can train them ahead of the
 notebooks.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .configs import ANSWER_TABLES, Profile
-from .phase import dial_reward, phase_methods
-from .runs import MethodSpec, plan_runs
+from .runs import MethodSpec
 
-__all__ = ["answer_methods", "answer_plans", "extra_seeds", "with_answer_seeds"]
+__all__ = ["answer_methods", "extra_seeds", "with_answer_seeds"]
 
 
 def answer_methods(profile: Profile, table: str, value: float | None = None) -> list[str]:
@@ -52,19 +49,3 @@ def with_answer_seeds(profile: Profile, methods: list[MethodSpec], seeds, table:
     if more and chosen:
         groups.append((chosen, more))
     return groups
-
-
-def answer_plans(profile: Profile, seeds, out_root) -> list[tuple[str, float | None, Profile, list]]:
-    """Every answer point's runs at ``seeds``: [(table, dial value or None, its profile, run specs)],
-    planned (and so checked) before any work. Keys and folders are the notebooks' own."""
-    out = []
-    oracle_first = profile.suite.oracle_thresholds[:1] or [0.5]
-    for table, point in profile.suite.answer_points.items():
-        methods = phase_methods(point["methods"], oracle_first)
-        if table.startswith("nb08_bias"):
-            for v in point["values"]:
-                p = replace(profile, reward=dial_reward("bias", v))
-                out.append((table, float(v), p, plan_runs(p, methods, seeds, out_root)))
-        else:
-            out.append((table, None, profile, plan_runs(profile, methods, seeds, out_root)))
-    return out

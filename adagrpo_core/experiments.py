@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .answers import with_answer_seeds
 from .comparisons import gain_headline, gains_over_base, gap_to_best_mixture, paired_tests, paired_tests_both
 from .configs import Profile
 from .eval.ab_test import (
@@ -109,7 +110,6 @@ def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seed
     (:func:`~adagrpo_core.answers.with_answer_seeds`), with the same keys and folders as any
     other run of theirs. Returns (rows with a ``run_dir`` column, summary; its ``seeds`` column
     says how many seeds each method has)."""
-    from .answers import with_answer_seeds        # answers -> phase -> experiments: import at call time
     methods = methods or default_methods(simulated=profile.is_simulated)
     groups = with_answer_seeds(profile, methods, seeds, answer) if answer else [(methods, seeds)]
     planned = [s for ms, ss in groups for s in plan_runs(profile, ms, ss, out_root)]   # validates before any work

@@ -19,8 +19,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from .answers import with_answer_seeds
 from .checks import check_choice
-from .configs import Profile
+from .configs import ANSWER_TABLES, Profile
 from .eval.audit import accuracy_table, diagnostic_roc, load_audits
 from .eval.evaluate import ctr_path, run_hits
 from .eval.stats import holm_columns, kendall_tau, paired_bootstrap_ci, seed_comparison
@@ -33,7 +34,7 @@ from .rl.gate import RELIABILITY_METHODS
 from .runs import MethodSpec, build_rankers, execute_planned, plan_runs
 from .runtime import torch_threads
 
-__all__ = ["DIALS", "GATE_SETS", "METRICS", "answer_table", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward",
+__all__ = ["DIALS", "GATE_SETS", "METRICS", "answer_plans", "answer_table", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward",
            "gate_set_methods", "metric_disagreement", "phase_diagram", "phase_gains", "phase_methods", "phase_plan",
            "phase_runs", "placement"]
 
@@ -108,7 +109,6 @@ def phase_plan(profile: Profile, dial: str | None = None, values=None, log_share
 def answer_table(dial: str, gates: str = "main") -> str | None:
     """The ``suite.answer_points`` table of one dial's diagram (``nb08_bias``, ``nb08_bias_reliability``),
     or None where no answer is decided on that dial."""
-    from .configs import ANSWER_TABLES
     name = f"nb08_{dial}" + ("" if gates == "main" else f"_{gates}")
     return name if name in ANSWER_TABLES else None
 
@@ -165,7 +165,6 @@ def phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], s
     the methods listed there at a value also run at the suite's ``answer_seeds``. Result rows with
     ``dial``, ``value`` and ``reward`` columns; continued NLL never reads the reward, so its runs
     are shared by every value."""
-    from .answers import with_answer_seeds
     if not profile.is_simulated:
         raise ValueError("the phase diagram needs the simulated world's true utility; real datasets have none")
     plans, labels = [], []
@@ -333,3 +332,19 @@ def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec]
     return {"rows": rows, "phase": table, "crossovers": crossovers(gains, dial_origin(dial, profile)),
             "vs_random": vs_random, "mixture_gap": gap, "disagreement": metric_disagreement(rows),
             "diagnostic_auc": diagnostic_auc(profile, rows), "placement": place}
+
+
+def answer_plans(profile: Profile, seeds, out_root) -> list[tuple[str, float | None, Profile, list]]:
+    """Every answer point's runs at ``seeds``: [(table, dial value or None, its profile, run specs)],
+    planned (and so checked) before any work. Keys and folders are the notebooks' own."""
+    out = []
+    oracle_first = profile.suite.oracle_thresholds[:1] or [0.5]
+    for table, point in profile.suite.answer_points.items():
+        methods = phase_methods(point["methods"], oracle_first)
+        if table.startswith("nb08_bias"):
+            for v in point["values"]:
+                p = replace(profile, reward=dial_reward("bias", v))
+                out.append((table, float(v), p, plan_runs(p, methods, seeds, out_root)))
+        else:
+            out.append((table, None, profile, plan_runs(profile, methods, seeds, out_root)))
+    return out

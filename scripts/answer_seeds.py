@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adagrpo_core.configs import ANSWER_TABLES, PROFILES, get_profile  # noqa: E402
 from adagrpo_core.paths import default_runs_dir  # noqa: E402
-from adagrpo_core.answers import answer_plans  # noqa: E402
+from adagrpo_core.phase import answer_plans  # noqa: E402
 from adagrpo_core.runs import execute_planned  # noqa: E402
 
 
