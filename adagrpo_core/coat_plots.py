@@ -37,24 +37,32 @@ def _legend(ax, seeds: bool) -> None:
     ax.legend(h, lab, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
+def _grouped_bars(table: pd.DataFrame, group: str, value: str, low: str, high: str, labels: dict, width_per: float):
+    """Bars of ``value`` per ``group`` (x) and reward kind (colour), ``low``-``high`` error bars and
+    each seed's value (the ``per_seed`` cell) as a point beside its bar. Returns (fig, ax, drawn)."""
+    kinds = list(dict.fromkeys(table.kind))
+    groups = list(dict.fromkeys(table[group]))
+    width = 0.8 / max(len(kinds), 1)
+    fig, ax = plt.subplots(figsize=(1.6 + width_per * len(groups), 3.2))
+    x, drawn = np.arange(len(groups)), 0
+    for j, kind in enumerate(kinds):
+        t = table[table.kind == kind].set_index(group).reindex(groups)
+        off = x - 0.4 + width * (j + 0.5)
+        ax.bar(off, t[value], width * 0.9, color=f"C{j}", alpha=0.8, capsize=3, label=labels.get(kind, kind),
+               yerr=_err(t[value], t[low], t[high]))
+        for xi, cell in zip(off, t.per_seed):
+            drawn += _seeds(ax, xi + width * 0.3, cell, "0.2")
+    ax.set_xticks(x); ax.set_xticklabels(groups)
+    return fig, ax, drawn
+
+
 def diagnostic_auc(table: pd.DataFrame):
     """ROC AUC of each diagnostic for "the naive reward orders the user's random items right",
     one group of bars per reward kind; 0.5 = no better than chance."""
-    kinds = list(dict.fromkeys(table.kind))
-    diags = list(dict.fromkeys(table.diagnostic))
-    width = 0.8 / max(len(kinds), 1)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(diags), 3.2))
-    x, drawn = np.arange(len(diags)), 0
-    for j, kind in enumerate(kinds):
-        t = table[table.kind == kind].set_index("diagnostic").reindex(diags)
-        off = x - 0.4 + width * (j + 0.5)
-        ax.bar(off, t.auc, width * 0.9, color=f"C{j}", alpha=0.8,
-               yerr=_err(t.auc, t.auc_fixedseeds_boot_low, t.auc_fixedseeds_boot_high), capsize=3,
-               label=f"{kind} (n={int(t.users.max())} users)")
-        for xi, cell in zip(off, t.per_seed):
-            drawn += _seeds(ax, xi + width * 0.3, cell, "0.2")
+    users = table.groupby("kind").users.max()
+    fig, ax, drawn = _grouped_bars(table, "diagnostic", "auc", "auc_fixedseeds_boot_low", "auc_fixedseeds_boot_high",
+                                   {k: f"{k} (n={int(n)} users)" for k, n in users.items()}, 1.3)
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xticks(x); ax.set_xticklabels(diags)
     ax.set_ylim(0.3, 1.0); ax.set_ylabel("ROC AUC for agreement > 0.5")
     ax.set_title("which diagnostic finds the users the reward orders right\n(95% user bootstrap, seeds fixed)",
                  fontsize=9)
@@ -95,20 +103,9 @@ def accuracy_by_exposure(table: pd.DataFrame):
 def gate_audit(table: pd.DataFrame):
     """Agreement of the users a gate admits (the top half by a diagnostic) minus the users it
     rejects, against a random half; one group per reward kind."""
-    kinds = list(dict.fromkeys(table.kind))
-    gates = list(dict.fromkeys(table.gate))
-    width = 0.8 / max(len(kinds), 1)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(gates), 3.2))
-    x, drawn = np.arange(len(gates)), 0
-    for j, kind in enumerate(kinds):
-        t = table[table.kind == kind].set_index("gate").reindex(gates)
-        off = x - 0.4 + width * (j + 0.5)
-        ax.bar(off, t["diff"], width * 0.9, color=f"C{j}", alpha=0.8, label=kind, capsize=3,
-               yerr=_err(t["diff"], t.diff_fixedseeds_boot_low, t.diff_fixedseeds_boot_high))
-        for xi, cell in zip(off, t.per_seed):
-            drawn += _seeds(ax, xi + width * 0.3, cell, "0.2")
+    fig, ax, drawn = _grouped_bars(table, "gate", "diff", "diff_fixedseeds_boot_low", "diff_fixedseeds_boot_high", {},
+                                   1.2)
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x); ax.set_xticklabels(gates)
     ax.set_ylabel("agreement: admitted - rejected")
     ax.set_title("gate admitting the top half of users by each diagnostic\n(95% user bootstrap, seeds fixed)",
                  fontsize=9)
