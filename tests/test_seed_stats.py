@@ -133,3 +133,20 @@ def test_bad_answer_points_are_named():
         cfg(answer_seeds=[1, 1])
     with pytest.raises(ValueError, match="table"):
         answer_methods(get_profile("paper"), "nb99")
+
+
+def test_compare_tables_checks_means_against_the_committed_interval():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "compare_tables.py"
+    spec = importlib.util.spec_from_file_location("compare_tables", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    committed = pd.DataFrame({"value": [-4.0, -4.0, 0.0], "method": ["mix(1)", "exposure", "mix(1)"], "seeds": 10,
+                              "g": [-0.0299, 0.0082, 0.01], "g_ci": [0.0131, 0.0068, 0.004]})
+    other = pd.DataFrame({"value": [-4.0, -4.0, 2.0], "method": ["mix(1)", "exposure", "mix(1)"], "seeds": 5,
+                          "g": [-0.0163, 0.0069, 0.0]})
+    t = mod.compare(committed, other, ["value", "method"], ["g"])
+    assert t.set_index("method").inside.to_dict() == {"mix(1)": False, "exposure": True}   # -0.0163 > -0.0168
+    with pytest.raises(ValueError, match="lacks"):
+        mod.compare(committed, other.drop(columns="g"), ["value", "method"], ["g"])
