@@ -22,7 +22,7 @@ import pandas as pd
 from .configs import Profile
 from .eval.evaluate import ctr_path, run_hits, start_ranked
 from .eval.metrics import ranking_metrics
-from .eval.stats import holm, mcnemar_exact, mcnemar_p, paired_bootstrap_ci, seed_comparison
+from .eval.stats import holm, holm_columns, mcnemar_exact, mcnemar_p, paired_bootstrap_ci, seed_comparison
 from .pipeline import get_sft, get_sids, get_world
 from .runtime import torch_threads
 
@@ -46,17 +46,9 @@ def seed_columns(name: str, per_seed: dict, per_user: dict | None = None, ci: st
 
 
 def add_seed_holm(table: pd.DataFrame, names, mask=None) -> pd.DataFrame:
-    """``name_p_seed_holm`` for each comparison in ``names``: Holm over the rows in ``mask`` (all by
-    default; NaN p-values stay NaN and do not count), placed after ``name_p_seed``. In place."""
-    mask = np.ones(len(table), bool) if mask is None else np.asarray(mask, bool)
-    for name in names:
-        p, col = f"{name}_p_seed", f"{name}_p_seed_holm"
-        if p not in table:
-            continue
-        if col not in table:
-            table.insert(table.columns.get_loc(p) + 1, col, np.nan)
-        table.loc[mask, col] = holm(table.loc[mask, p].to_numpy(dtype=float))
-    return table
+    """``name_p_seed_holm`` for each comparison in ``names`` (:func:`~adagrpo_core.eval.stats.holm_columns`
+    on the ``name_p_seed`` columns, over the rows in ``mask``). In place."""
+    return holm_columns(table, [f"{name}_p_seed" for name in names], mask)
 
 
 def best_mixture(rows: pd.DataFrame) -> str | None:

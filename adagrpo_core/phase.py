@@ -24,7 +24,8 @@ from .checks import check_choice
 from .configs import ANSWER_TABLES, Profile
 from .eval.audit import accuracy_table, diagnostic_roc, load_audits
 from .eval.evaluate import ctr_path, run_hits
-from .eval.stats import holm_columns, kendall_tau, paired_bootstrap_ci, seed_comparison
+from .comparisons import add_seed_holm, seed_columns
+from .eval.stats import kendall_tau, paired_bootstrap_ci
 from .experiments import gap_to_best_mixture, reward_label
 from .pipeline import get_ranker, get_sids, get_world
 from .reward.reliability import place_reward
@@ -232,11 +233,8 @@ def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint
                     rl = replace(profile.rl, seed=int(s))
                     per_user[int(s)] = (_per_user(m.loc[s, "run_dir"], metric, world, sids, rl, checkpoint)
                                         - _per_user(ref.loc[s, "run_dir"], metric, world, sids, rl, checkpoint))
-                c = seed_comparison({int(s): m.loc[s, metric] - ref.loc[s, metric] for s in seeds}, per_user)
-                r[f"{metric}_gain"], r[f"{metric}_gain_ci"] = c["mean"], c["ci"]
-                r[f"{metric}_gain_share_below_0"], r[f"{metric}_gain_p_seed"] = c["share_below_0"], c["p_seed"]
-                r[f"{metric}_gain_hboot_low"], r[f"{metric}_gain_hboot_high"] = c["hboot_low"], c["hboot_high"]
-                r[f"{metric}_gain_per_seed"] = c["per_seed"]
+                r.update(seed_columns(f"{metric}_gain", {int(s): m.loc[s, metric] - ref.loc[s, metric] for s in seeds},
+                                      per_user))
                 pooled = np.concatenate(list(per_user.values())) if per_user else np.zeros(0)
                 _, r[f"{metric}_fixedseeds_boot_low"], r[f"{metric}_fixedseeds_boot_high"] = \
                     paired_bootstrap_ci(pooled, np.zeros_like(pooled))
@@ -246,7 +244,7 @@ def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint
             r["agree_diff"] = audit["agree_diff"].get(method, np.nan) if "agree_diff" in audit else np.nan
             r["agree_diff_ci"] = audit["agree_diff_ci"].get(method, np.nan) if "agree_diff_ci" in audit else np.nan
             out.append(r)
-    return holm_columns(pd.DataFrame(out), [f"{m}_gain_p_seed" for m in METRICS])
+    return add_seed_holm(pd.DataFrame(out), [f"{m}_gain" for m in METRICS])
 
 
 def crossovers(gains: pd.DataFrame, origin: float = 0.0, method: str = "mix(1)") -> pd.DataFrame:
@@ -325,7 +323,7 @@ def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec]
              for m, c in _pairs(set(rows.method), profile)]
     vs_random = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(vs_random):                   # Holm over this table's comparisons, not each pair's own
-        vs_random = holm_columns(vs_random, [f"{m}_gain_p_seed" for m in METRICS])
+        vs_random = add_seed_holm(vs_random, [f"{m}_gain" for m in METRICS])
     gaps = [gap_to_best_mixture(rows.assign(noise=rows.value), method=m).rename(columns={"noise": "value"}).assign(gate=m)
             for m in GATED if m in set(rows.method)]
     gap = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()

@@ -175,13 +175,18 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def holm_columns(table, columns):
-    """``table`` with a ``<column>_holm`` beside each p-value column of ``columns`` present: Holm
-    over the table's rows (one family per column; NaN rows left out)."""
-    table = table.copy()
+def holm_columns(table, columns, mask=None):
+    """``table`` (in place, and returned) with a ``<column>_holm`` right after each p-value column of
+    ``columns`` present: Holm over the rows in ``mask`` (all by default; one family per column;
+    NaN p-values stay NaN and do not count)."""
+    mask = np.ones(len(table), bool) if mask is None else np.asarray(mask, bool)
     for col in columns:
-        if col in table:
-            table[f"{col}_holm"] = holm(table[col].to_numpy(dtype=float))
+        if col not in table:
+            continue
+        out = f"{col}_holm"
+        if out not in table:
+            table.insert(table.columns.get_loc(col) + 1, out, np.nan)
+        table.loc[mask, out] = holm(table.loc[mask, col].to_numpy(dtype=float))
     return table
 
 
