@@ -23,24 +23,42 @@ from .metrics import ranking_metrics
 MODES = ("constrained", "unconstrained")
 
 
+def ranked_by_mode(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_width: int = 20,
+                   num_return: int | None = None, modes=("constrained",), batch_size: int = 256,
+                   progress: bool = False) -> dict:
+    """Beam-search top-N item ids for every example in each decoding mode: {mode: [n, N]}, -1 =
+    invalid tuple. Each batch's histories are encoded once and every mode's beam search starts
+    from that one cache (the modes differ only in the trie mask), so the test set's constrained
+    and unconstrained rankings cost one encoding, not two; the rankings are those of separate
+    searches (the encoding is the same computation)."""
+    check_int("batch_size", batch_size, lo=1)
+    for mode in modes:
+        check_choice("mode", mode, MODES)
+    trie = sids.trie.to(model.device)
+    was_training = model.training
+    model.eval()
+    out = {mode: [] for mode in modes}
+    rng = range(0, len(examples), batch_size)
+    if progress:
+        rng = tqdm(rng, desc="beam search", leave=False)
+    with torch.no_grad():
+        for s in rng:
+            cache = model.encode(torch.as_tensor(examples.history[s:s + batch_size], device=model.device))
+            for mode in modes:
+                beams = beam_search(model, None, beam_width, num_return, trie=trie,
+                                    constrained=mode == "constrained", cache=cache)
+                out[mode].append(beams.items.cpu().numpy())
+    model.train(was_training)
+    empty = np.zeros((0, num_return or beam_width), dtype=np.int64)
+    return {mode: np.concatenate(r) if r else empty for mode, r in out.items()}
+
+
 def ranked_items(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_width: int = 20,
                  num_return: int | None = None, constrained: bool = True, batch_size: int = 256,
                  progress: bool = False) -> np.ndarray:
     """Beam-search top-N item ids for every example: [n, N], -1 = invalid tuple."""
-    check_int("batch_size", batch_size, lo=1)
-    trie = sids.trie.to(model.device)
-    was_training = model.training
-    model.eval()
-    out = []
-    rng = range(0, len(examples), batch_size)
-    if progress:
-        rng = tqdm(rng, desc="beam search", leave=False)
-    for s in rng:
-        h = torch.as_tensor(examples.history[s:s + batch_size], device=model.device)
-        beams = beam_search(model, h, beam_width, num_return, trie=trie, constrained=constrained)
-        out.append(beams.items.cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, num_return or beam_width), dtype=np.int64)
+    mode = "constrained" if constrained else "unconstrained"
+    return ranked_by_mode(model, sids, examples, beam_width, num_return, (mode,), batch_size, progress)[mode]
 
 
 def evaluate_policy(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_width: int = 20,
@@ -53,10 +71,9 @@ def evaluate_policy(model: SIDPolicy, sids: SemanticIDs, examples: Examples, bea
     if beam_width < max(ks):
         raise ValueError(f"beam_width must be >= max(ks)={max(ks)}, got beam_width={beam_width}")
     out = {}
+    ranked_all = ranked_by_mode(model, sids, examples, beam_width, max(ks), tuple(modes), batch_size, progress)
     for mode in modes:
-        check_choice("mode", mode, MODES)
-        ranked = ranked_items(model, sids, examples, beam_width, max(ks), mode == "constrained",
-                              batch_size, progress)
+        ranked = ranked_all[mode]
         if ranked_out is not None:
             ranked_out[mode] = ranked
         suffix = "" if mode == "constrained" else "_unc"

@@ -35,9 +35,22 @@ class Rollouts:
     valid: torch.Tensor    # [B, G] bool
 
 
-def _gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _uniform(shape, generator, device) -> torch.Tensor:
+    """U(0, 1) draws of ``shape``; ``generator`` is one generator, or a list of K (one per run of a
+    stacked policy): then the leading dim splits into K equal run-major parts and run k's part
+    comes from generator k, the same draws that run would make alone."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.rand(shape, generator=generator, device=device)
+    K = len(generator)
+    if shape[0] % K:
+        raise ValueError(f"{K} generators need a batch of K * B rows, got {shape[0]} rows")
+    part = (shape[0] // K, *shape[1:])
+    return torch.cat([torch.rand(part, generator=g, device=device) for g in generator])
+
+
+def _gumbel_argmax(logits: torch.Tensor, generator) -> torch.Tensor:
     """Sample from softmax(logits) along the last dim (one draw per row), reproducibly."""
-    u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(1e-10, 1.0)
+    u = _uniform(logits.shape, generator, logits.device).clamp_(1e-10, 1.0)
     return (logits - torch.log(-torch.log(u))).argmax(-1)
 
 
@@ -51,7 +64,8 @@ def sample_rollouts(model: SIDPolicy, history: torch.Tensor, num_generations: in
     (hallucinations) can appear; ``constrained=True`` masks codes that leave the trie.
     The history is encoded once per context and the G samples attend to that one cache.
     ``cache``: an already encoded history
-    (:meth:`SIDPolicy.encode`), reused instead of encoding ``history`` again.
+    (:meth:`SIDPolicy.encode`), reused instead of encoding ``history`` again. ``generator``: one
+    generator, or one per run of a stacked policy (``model/stacked.py``), each run drawing its own.
     """
     check_int("num_generations", num_generations, lo=1)
     check_range("temperature", temperature, lo=0, lo_open=True)

@@ -58,8 +58,8 @@ class PolicyConfig:
 class HistoryCache:
     """Keys/values of an encoded history, shared by every continuation of the same context."""
 
-    keys: list           # per layer: [B, h, T, hd]
-    values: list         # per layer: [B, h, T, hd]
+    keys: list           # per layer: [B, h, T, hd], contiguous
+    values: list         # per layer: [B, h, T, hd], contiguous
     bias: torch.Tensor   # [B, 1, T] additive attention mask: 0 on history tokens, -inf on padding
     last: torch.Tensor   # [B, C] final hidden state of the last history token (predicts level 0)
 
@@ -270,7 +270,9 @@ class SIDPolicy(nn.Module):
         hidden, kvs, valid = self._run(history, first_col=self.cfg.max_history - history.shape[1],
                                        last_only=last_only)
         bias = torch.zeros(valid.shape, device=valid.device, dtype=hidden.dtype).masked_fill(~valid, float("-inf"))
-        return HistoryCache([k for k, _ in kvs], [v for _, v in kvs], bias[:, None], hidden[:, -1])
+        # contiguous once here, so every continuation step views them as [B*h, T, hd] without a copy
+        return HistoryCache([k.contiguous() for k, _ in kvs], [v.contiguous() for _, v in kvs], bias[:, None],
+                            hidden[:, -1])
 
     def first_logits(self, cache: HistoryCache) -> torch.Tensor:
         """Logits of the first token of the next item: [B, V]."""
