@@ -197,6 +197,14 @@ class Profile:
     """The SASRec reference model (real datasets: a baseline row, and the reward of source='sasrec')."""
     suite: SuiteConfig = field(default_factory=SuiteConfig)
     """What the notebooks run: seeds, method lists, sweep grids."""
+    batch: int = 1
+    """K: seeds of one method advanced together in one process on a stacked policy (train/batched.py),
+    grouped by seed // K; 1 = every run alone. A batched run's key names its batch. On a CPU core
+    batching saves nothing (benchmarks/results/profile_run_cpu.md), so every profile runs alone by
+    default; on a GPU K runs fill the device (``--batch`` / the notebooks' ``batch`` parameter)."""
+
+    def __post_init__(self):
+        check_int("batch", self.batch, lo=1)
 
     @property
     def is_simulated(self) -> bool:
@@ -230,8 +238,8 @@ class Profile:
 
     def configs(self) -> dict:
         """{field name: config} for every config of the experiment (config.json of a run); the
-        suite's lists are not part of a run."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "suite")}
+        suite's lists and the batch size are not configs of a run."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("name", "suite", "batch")}
 
 
 PROFILES = ("quick", "paper", "full", "tiny", "amazon")

@@ -56,6 +56,7 @@ from .rl.grpo import GRPOConfig
 from .rl.step import ReliabilityInputs
 from .runtime import torch_threads
 from .storage import atomic_write_text, config_hash
+from .train.batched import run_methods_batched
 from .train.rl import RLConfig, run_method
 
 RESULT_VERSION = 3   # bump when what a run computes or writes changes meaning (3: gated differentiable rollout pass)
@@ -92,18 +93,23 @@ class RunSpec:
     reference: str | None           # folder of the AdaGRPO run a matched method copies rates from
     key: str                        # run_key of the configs above
     out_dir: str                    # <out_root>/seed<k>/<name>-<key>
+    batch: tuple = ()               # seeds of the batch it trains in (train/batched.py); () = alone
 
 
-def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_key: str | None) -> str:
+def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_key: str | None,
+            batch: tuple = ()) -> str:
     """Hash of every config that affects a run (the dataset's local folder excepted). Continued NLL
-    never calls the reward, so its key leaves the ranker and the reward out."""
+    never calls the reward, so its key leaves the ranker and the reward out. A run trained in a
+    batch (``batch``: the batch's seeds) has numbers that can depend on the batch (float rounding
+    of the stacked matmuls), so its key names the batch; a run alone keeps the key it always had."""
     reward = ("no reward",) if gate.method == "nll" else (profile.ranker, profile.reward)
     if gate.method != "nll" and profile.reward.source == "sasrec":
         reward += (profile.sasrec,)
     if reads_ensemble(gate):
         reward += (profile.ensemble,)
+    extra = (("batch", *batch),) if batch else ()
     return config_hash(data_key(profile.world), profile.sid, profile.policy, profile.sft, *reward,
-                       grpo, gate, rl, reference_key or "", f"v{RESULT_VERSION}")
+                       grpo, gate, rl, reference_key or "", f"v{RESULT_VERSION}", *extra)
 
 
 def reads_ensemble(gate: GateConfig) -> bool:
@@ -112,8 +118,16 @@ def reads_ensemble(gate: GateConfig) -> bool:
                                          and gate.reliability == "ensemble")
 
 
+def batch_of(seed: int, seeds, K: int) -> tuple:
+    """The seeds that train together with ``seed`` at batch size K: the planned seeds s with
+    s // K == seed // K, so adding seeds never regroups a full batch; () when that is ``seed`` alone."""
+    group = tuple(sorted(int(s) for s in seeds if int(s) // K == int(seed) // K)) if K > 1 else ()
+    return group if len(group) > 1 else ()
+
+
 def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> list[RunSpec]:
-    """The runs of ``methods`` x ``seeds``: matched methods point at their seed's AdaGRPO run."""
+    """The runs of ``methods`` x ``seeds``: matched methods point at their seed's AdaGRPO run.
+    With ``profile.batch`` K > 1 the seeds of each method train in batches (:func:`batch_of`)."""
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
@@ -141,9 +155,10 @@ def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> l
             grpo = replace(profile.grpo, **dict(m.grpo))
             gate = replace(profile.gate, method=m.method, **dict(m.gate))
             ref = planned[m.match or ada_names[0]] if matched(m) else None
-            key = run_key(profile, grpo, gate, rl, None if ref is None else ref.key)
+            batch = batch_of(seed, seeds, profile.batch)
+            key = run_key(profile, grpo, gate, rl, None if ref is None else ref.key, batch)
             spec = RunSpec(m.name, int(seed), grpo, gate, rl, None if ref is None else ref.out_dir, key,
-                           str(out_root / f"seed{seed}" / f"{_safe(m.name)}-{key}"))
+                           str(out_root / f"seed{seed}" / f"{_safe(m.name)}-{key}"), batch)
             planned[m.name] = spec
             specs.append(spec)
     order = {n: i for i, n in enumerate(names)}
@@ -187,37 +202,61 @@ def _artefacts(profile: Profile, cache_dir):
     return _LOADED[key]
 
 
+def _run_inputs(spec: RunSpec, profile: Profile, cache_dir) -> dict:
+    """What training one run needs besides its spec: the artefacts, the reward, the gate and GRPO
+    configs resolved against its reference run (a random control's rates, a rate-matched
+    mixture's lambda), the truth and the reliability inputs. Writes its folder's ``config.json``."""
+    world, sids, sft_dir, ranker, sasrec, coverage = _artefacts(profile, cache_dir)
+    reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward,
+                          sasrec=sasrec)
+    gate, grpo, rates = spec.gate, spec.grpo, None
+    if spec.reference is not None:
+        rates = pd.read_csv(Path(spec.reference) / "steps.csv")["admission_rate"].to_numpy()
+        if gate.method == "random" and gate.random_rate_mode == "mean" and gate.random_rate is None:
+            gate = replace(gate, random_rate=float(np.mean(rates)))
+        if gate.method == "mix":             # rate-matched mixture: the GRPO weight AdaGRPO put on the batch
+            grpo = replace(grpo, lam=grpo.lam * float(np.mean(rates)))
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.tmp"):          # left by a write that was killed: never read, safe to drop
+        tmp.unlink()
+    atomic_write_text(out / "config.json", _config_json(profile, spec))
+    truth = _TrueUtility(world) if hasattr(world, "true_utility") else None
+    members = None
+    if reads_ensemble(gate):
+        members = [RewardModel(r, sids, RewardConfig(output="logit"))
+                   for r in get_ensemble(world, profile.ranker, profile.ensemble, cache_dir,
+                                         **(profile.reward.ranker_log if profile.reward.source == "ranker" else {}))]
+    return {"world": world, "sids": sids, "sft": sft_dir / "best.pt", "reward": reward, "gate": gate, "grpo": grpo,
+            "rates": rates if gate.method == "random" else None, "truth": truth,
+            "reliability": ReliabilityInputs(item_exposure=coverage, ensemble=members)}
+
+
 def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool = False) -> pd.DataFrame:
     """Train and evaluate one run (or read its finished results); one torch thread."""
-    out = Path(spec.out_dir)
-    res = out / "results.csv"
+    res = Path(spec.out_dir) / "results.csv"
     if res.exists():
         return pd.read_csv(res)
     with torch_threads(1):
-        world, sids, sft_dir, ranker, sasrec, coverage = _artefacts(profile, cache_dir)
-        reward = build_reward(world, sids, ranker if profile.reward.source == "ranker" else None, profile.reward,
-                              sasrec=sasrec)
-        gate, grpo, rates = spec.gate, spec.grpo, None
-        if spec.reference is not None:
-            rates = pd.read_csv(Path(spec.reference) / "steps.csv")["admission_rate"].to_numpy()
-            if gate.method == "random" and gate.random_rate_mode == "mean" and gate.random_rate is None:
-                gate = replace(gate, random_rate=float(np.mean(rates)))
-            if gate.method == "mix":             # rate-matched mixture: the GRPO weight AdaGRPO put on the batch
-                grpo = replace(grpo, lam=grpo.lam * float(np.mean(rates)))
-        out.mkdir(parents=True, exist_ok=True)
-        for tmp in out.glob(".*.tmp"):          # left by a write that was killed: never read, safe to drop
-            tmp.unlink()
-        atomic_write_text(out / "config.json", _config_json(profile, spec))
-        truth = _TrueUtility(world) if hasattr(world, "true_utility") else None
-        members = None
-        if reads_ensemble(gate):
-            members = [RewardModel(r, sids, RewardConfig(output="logit"))
-                       for r in get_ensemble(world, profile.ranker, profile.ensemble, cache_dir,
-                                             **(profile.reward.ranker_log if profile.reward.source == "ranker" else {}))]
-        return run_method(world, sids, sft_dir / "best.pt", reward, grpo, gate, spec.rl, out,
-                          reference_rates=rates if gate.method == "random" else None, true_utility=truth,
-                          name=spec.name, progress=progress,
-                          reliability=ReliabilityInputs(item_exposure=coverage, ensemble=members))
+        x = _run_inputs(spec, profile, cache_dir)
+        return run_method(x["world"], x["sids"], x["sft"], x["reward"], x["grpo"], x["gate"], spec.rl,
+                          spec.out_dir, reference_rates=x["rates"], true_utility=x["truth"], name=spec.name,
+                          progress=progress, reliability=x["reliability"])
+
+
+def execute_batch(specs: list[RunSpec], profile: Profile, cache_dir=None, progress: bool = False) -> list:
+    """Train and evaluate the runs of one batch together (``train/batched.py``); one torch thread.
+    The whole batch runs even when some of its runs have results (their numbers depend on the
+    batch, so a smaller one would not reproduce them); a finished batch is read back."""
+    if all((Path(s.out_dir) / "results.csv").exists() for s in specs):
+        return [pd.read_csv(Path(s.out_dir) / "results.csv") for s in specs]
+    with torch_threads(1):
+        xs = [_run_inputs(s, profile, cache_dir) for s in specs]
+        x = xs[0]
+        return run_methods_batched(x["world"], x["sids"], x["sft"], x["reward"], x["grpo"],
+                                   [y["grpo"] for y in xs], [y["gate"] for y in xs], [s.rl for s in specs],
+                                   [s.out_dir for s in specs], [s.name for s in specs],
+                                   [y["rates"] for y in xs], x["truth"], x["reliability"], progress)
 
 
 class _TrueUtility:
@@ -312,6 +351,22 @@ def _cost(spec: RunSpec) -> float:
     return spec.rl.steps * (1.0 if spec.gate.method == "nll" else 1.0 + spec.grpo.num_generations / 4)
 
 
+def plan_units(specs: list[RunSpec], profile_of: dict | None = None) -> list[list[RunSpec]]:
+    """What the executor submits: a batch's runs as one unit (same profile, folder root, method
+    name and batch; by seed), every other run alone. ``profile_of``: {out_dir: Profile} when the
+    specs come from several profiles. Deterministic: units follow the specs' order."""
+    units: dict = {}
+    for s in specs:
+        prof = id(profile_of[s.out_dir]) if profile_of else None
+        key = (prof, str(Path(s.out_dir).parent.parent), s.name, s.batch) if s.batch else s.out_dir
+        units.setdefault(key, []).append(s)
+    return [sorted(u, key=lambda s: s.seed) for u in units.values()]
+
+
+def _unit_cost(unit: list[RunSpec]) -> float:
+    return sum(_cost(s) for s in unit)
+
+
 def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 1, scheduler: str | None = None,
             executor: Executor | None = None, progress: bool = True) -> pd.DataFrame:
     """Run every spec (finished ones are read back) and return their result rows in the order of
@@ -343,34 +398,41 @@ def execute_planned(plans: list[tuple[Profile, list[RunSpec]]], cache_dir=None, 
         ex, client = make_executor(jobs, scheduler)
     inline = isinstance(ex, InProcessExecutor)
     unique = list({s.out_dir: s for s in specs}.values())    # a run shared by two plans (continued NLL) runs once
-    todo = [s for s in unique if not (Path(s.out_dir) / "results.csv").exists()]
+    units = plan_units(unique, profile_of)
+    todo = [u for u in units if not all((Path(s.out_dir) / "results.csv").exists() for s in u)]
+    n_todo = sum(len(u) for u in todo)
     bar = None
     if progress:
-        bar = tqdm(total=len(unique), initial=len(unique) - len(todo), desc="runs", unit="run", file=sys.stderr)
+        bar = tqdm(total=len(unique), initial=len(unique) - n_todo, desc="runs", unit="run", file=sys.stderr)
     t0, done = time.perf_counter(), 0
-    todo_dirs = {s.out_dir for s in todo}
-    waiting = [s for s in todo if s.reference in todo_dirs]          # their AdaGRPO run is not done yet
-    ready = sorted((s for s in todo if s.reference not in todo_dirs), key=_cost, reverse=True)
-    futures: dict[Future, RunSpec] = {}
+    todo_dirs = {s.out_dir for u in todo for s in u}
+    pending = lambda u: {s.reference for s in u if s.reference in todo_dirs}   # noqa: E731  (references not done)
+    waiting = [u for u in todo if pending(u)]                   # a control waits for its AdaGRPO runs
+    ready = sorted((u for u in todo if not pending(u)), key=_unit_cost, reverse=True)
+    futures: dict[Future, list] = {}
 
     def submit(batch):
-        for s in batch:
-            futures[ex.submit(execute_run, s, profile_of[s.out_dir], cache_dir, progress and inline)] = s
+        for u in batch:
+            fn = execute_run if len(u) == 1 else execute_batch
+            arg = u[0] if len(u) == 1 else u
+            futures[ex.submit(fn, arg, profile_of[u[0].out_dir], cache_dir, progress and inline)] = u
 
     try:
-        submit(ready)          # costliest first; a control starts as soon as its AdaGRPO run is done
+        submit(ready)          # costliest first; a control starts as soon as its AdaGRPO runs are done
         while futures:
             f = next(as_completed(futures))
-            s = futures.pop(f)
+            u = futures.pop(f)
             f.result()                           # re-raise a failed run here
-            done += 1
-            now_ready = [w for w in waiting if w.reference == s.out_dir]
-            waiting = [w for w in waiting if w.reference != s.out_dir]
-            submit(sorted(now_ready, key=_cost, reverse=True))
+            done += len(u)
+            todo_dirs -= {s.out_dir for s in u}
+            now_ready = [w for w in waiting if not pending(w)]
+            waiting = [w for w in waiting if pending(w)]
+            submit(sorted(now_ready, key=_unit_cost, reverse=True))
             if bar is not None:
-                left = (time.perf_counter() - t0) / done * (len(todo) - done)
-                bar.update(1)
-                print(f"[run] {s.name} seed {s.seed} done ({done}/{len(todo)} new, about {left:.0f} s left)",
+                left = (time.perf_counter() - t0) / done * (n_todo - done)
+                bar.update(len(u))
+                who = f"seed {u[0].seed}" if len(u) == 1 else f"seeds {[s.seed for s in u]} (one batch)"
+                print(f"[run] {u[0].name} {who} done ({done}/{n_todo} new, about {left:.0f} s left)",
                       file=sys.__stderr__, flush=True)
     finally:
         if bar is not None:

@@ -37,6 +37,12 @@ class Examples:
         idx = np.asarray(idx)
         return Examples(self.users[idx], self.history[idx], self.target[idx], self.click_index[idx])
 
+    @staticmethod
+    def concat(parts: list) -> "Examples":
+        """The examples of ``parts`` one after the other (their histories must have one width)."""
+        return Examples(*(np.concatenate([getattr(p, f) for p in parts])
+                          for f in ("users", "history", "target", "click_index")))
+
 
 @dataclass
 class Interactions:

@@ -16,6 +16,7 @@ from ..data.interactions import Examples, Interactions
 from ..model.decoding import beam_search
 from ..model.policy import SIDPolicy, load_policy
 from ..model.semantic_ids import SemanticIDs
+from ..model.stacked import stack_policies
 from ..storage import atomic_save_npy, file_digest, load_checkpoint
 from .ab_test import slate_click_stats
 from .metrics import ranking_metrics
@@ -31,26 +32,41 @@ def ranked_by_mode(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam
     from that one cache (the modes differ only in the trie mask), so the test set's constrained
     and unconstrained rankings cost one encoding, not two; the rankings are those of separate
     searches (the encoding is the same computation)."""
+    return ranked_by_mode_runs(model, sids, [examples], beam_width, num_return, modes, batch_size, progress)[0]
+
+
+def ranked_by_mode_runs(model: SIDPolicy, sids: SemanticIDs, examples: list, beam_width: int = 20,
+                        num_return: int | None = None, modes=("constrained",), batch_size: int = 256,
+                        progress: bool = False) -> list[dict]:
+    """:func:`ranked_by_mode` for K runs at once: ``model`` their stacked policy
+    (``model/stacked.py``; a plain one for K = 1) and ``examples`` their K example sets, of one
+    size. Each step decodes ``batch_size`` examples of every run as one batch (run-major)."""
     check_int("batch_size", batch_size, lo=1)
     for mode in modes:
         check_choice("mode", mode, MODES)
+    K, n = len(examples), len(examples[0])
+    if any(len(e) != n for e in examples):
+        raise ValueError(f"the runs' example sets must have one size, got {[len(e) for e in examples]}")
     trie = sids.trie.to(model.device)
     was_training = model.training
     model.eval()
-    out = {mode: [] for mode in modes}
-    rng = range(0, len(examples), batch_size)
+    out = [{mode: [] for mode in modes} for _ in range(K)]
+    rng = range(0, n, batch_size)
     if progress:
         rng = tqdm(rng, desc="beam search", leave=False)
     with torch.no_grad():
         for s in rng:
-            cache = model.encode(torch.as_tensor(examples.history[s:s + batch_size], device=model.device))
+            hist = np.concatenate([e.history[s:s + batch_size] for e in examples])              # [K*b, H]
+            cache = model.encode(torch.as_tensor(hist, device=model.device))
             for mode in modes:
                 beams = beam_search(model, None, beam_width, num_return, trie=trie,
                                     constrained=mode == "constrained", cache=cache)
-                out[mode].append(beams.items.cpu().numpy())
+                items = beams.items.cpu().numpy()
+                for k, part in enumerate(np.split(items, K)):
+                    out[k][mode].append(part)
     model.train(was_training)
     empty = np.zeros((0, num_return or beam_width), dtype=np.int64)
-    return {mode: np.concatenate(r) if r else empty for mode, r in out.items()}
+    return [{mode: np.concatenate(r) if r else empty for mode, r in o.items()} for o in out]
 
 
 def ranked_items(model: SIDPolicy, sids: SemanticIDs, examples: Examples, beam_width: int = 20,
@@ -68,18 +84,30 @@ def evaluate_policy(model: SIDPolicy, sids: SemanticIDs, examples: Examples, bea
     ``HR@10_unc``, ``halluc_unc`` (unconstrained). Beam width must be >= max(ks).
     ``ranked_out``: a dict that receives each mode's ranked items [n, max(ks)] (for per-sample
     analyses such as paired tests, without a second beam search)."""
+    return evaluate_runs(model, sids, [examples], beam_width, ks, modes, batch_size, progress,
+                         None if ranked_out is None else [ranked_out])[0]
+
+
+def evaluate_runs(model: SIDPolicy, sids: SemanticIDs, examples: list, beam_width: int = 20, ks=(5, 10, 20),
+                  modes=MODES, batch_size: int = 256, progress: bool = False,
+                  ranked_out: list | None = None) -> list[dict]:
+    """:func:`evaluate_policy` for K runs at once (``model`` their stacked policy, ``examples``
+    their K example sets of one size): one metrics dict per run."""
     if beam_width < max(ks):
         raise ValueError(f"beam_width must be >= max(ks)={max(ks)}, got beam_width={beam_width}")
-    out = {}
-    ranked_all = ranked_by_mode(model, sids, examples, beam_width, max(ks), tuple(modes), batch_size, progress)
-    for mode in modes:
-        ranked = ranked_all[mode]
-        if ranked_out is not None:
-            ranked_out[mode] = ranked
-        suffix = "" if mode == "constrained" else "_unc"
-        out.update({k + suffix: float(v) for k, v in ranking_metrics(ranked, examples.target, ks).items()})
-    out["n"] = len(examples)
-    return out
+    ranked_runs = ranked_by_mode_runs(model, sids, examples, beam_width, max(ks), tuple(modes), batch_size, progress)
+    results = []
+    for k, (ex, ranked_all) in enumerate(zip(examples, ranked_runs)):
+        out = {}
+        for mode in modes:
+            ranked = ranked_all[mode]
+            if ranked_out is not None:
+                ranked_out[k][mode] = ranked
+            suffix = "" if mode == "constrained" else "_unc"
+            out.update({key + suffix: float(v) for key, v in ranking_metrics(ranked, ex.target, ks).items()})
+        out["n"] = len(ex)
+        results.append(out)
+    return results
 
 
 def most_popular(data: Interactions, examples: Examples, ks=(5, 10, 20)) -> dict:
@@ -135,35 +163,50 @@ def evaluate_checkpoints(data: Interactions, sids: SemanticIDs, out_dir, method:
     the simulated A/B test of the served slate (the top 10 trie-constrained beams): expected CTR,
     dwell proxy, coverage and tail share (``eval/ab_test.py``). ``cfg``: the RLConfig
     (test_samples, eval_beam_width). Writes the per-sample hits and CTRs next to the checkpoints."""
-    out_dir = Path(out_dir)
+    return evaluate_checkpoints_runs(data, sids, [out_dir], [method], [seed], [cfg], [admission_rate], device)[0]
+
+
+def evaluate_checkpoints_runs(data: Interactions, sids: SemanticIDs, out_dirs: list, methods: list, seeds: list,
+                              cfgs: list, admission_rates: list, device="auto") -> list[pd.DataFrame]:
+    """:func:`evaluate_checkpoints` for K runs at once: the checkpoints of each kind that still
+    need a test decode (best.pt is often the final step: those weights are evaluated once) are
+    stacked (``model/stacked.py``) and decoded together. One table per run."""
+    out_dirs = [Path(d) for d in out_dirs]
+    K = len(out_dirs)
     truth = hasattr(data, "true_utility")
-    rows, test, metrics_at, ranked_at = [], None, {}, {}
+    rows, tests = [[] for _ in range(K)], None
+    metrics_at, ranked_at = [{} for _ in range(K)], [{} for _ in range(K)]
     for kind in ("best", "final"):
-        path = out_dir / f"{kind}.pt"
-        model = load_policy(path, sids, device)
-        state = load_checkpoint(path)
-        step = state["step"]
-        if test is None:
-            test = test_examples(data, model.cfg.max_history, cfg.test_samples, cfg.seed)
-        if step not in metrics_at:  # best.pt is often the final step: evaluate those weights once
-            ranked = {}
-            metrics_at[step] = evaluate_policy(model, sids, test, cfg.eval_beam_width, ranked_out=ranked)
-            ranked_at[step] = ranked
-        m = metrics_at[step]
-        for mode, r in ranked_at[step].items():   # per-sample hits for the paired tests
-            atomic_save_npy(hits_path(out_dir, kind, HITS_K, mode == "constrained"),
-                            (r[:, :HITS_K] == test.target[:, None]).any(1))
-        row = {"method": method, "seed": seed, "checkpoint": kind, "step": step, "val_HR@10": state["val_HR@10"],
-               "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"], "HR@20": m["HR@20_unc"],
-               "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],
-               "HR@10_constrained": m["HR@10"], "admission_rate": admission_rate}
-        if truth:
-            ab = slate_click_stats(data, data.states_for(test), ranked_at[step]["constrained"][:, :SLATE_K])
-            atomic_save_npy(ctr_path(out_dir, kind), ab["ctr"])
-            row.update(sim_ctr=float(ab["ctr"].mean()), dwell=float(np.nanmean(ab["dwell"])),
-                       coverage=ab["coverage"], tail_share=ab["tail_share"])
-        rows.append(row)
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS + (AB_COLUMNS if truth else []))
+        paths = [d / f"{kind}.pt" for d in out_dirs]
+        states = [load_checkpoint(p) for p in paths]
+        steps = [st["step"] for st in states]
+        if tests is None:
+            H = states[0]["policy_cfg"]["max_history"]
+            tests = [test_examples(data, H, c.test_samples, c.seed) for c in cfgs]
+        todo = [k for k in range(K) if steps[k] not in metrics_at[k]]
+        if todo:
+            policies = [load_policy(paths[k], sids, device) for k in todo]
+            model = policies[0] if len(todo) == 1 else stack_policies(policies)
+            ranked = [{} for _ in todo]
+            for j, m in enumerate(evaluate_runs(model, sids, [tests[k] for k in todo], cfgs[0].eval_beam_width,
+                                                ranked_out=ranked)):
+                metrics_at[todo[j]][steps[todo[j]]], ranked_at[todo[j]][steps[todo[j]]] = m, ranked[j]
+        for k in range(K):
+            m, ranked, test = metrics_at[k][steps[k]], ranked_at[k][steps[k]], tests[k]
+            for mode, r in ranked.items():   # per-sample hits for the paired tests
+                atomic_save_npy(hits_path(out_dirs[k], kind, HITS_K, mode == "constrained"),
+                                (r[:, :HITS_K] == test.target[:, None]).any(1))
+            row = {"method": methods[k], "seed": seeds[k], "checkpoint": kind, "step": steps[k],
+                   "val_HR@10": states[k]["val_HR@10"], "HR@5": m["HR@5_unc"], "HR@10": m["HR@10_unc"],
+                   "HR@20": m["HR@20_unc"], "NDCG@10": m["NDCG@10_unc"], "halluc": m["halluc_unc"],
+                   "HR@10_constrained": m["HR@10"], "admission_rate": admission_rates[k]}
+            if truth:
+                ab = slate_click_stats(data, data.states_for(test), ranked["constrained"][:, :SLATE_K])
+                atomic_save_npy(ctr_path(out_dirs[k], kind), ab["ctr"])
+                row.update(sim_ctr=float(ab["ctr"].mean()), dwell=float(np.nanmean(ab["dwell"])),
+                           coverage=ab["coverage"], tail_share=ab["tail_share"])
+            rows[k].append(row)
+    return [pd.DataFrame(r, columns=RESULT_COLUMNS + (AB_COLUMNS if truth else [])) for r in rows]
 
 
 def run_hits(run_dir, data: Interactions, sids: SemanticIDs, cfg, kind: str = "best", k: int = 10,

@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from ..data.interactions import Examples
 from ..model.decoding import sample_rollouts
 from .gate import (
     GateConfig,
@@ -82,27 +83,59 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     float rounding, at more cost (the reference of the benchmark and the tests). ``reliability``:
     the inputs of the exposure diagnostic e and the ensemble diagnostic u (each computed when
     given; the reliability gates need theirs)."""
+    return sample_and_score_runs(model, reward_model, [batch], item_codes, trie, grpo, gate_cfg, [generator],
+                                 [target_rate], true_utility, all_rows, reliability)[0]
+
+
+def sample_and_score_runs(model, reward_model, batches: list, item_codes: torch.Tensor, trie, grpo: GRPOConfig,
+                          gate_cfg: GateConfig, generators: list, target_rates: list,
+                          true_utility: Callable | None = None, all_rows: bool = False,
+                          reliability: ReliabilityInputs | None = None,
+                          gate_cfgs: list | None = None) -> list[ScoredBatch]:
+    """:func:`sample_and_score` for K runs of one method at once: ``model`` is their stacked policy
+    (``model/stacked.py``; a plain policy for K = 1), ``batches`` their K batches of B samples each,
+    ``generators`` and ``target_rates`` theirs. The model passes and the reward run on the K * B
+    rows together (run-major); the in-batch negatives and the gate are drawn per run, each from its
+    own generator, so a run's random draws are those it makes alone. With K > 1 every rollout gets
+    the differentiable pass (``all_rows``): the gated rows of the runs differ, and a stacked
+    policy needs the same number of rows per run. ``gate_cfgs``: run k's gate config where the runs'
+    differ in a seed-resolved value (a random control's rate); they share ``gate_cfg``'s method
+    and negatives. Returns one ScoredBatch per run."""
+    K = len(batches)
+    if len(generators) != K or len(target_rates) != K:
+        raise ValueError(f"one generator and one target rate per run: got {len(batches)} batches, "
+                         f"{len(generators)} generators and {len(target_rates)} target rates")
+    B = len(batches[0])
+    if any(len(b) != B for b in batches):
+        raise ValueError(f"the runs of a batch need batches of one size, got sizes {[len(b) for b in batches]}")
+    batch = batches[0] if K == 1 else Examples.concat(batches)
     dev = model.device
     hist = torch.as_tensor(batch.history, device=dev)
     target = torch.as_tensor(batch.target, device=dev)
-    target_codes = item_codes[target][:, None]                                      # [B, 1, Lp]
-    B, G = len(batch), grpo.num_generations
+    target_codes = item_codes[target][:, None]                                      # [K*B, 1, Lp]
+    G = grpo.num_generations
+    runs = [slice(k * B, (k + 1) * B) for k in range(K)]
 
     if gate_cfg.method == "nll":  # continued SFT: no rollouts needed
-        logits = model.tuple_logits(hist, target_codes)                              # [B, 1, Lp, V]
+        logits = model.tuple_logits(hist, target_codes)                              # [K*B, 1, Lp, V]
         nll = nll_per_sample(model.gather_logprobs(logits, target_codes)[:, 0])
-        return ScoredBatch(nll, torch.zeros(B, dtype=torch.bool, device=dev))
+        return [ScoredBatch(nll[r], torch.zeros(B, dtype=torch.bool, device=dev)) for r in runs]
 
     cache = model.encode(hist)                        # with grad; the rollouts use a detached view
-    roll = sample_rollouts(model, None, G, grpo.temperature, trie=trie, generator=generator, cache=cache)
-    rewards = reward_model(hist, roll.tokens, batch=batch)                           # [B, G]
-    logp_y = model.tuple_logprobs(None, target_codes, cache=cache)[:, 0]             # [B, Lp], with grad
-    nll = nll_per_sample(logp_y)                                                     # [B]
-    seq_ll = torch.cat([roll.logp1, logp_y.detach()[:, None]], 1).sum(-1)           # [B, G+1] sequence log-lik.
+    roll = sample_rollouts(model, None, G, grpo.temperature, trie=trie, generator=generators[0] if K == 1
+                           else list(generators), cache=cache)
+    rewards = reward_model(hist, roll.tokens, batch=batch)                           # [K*B, G]
+    logp_y = model.tuple_logprobs(None, target_codes, cache=cache)[:, 0]             # [K*B, Lp], with grad
+    nll = nll_per_sample(logp_y)                                                     # [K*B]
+    seq_ll = torch.cat([roll.logp1, logp_y.detach()[:, None]], 1).sum(-1)           # [K*B, G+1] sequence log-lik.
     d = difficulty(seq_ll[:, G], seq_ll[:, :G], roll.items, target)
     M = gate_cfg.num_negatives
-    idx, inmask = sample_inbatch_negatives(target, M, generator=generator) if M > 0 else (None, None)
-    cand = target[:, None] if M == 0 else torch.cat([target[:, None], target[idx]], 1)  # [B, 1+M]
+    idx = inmask = None
+    if M > 0:                       # each run's negatives come from its own batch and generator
+        drawn = [sample_inbatch_negatives(target[r], M, generator=g) for r, g in zip(runs, generators)]
+        idx = torch.cat([i + r.start for (i, _), r in zip(drawn, runs)])
+        inmask = torch.cat([m for _, m in drawn])
+    cand = target[:, None] if M == 0 else torch.cat([target[:, None], target[idx]], 1)  # [K*B, 1+M]
     cand_scores = reward_model.score_items(hist, cand, batch=batch)
     a = discriminability(cand_scores[:, 0], rewards, roll.items, target,
                          None if M == 0 else cand_scores[:, 1:], inmask)
@@ -119,28 +152,36 @@ def sample_and_score(model, reward_model, batch, item_codes: torch.Tensor, trie,
     if rel.ensemble:
         u = ensemble_agreement(torch.stack([m.score_items(hist, roll.items, batch=batch) for m in rel.ensemble]),
                                roll.items)
-    g = compute_gate(gate_cfg, d, a, generator=generator, target_rate=target_rate,
-                     ranker_scores=rewards, true_utility=tu, valid=roll.valid, exposure=e, ensemble=u)
-    adv = group_advantages(rewards, grpo.scale_rewards)                              # [B, G]
-    logp_T = _rollout_logprobs(model, cache, roll, adv, g, grpo, all_rows)            # [B, G, Lp]
-    r = rewards.float()
-    metrics = {"mean_d": d.mean().item(), "mean_a": a.mean().item(),
-               **{f"mean_{k}": v.mean().item() for k, v in (("e", e), ("u", u)) if v is not None},
-               "reward": r.mean().item(), "reward_std": r.std(1).mean().item(),
-               "frac_reward_zero_std": (r.std(1) == 0).float().mean().item(),
-               "nonfinite_scores": int((~torch.isfinite(seq_ll)).sum() + (~torch.isfinite(cand_scores)).sum()
-                                       + (~torch.isfinite(r)).sum()),
-               "rollout_halluc": (~roll.valid).float().mean().item(),
-               "rollout_hit": (roll.items == target[:, None]).any(1).float().mean().item()}
-    audit = None
-    if tu is not None:
-        agree, n_pairs = rank_agreement(rewards, tu, roll.valid)
-        metrics["rank_agreement"] = agree[n_pairs > 0].mean().item() if bool((n_pairs > 0).any()) else float("nan")
-        audit = {"d": d, "a": a, "gate": g, "agreement": agree, "pairs": n_pairs,
-                 "reward_truth_corr": _rowwise_corr(rewards.float(), tu, roll.valid), "target": target}
-        audit.update({k: v for k, v in (("e", e), ("u", u)) if v is not None})
-        audit = {k: v.detach().cpu().numpy() for k, v in audit.items()}
-    return ScoredBatch(nll, g, logp_T, rewards, hist, roll.tokens, metrics, audit, adv)
+    pick = lambda x, r: None if x is None else x[r]   # noqa: E731
+    g = torch.cat([compute_gate(gc, d[r], a[r], generator=gen, target_rate=rate, ranker_scores=rewards[r],
+                                true_utility=pick(tu, r), valid=roll.valid[r], exposure=pick(e, r),
+                                ensemble=pick(u, r))
+                   for r, gen, rate, gc in zip(runs, generators, target_rates, gate_cfgs or [gate_cfg] * K)])
+    adv = group_advantages(rewards, grpo.scale_rewards)                              # [K*B, G]
+    logp_T = _rollout_logprobs(model, cache, roll, adv, g, grpo, all_rows or K > 1)  # [K*B, G, Lp]
+    r_all = rewards.float()
+    out = []
+    for r in runs:
+        rw, sl = r_all[r], seq_ll[r]
+        metrics = {"mean_d": d[r].mean().item(), "mean_a": a[r].mean().item(),
+                   **{f"mean_{k}": v[r].mean().item() for k, v in (("e", e), ("u", u)) if v is not None},
+                   "reward": rw.mean().item(), "reward_std": rw.std(1).mean().item(),
+                   "frac_reward_zero_std": (rw.std(1) == 0).float().mean().item(),
+                   "nonfinite_scores": int((~torch.isfinite(sl)).sum() + (~torch.isfinite(cand_scores[r])).sum()
+                                           + (~torch.isfinite(rw)).sum()),
+                   "rollout_halluc": (~roll.valid[r]).float().mean().item(),
+                   "rollout_hit": (roll.items[r] == target[r, None]).any(1).float().mean().item()}
+        audit = None
+        if tu is not None:
+            agree, n_pairs = rank_agreement(rewards[r], tu[r], roll.valid[r])
+            metrics["rank_agreement"] = agree[n_pairs > 0].mean().item() if bool((n_pairs > 0).any()) \
+                else float("nan")
+            audit = {"d": d[r], "a": a[r], "gate": g[r], "agreement": agree, "pairs": n_pairs,
+                     "reward_truth_corr": _rowwise_corr(rw, tu[r], roll.valid[r]), "target": target[r]}
+            audit.update({k: v[r] for k, v in (("e", e), ("u", u)) if v is not None})
+            audit = {k: v.detach().cpu().numpy() for k, v in audit.items()}
+        out.append(ScoredBatch(nll[r], g[r], logp_T[r], rewards[r], hist[r], roll.tokens[r], metrics, audit, adv[r]))
+    return out
 
 
 def _rollout_logprobs(model, cache, roll, adv: torch.Tensor, g: torch.Tensor, grpo: GRPOConfig,
