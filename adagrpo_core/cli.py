@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -91,9 +92,11 @@ def semantic_ids_summary(prof: Profile, sids):
 
 
 def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Path, cache_dir=None,
-                     jobs: int = 1, scheduler: str | None = None) -> int:
-    """Every method x seeds, best and final checkpoints."""
+                     jobs: int = 1, scheduler: str | None = None, batch: int | None = None) -> int:
+    """Every method x seeds, best and final checkpoints (``batch``: seeds trained together)."""
     prof = get_profile(profile).with_rl_steps(steps or 0)
+    if batch:
+        prof = replace(prof, batch=batch)
     rows, summary = main_results(prof, seeds=seeds, out_root=runs / profile, cache_dir=cache_dir, jobs=jobs,
                                  scheduler=scheduler)
     print(summary.round(4).to_markdown(index=False))
@@ -169,6 +172,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="runs in parallel (a process pool, one torch thread each)")
     m.add_argument("--scheduler", default=None, help="a Dask scheduler address (tcp://host:port) instead of --jobs")
+    m.add_argument("--batch", type=int, default=None, metavar="K",
+                   help="train the seeds of each method K at a time on a stacked policy (default: the profile's, "
+                        "1 = each run alone; K > 1 pays on a GPU, not on a CPU core)")
     st = sub.add_parser("stratified", parents=[common], formatter_class=fmt, help="the paper's Tables 1-3",
                         description="The stratified analysis of the SFT base: RM influence overall, by policy "
                                     "difficulty and by difficulty x discriminability.")
@@ -196,6 +202,8 @@ def _validate(args) -> None:
             raise ValueError(f"--steps must be >= 1, got --steps {args.steps}")
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got --jobs {args.jobs}")
+        if args.batch is not None and args.batch < 1:
+            raise ValueError(f"--batch must be >= 1, got --batch {args.batch}")
     if args.cmd == "stratified":
         StrataConfig(top_n=args.top_n, k=args.k)
 
@@ -242,7 +250,7 @@ def main(argv=None) -> int:
             return reproduce(args.profile, args.out)
         if args.cmd == "main-results":
             return main_results_cmd(args.profile, args.seeds, args.steps, args.out, args.runs, jobs=args.jobs,
-                                    scheduler=args.scheduler)
+                                    scheduler=args.scheduler, batch=args.batch)
         return stratified_cmd(args.profile, args.out, split=args.split, checkpoint=args.checkpoint,
                               top_n=args.top_n, k=args.k)
     except (ValueError, FileNotFoundError) as e:     # bad input found later: one line, no traceback

@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,8 @@ __all__ = ["SUITE_PARAMETERS", "NotebookSetup", "check_notebook_params", "notebo
            "output_dir", "resolve_params", "setup"]
 
 
-_PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler"}
+_PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler",
+             "batch"}   # batch moves numbers by float rounding only (its runs' keys name it), as threads would
 """Parameters that change where or how fast a notebook runs, never its numbers."""
 
 _SELECTORS = {"dial", "gates"}
@@ -213,7 +214,8 @@ def setup(notebook: str, namespace: Mapping, *, allowed_profiles=PROFILES) -> No
     threads (``threads``, 0 keeps the default), builds the profile (``profile``, or ``sequences``'
     dataset; ``cache_dir``) with ``steps`` RL steps (0 keeps the profile's), creates the output
     folder (:func:`output_dir`, from ``out_dir``) and resolves the run root (``runs_dir``), the
-    number of jobs (``jobs``) and every None list parameter (:func:`resolve_params`).
+    number of jobs (``jobs``), the batch size (``batch``, 0 keeps the profile's) and every None
+    list parameter (:func:`resolve_params`).
     """
     params = _parameters(notebook, namespace)
     check_notebook_params(allowed_profiles=allowed_profiles, **params)
@@ -221,6 +223,8 @@ def setup(notebook: str, namespace: Mapping, *, allowed_profiles=PROFILES) -> No
         torch.set_num_threads(params["threads"])
     prof = notebook_profile(params.get("profile", "quick"), params.get("sequences"), params.get("cache_dir"))
     prof = prof.with_rl_steps(params.get("steps", 0))
+    if params.get("batch"):
+        prof = replace(prof, batch=params["batch"])
     out = output_dir(notebook, params.get("out_dir"), prof, params)
     out.mkdir(parents=True, exist_ok=True)
     runs = (Path(params["runs_dir"]) if params.get("runs_dir") else default_runs_dir()) / prof.name
@@ -287,6 +291,8 @@ def check_notebook_params(*, allowed_profiles=PROFILES, **params) -> None:
         bad("sequences", "must be the path of an existing user item item ... file (or None)")
     if "jobs" in params and not (is_int(params["jobs"]) and params["jobs"] >= 0):
         bad("jobs", "must be an int >= 0 (0 means one per CPU core)")
+    if "batch" in params and not (is_int(params["batch"]) and params["batch"] >= 0):
+        bad("batch", "must be an int >= 0 (0 means the profile's)")
     for name in ("run_dir", "out_dir", "cache_dir", "runs_dir"):
         if name in params and params[name] is not None and not isinstance(params[name], (str, os.PathLike)):
             bad(name, "must be a path or None")

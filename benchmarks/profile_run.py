@@ -88,7 +88,8 @@ def instrument(t: Timers) -> None:
     t.wrap(torch.optim.AdamW, "step", "optimiser step")
     t.wrap(loop_mod, "write_checkpoint", "checkpoint writes")
     t.wrap(loop_mod, "evaluate_policy", "validation beam search")
-    t.wrap(evaluate_mod, "evaluate_policy", "test beam search")
+    t.wrap(evaluate_mod, "evaluate_runs", lambda parent: parent if parent == "validation beam search"
+           else "test beam search")
     t.wrap(evaluate_mod, "slate_click_stats", "simulated A/B test (sim CTR)")
     t.wrap(evaluate_mod, "load_policy", "checkpoint loads")
     # the policy's two passes, named by where they run (training step, sampling, beam search)
@@ -133,7 +134,7 @@ def _targets():
                                      "_rollout_logprobs", "compute_loss")]
             + [(RewardModel, "__call__"), (RewardModel, "score_items"), (torch.Tensor, "backward"),
                (torch.nn.utils, "clip_grad_norm_"), (torch.optim.AdamW, "step"), (loop_mod, "write_checkpoint"),
-               (loop_mod, "evaluate_policy"), (evaluate_mod, "evaluate_policy"), (evaluate_mod, "slate_click_stats"),
+               (loop_mod, "evaluate_policy"), (evaluate_mod, "evaluate_runs"), (evaluate_mod, "slate_click_stats"),
                (evaluate_mod, "load_policy"), (SIDPolicy, "tuple_logprobs"), (SIDPolicy, "encode"), (SIDPolicy, "extend")])
 
 

@@ -29,6 +29,7 @@ seeds = None               # training seeds; None means the profile's (suite.mai
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
+batch = 0                  # seeds of one method trained together on a stacked policy (train/batched.py); 0 means the profile's (1: each run alone, the CPU default)
 reference_pairs = [["adagrpo", "random"], ["adagrpo", "nll"], ["adagrpo", "mix(0.5)"], ["adagrpo", "inverse"], ["adagrpo", "random(mean)"], ["exposure", "random[exposure]"]]   # paired tests [method, reference]; a pair with an untrained method is skipped (the last two: real data only)
 hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 20)
 

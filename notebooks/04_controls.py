@@ -37,6 +37,7 @@ seeds = None               # training seeds; None means the profile's (suite.see
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
+batch = 0                  # seeds of one method trained together on a stacked policy (train/batched.py); 0 means the profile's (1: each run alone, the CPU default)
 oracle_thresholds = None   # None means the profile list: quick 0.5 only, paper 0.5 0.8 0.9
 hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 20)
 

@@ -32,6 +32,7 @@ seeds = None               # training seeds; None means the profile's (suite.see
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
+batch = 0                  # seeds of one method trained together on a stacked policy (train/batched.py); 0 means the profile's (1: each run alone, the CPU default)
 tau = None                 # operating point: difficulty threshold; None means the profile's gate.tau (0.5)
 rho = None                 # operating point: discriminability threshold; None means the profile's gate.rho (0.5)
 lam = None                 # operating point: weight of the GRPO term; None means the profile's grpo.lam (1.0)

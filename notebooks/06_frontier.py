@@ -28,6 +28,7 @@ seeds = None               # training seeds; None means the profile's (suite.see
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
+batch = 0                  # seeds of one method trained together on a stacked policy (train/batched.py); 0 means the profile's (1: each run alone, the CPU default)
 lams = None                # mixture weights of the GRPO term; None means the profile list: 0.1 0.25 0.5 1 2, real data 0.1 0.5 1
 hr_k = 10                  # K of HR@K on the frontier (5, 10 or 20)
 

@@ -43,6 +43,7 @@ seeds = None               # training seeds; None means the profile's (suite.see
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
+batch = 0                  # seeds of one method trained together on a stacked policy (train/batched.py); 0 means the profile's (1: each run alone, the CPU default)
 noise_levels = None        # noisy_truth: std of the utility error on the rarest items; None means quick 3 only, paper 1 and 3
 mix_lams = None            # the fixed mixtures of the reward-source comparison; None means quick 1 only, paper 0.5 and 1
 logging_samples = 20       # Monte Carlo slates per user for the logging policy

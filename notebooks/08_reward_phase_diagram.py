@@ -41,6 +41,7 @@ seeds = None               # training seeds; None means the profile's (suite.see
 steps = 0                  # RL steps; 0 keeps the profile default
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 scheduler = None           # a Dask scheduler address such as tcp://host:8786; None runs here
+batch = 0                  # seeds of one method trained together on a stacked policy (train/batched.py); 0 means the profile's (1: each run alone, the CPU default)
 dial = None                # "bias", "noise" or "ranker_log"; None means every dial of the profile (quick: bias)
 values = None              # the dial's values; None means the profile's (quick bias: 0 and 4)
 methods = None             # None means the profile's list of the gate set (quick main: nll, mix(1), adagrpo, random)

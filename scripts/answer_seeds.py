@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,10 +48,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=None, help="artefact cache (default: .cache/ of the checkout)")
     ap.add_argument("--only", nargs="+", metavar="TABLE[:VALUE]", help="these points only, in this order")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="instead of the profile's answer_seeds")
+    ap.add_argument("--batch", type=int, default=None, metavar="K",
+                    help="seeds of a method trained together on a stacked policy (default: the profile's; "
+                         "K > 1 pays on a GPU, not on a CPU core; the runs' keys name their batch)")
     args = ap.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
+    if args.batch is not None and args.batch < 1:
+        raise SystemExit(f"--batch must be >= 1, got {args.batch}")
     prof = get_profile(args.profile)
+    if args.batch:
+        prof = replace(prof, batch=args.batch)
     seeds = args.seeds or prof.suite.answer_seeds
     out_root = (args.runs or default_runs_dir()) / prof.name
     plans = answer_plans(prof, seeds, out_root)               # [(table, value, profile, specs)], checked first

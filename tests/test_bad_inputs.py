@@ -170,6 +170,7 @@ def test_world_that_keeps_no_users_says_why():
     (["--threads", "0", "reproduce"], "--threads"),
     (["reproduce", "--threads", "-2"], "--threads"),
     (["main-results", "--steps", "0"], "--steps"),
+    (["main-results", "--batch", "0"], "--batch"),
     (["stratified", "--top-n", "5", "--k", "10"], "k="),
     (["stratified", "--split", "train"], "--split"),
 ])

@@ -194,3 +194,19 @@ def test_ten_seeds_batched_agree_with_per_run(cache, tmp_path):
     for key, per_run in gains[1].items():
         mean, half = mean_ci(per_run)
         assert abs(gains[5][key].mean() - mean) <= max(half, 1e-9), (key, gains[5][key], per_run)
+
+
+def test_cli_and_notebook_parameter_set_the_batch(cache, tmp_path, monkeypatch):
+    from adagrpo_core import cli
+    from adagrpo_core.notebook import setup
+    monkeypatch.setenv("ADAGRPO_CACHE", str(cache))
+    assert cli.main(["--out", str(tmp_path / "out"), "main-results", "--profile", "tiny", "--seeds", "0", "1",
+                     "--steps", "2", "--batch", "2", "--jobs", "1", "--runs", str(tmp_path / "runs")]) == 0
+    dirs = sorted(p.name for p in (tmp_path / "runs" / "tiny").glob("seed*/*"))
+    key = run_key(tiny(2, 2), *(lambda s: (s.grpo, s.gate, s.rl, None, (0, 1)))(
+        plan_runs(tiny(2, 2), METHODS[:1], [0, 1], tmp_path)[0]))
+    assert f"nll-{key}" in dirs                                   # the batched run's folder names its batch
+    nb = setup("03_main_results", {"profile": "tiny", "batch": 3, "out_dir": str(tmp_path / "nb")})
+    assert nb.prof.batch == 3
+    with pytest.raises(ValueError, match="batch"):
+        setup("03_main_results", {"profile": "tiny", "batch": -1, "out_dir": str(tmp_path / "nb")})

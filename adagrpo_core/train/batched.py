@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from ..eval.evaluate import evaluate_checkpoints_runs, evaluate_runs, validation_subset
 from ..model.policy import load_policy
@@ -97,7 +98,8 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
                      reliability=None, progress: bool = True, stop_after: int | None = None) -> list[RLResult]:
     """Train K runs of one method together (see the module docstring). ``gates``, ``cfgs``,
     ``out_dirs`` (and ``grpos``, ``reference_rates``): one per run; ``grpo`` is what the rollouts
-    share (num_generations, temperature, scale_rewards), ``grpos[k]`` run k's loss weights."""
+    share (num_generations, temperature, scale_rewards), ``grpos[k]`` run k's loss weights. Each
+    result's ``seconds`` is the batch's wall time over K (what a run cost)."""
     K = len(cfgs)
     grpos = grpos or [grpo] * K
     reference_rates = reference_rates or [None] * K
@@ -184,6 +186,7 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
             print(f"{desc}: step {step}/{cfg.steps}, {time.perf_counter() - t0:.0f} s, val HR@10 "
                   + " ".join(f"{m['HR@10']:.4f}" for m in ms), file=sys.stderr, flush=True)
 
+    bar = tqdm(total=cfg.steps, initial=step, desc=desc) if progress and not plain else None
     model.train()
     while step < cfg.steps:
         epoch, pos = divmod(step, n_per_epoch)
@@ -213,10 +216,15 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
         for k in range(K):
             logs[k].append({"step": step, "loss": losses[k].item(), **metrics[k]})
             since[k].append(logs[k][-1]["loss"])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({"admission_rate": f"{np.mean([m['admission_rate'] for m in metrics]):.3f}"})
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(step)
         if stop_after is not None and step >= stop_after:
             break
+    if bar is not None:
+        bar.close()
     model.eval()
     seconds = time.perf_counter() - t0
     return [RLResult(model, pd.DataFrame(logs[k]), pd.DataFrame(ckpts[k]), out_dirs[k], seconds / K)
