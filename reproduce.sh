@@ -73,3 +73,10 @@ done
 echo "[reproduce] wall time per notebook:"
 for t in "${timings[@]}"; do echo "  $t"; done
 echo "[reproduce] done in $((SECONDS - total_start)) s in total: tables and figures in figures/, executed notebooks in $run_dir/"
+# Does the run reproduce the committed tables? Identical on the CPU kind that made them; on another
+# kind every value with an interval should lie inside the combined interval of the two.
+echo "[reproduce] the tables against the committed ones (python -m adagrpo_core.cli check --profile $profile):"
+if ! .venv/bin/python -m adagrpo_core.cli check --profile "$profile"; then
+  echo "[reproduce] FAILED: more values fall outside the committed intervals than a regeneration on another CPU kind should give" >&2
+  exit 1
+fi

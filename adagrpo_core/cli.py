@@ -26,6 +26,7 @@ from .data.sequences import SequencesConfig
 from .data.world import exposure_concentration
 from .eval.strata import StrataConfig
 from .experiments import main_results, sft_reference, world_calibration
+from .paths import default_figures_dir
 from .pipeline import dataset_profile, get_ranker, get_sids, get_world
 from .reward.reliability import reliability_report
 from .stratified import run_stratified
@@ -106,6 +107,17 @@ def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Pa
     return 0
 
 
+def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outside: float | None) -> int:
+    """Regenerated tables against the committed ones (``regeneration.py``); prints a report."""
+    from .regeneration import MAX_OUTSIDE, check_tables, exit_code, report
+    share = MAX_OUTSIDE if max_outside is None else max_outside
+    if not 0 <= share <= 1:
+        raise ValueError(f"--max-outside must be in [0, 1], got --max-outside {max_outside}")
+    checks = check_tables(folder or default_figures_dir(), f"*_{profile}*.csv", against)
+    print(report(checks, share))
+    return exit_code(checks, share)
+
+
 def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test", checkpoint: str = "best",
                    top_n: int = 20, k: int = 10) -> int:
     """Tables 1-3 of the stratified analysis for a profile (what notebook 02 shows, without plots)."""
@@ -175,6 +187,18 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=int, default=None, metavar="K",
                    help="train the seeds of each method K at a time on a stacked policy (default: the profile's, "
                         "1 = each run alone; K > 1 pays on a GPU, not on a CPU core)")
+    ck = sub.add_parser("check", parents=[common], formatter_class=fmt,
+                        help="regenerated tables against the committed ones",
+                        description="Compare every table a run wrote with its committed version: identical, "
+                                    "within intervals (every value with an interval inside the combined interval "
+                                    "of the two), or outside (listed). Exits 1 only when more than --max-outside "
+                                    "of the values with an interval fall outside. --profile (default quick) "
+                                    "picks the tables named *_<profile>*.csv.")
+    ck.add_argument("--folder", type=Path, default=None, help="where the run wrote them (default: figures/)")
+    ck.add_argument("--against", type=Path, default=None,
+                    help="a folder of reference tables instead of the committed (git HEAD) versions")
+    ck.add_argument("--max-outside", type=float, default=None, metavar="SHARE",
+                    help="the share of values with an interval that may fall outside (default 0.02)")
     st = sub.add_parser("stratified", parents=[common], formatter_class=fmt, help="the paper's Tables 1-3",
                         description="The stratified analysis of the SFT base: RM influence overall, by policy "
                                     "difficulty and by difficulty x discriminability.")
@@ -248,6 +272,8 @@ def main(argv=None) -> int:
             return reproduce(dataset_profile(cfg, args.profile, args.sft_steps), args.out)
         if args.cmd == "reproduce":
             return reproduce(args.profile, args.out)
+        if args.cmd == "check":
+            return check_cmd(args.profile or "quick", args.folder, args.against, args.max_outside)
         if args.cmd == "main-results":
             return main_results_cmd(args.profile, args.seeds, args.steps, args.out, args.runs, jobs=args.jobs,
                                     scheduler=args.scheduler, batch=args.batch)

@@ -490,6 +490,9 @@ def sandbox(tmp_path):
     pm = tmp_path / ".venv" / "bin" / "papermill"
     pm.write_text('#!/usr/bin/env bash\ncp "$1" "$2"\ncase "$1" in *02_*) exit 1;; esac\n')
     pm.chmod(0o755)
+    py = tmp_path / ".venv" / "bin" / "python"     # the package's commands (the final check): log, succeed
+    py.write_text('#!/usr/bin/env bash\necho "$@" >> cli_args\n')
+    py.chmod(0o755)
     (tmp_path / "notebooks").mkdir()
     for nb in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"):
         (tmp_path / "notebooks" / nb).write_text("{}")
@@ -530,18 +533,22 @@ def test_reproduce_writes_a_fresh_run_folder_and_keeps_the_failed_notebook(sandb
     assert re.search(r"01_a\.ipynb: \d+ s\n  02_ok\.ipynb: \d+ s\n  03_c\.ipynb: \d+ s", r.stdout)
     assert re.search(r"done in \d+ s in total", r.stdout)
     assert sorted(p.name for p in stale.parent.iterdir()) == ["01_a.ipynb", "02_ok.ipynb", "03_c.ipynb"]
+    # last, the reproduction check against the committed tables; its failure fails the run
+    assert (sandbox / "cli_args").read_text().split() == ["-m", "adagrpo_core.cli", "check", "--profile", "tiny"]
+    (sandbox / ".venv" / "bin" / "python").write_text("#!/usr/bin/env bash\nexit 1\n")
+    r, _ = run_reproduce(sandbox, "tiny")
+    assert r.returncode == 1 and "FAILED: more values fall outside" in r.stderr
 
 
 def test_reproduce_amazon_runs_the_reference_models_then_skips_what_needs_the_truth(sandbox):
     py = sandbox / ".venv" / "bin" / "python"
-    py.write_text('#!/usr/bin/env bash\necho "$@" > cli_args\n')
-    py.chmod(0o755)
     (sandbox / ".venv" / "bin" / "papermill").write_text('#!/usr/bin/env bash\ncp "$1" "$2"\n')
     for nb in ("05_e.ipynb", "07_g.ipynb"):
         (sandbox / "notebooks" / nb).write_text("{}")
     r, _ = run_reproduce(sandbox, "amazon")
     assert r.returncode == 0, r.stderr
-    assert (sandbox / "cli_args").read_text().split() == ["-m", "adagrpo_core.cli", "reproduce", "--profile", "amazon"]
+    assert (sandbox / "cli_args").read_text().splitlines() == ["-m adagrpo_core.cli reproduce --profile amazon",
+                                                                "-m adagrpo_core.cli check --profile amazon"]
     assert sorted(p.name for p in (sandbox / "notebooks" / "executed" / "amazon").iterdir()) == ["02_b.ipynb", "03_c.ipynb"]
     assert "skipping 01_a.ipynb" in r.stdout and "skipping 07_g.ipynb" in r.stdout and "skipping 05_e.ipynb" in r.stdout
     assert re.search(r"reference models: \d+ s", r.stdout)
