@@ -28,6 +28,7 @@ from .eval.strata import StrataConfig
 from .experiments import main_results, sft_reference, world_calibration
 from .paths import default_figures_dir
 from .pipeline import dataset_profile, get_ranker, get_sids, get_world
+from .regeneration import MAX_OUTSIDE, check_tables, exit_code, report
 from .reward.reliability import reliability_report
 from .stratified import run_stratified
 from .tables import save_table
@@ -109,7 +110,6 @@ def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Pa
 
 def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outside: float | None) -> int:
     """Regenerated tables against the committed ones (``regeneration.py``); prints a report."""
-    from .regeneration import MAX_OUTSIDE, check_tables, exit_code, report
     share = MAX_OUTSIDE if max_outside is None else max_outside
     if not 0 <= share <= 1:
         raise ValueError(f"--max-outside must be in [0, 1], got --max-outside {max_outside}")
