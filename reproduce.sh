@@ -11,8 +11,10 @@
 #           of runs on a CPU machine: run them by hand with -p profile amazon)
 # Notebook 09 (Coat: real users, randomly assigned ratings; figures/coat/) runs with every profile when
 # ADAGRPO_COAT_DIR names the Coat folder, and is skipped with a message otherwise.
-# Executed notebooks land in notebooks/executed/<profile>/ (a fresh folder each run); tables and
-# figures in figures/ (figures/amazon/ for Beauty). The first failing notebook stops the run with
+# Executed notebooks land in notebooks/executed/<profile>/ (a fresh folder each run) with an HTML
+# copy of each and index.html (the answers, the key figures, links; its path is printed last);
+# tables and figures in figures/ (figures/amazon/ for Beauty). Last, the tables are checked
+# against the committed ones (python -m adagrpo_core.cli check). The first failing notebook stops the run with
 # a non-zero exit; its executed copy is kept. The profile is checked before any set-up: a bad one
 # exits 2 at once.
 set -euo pipefail
@@ -75,8 +77,13 @@ for t in "${timings[@]}"; do echo "  $t"; done
 echo "[reproduce] done in $((SECONDS - total_start)) s in total: tables and figures in figures/, executed notebooks in $run_dir/"
 # Does the run reproduce the committed tables? Identical on the CPU kind that made them; on another
 # kind every value with an interval should lie inside the combined interval of the two.
+# The run's page: the answers, the key figures, every executed notebook as HTML (printed last).
+page="$(.venv/bin/python -m adagrpo_core.suite.report "$run_dir" "$profile")"
 echo "[reproduce] the tables against the committed ones (python -m adagrpo_core.cli check --profile $profile):"
-if ! .venv/bin/python -m adagrpo_core.cli check --profile "$profile"; then
+check=0
+.venv/bin/python -m adagrpo_core.cli check --profile "$profile" || check=$?
+if [ "$check" -ne 0 ]; then
   echo "[reproduce] FAILED: more values fall outside the committed intervals than a regeneration on another CPU kind should give" >&2
-  exit 1
 fi
+echo "[reproduce] the run's page: $page"
+exit "$check"

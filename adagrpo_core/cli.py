@@ -25,13 +25,13 @@ from .configs import PROFILES, Profile, get_profile
 from .data.sequences import SequencesConfig
 from .data.world import exposure_concentration
 from .eval.strata import StrataConfig
-from .experiments import main_results, sft_reference, world_calibration
-from .paths import default_figures_dir
+from .suite.experiments import main_results, sft_reference, world_calibration
+from .common.paths import default_figures_dir
 from .pipeline import dataset_profile, get_ranker, get_sids, get_world
-from .regeneration import MAX_OUTSIDE, check_tables, exit_code, report
+from .suite.regeneration import MAX_OUTSIDE, check_tables, exit_code, report
 from .reward.reliability import reliability_report
-from .stratified import run_stratified
-from .tables import save_table
+from .suite.stratified import run_stratified
+from .suite.tables import save_table
 
 
 def tables_dir(out, prof: Profile) -> Path:

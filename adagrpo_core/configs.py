@@ -22,7 +22,7 @@ from .reward.ranker import RankerConfig
 from .reward.reward_model import RewardConfig
 from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
-from .checks import check_int, check_range
+from .common.checks import check_int, check_range
 from .train.loop import LoopConfig
 from .train.rl import RLConfig
 from .train.sft import SFTConfig

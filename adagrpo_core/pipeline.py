@@ -24,12 +24,12 @@ from .model.item_embeddings import collaborative_semantic_ids
 from .model.policy import PolicyConfig
 from .model.sasrec import train_sasrec
 from .model.semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids, sids_hash
-from .paths import default_cache_dir
+from .common.paths import default_cache_dir
 from .reward.ensemble import bootstrap_log
 from .reward.ranker import load_ranker
 from .reward.training import train_ranker
-from .runtime import torch_threads
-from .storage import DamagedFileError, atomic_write_bytes, config_hash, load_checkpoint
+from .common.runtime import torch_threads
+from .common.storage import DamagedFileError, atomic_write_bytes, config_hash, load_checkpoint
 from .train.sft import SFTConfig, train_sft
 
 

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .configs import Profile
 from .data.impressions import reward_coverage
@@ -54,8 +53,8 @@ from .reward.sources import build_reward
 from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
 from .rl.step import ReliabilityInputs
-from .runtime import torch_threads
-from .storage import atomic_write_text, config_hash
+from .common.runtime import progress_bar, torch_threads
+from .common.storage import atomic_write_text, config_hash
 from .train.batched import run_methods_batched
 from .train.rl import RLConfig, run_method
 
@@ -403,7 +402,7 @@ def execute_planned(plans: list[tuple[Profile, list[RunSpec]]], cache_dir=None, 
     n_todo = sum(len(u) for u in todo)
     bar = None
     if progress:
-        bar = tqdm(total=len(unique), initial=len(unique) - n_todo, desc="runs", unit="run", file=sys.stderr)
+        bar = progress_bar(total=len(unique), initial=len(unique) - n_todo, desc="runs", unit="run")
     t0, done = time.perf_counter(), 0
     todo_dirs = {s.out_dir for u in todo for s in u}
     pending = lambda u: {s.reference for s in u if s.reference in todo_dirs}   # noqa: E731  (references not done)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from adagrpo_core.configs import get_profile
-from adagrpo_core.experiments import default_methods, main_results
+from adagrpo_core.suite.experiments import default_methods, main_results
 from adagrpo_core.runs import prepare
 
 

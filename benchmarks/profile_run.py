@@ -32,7 +32,7 @@ import adagrpo_core.eval.evaluate as evaluate_mod  # noqa: E402
 import adagrpo_core.rl.step as step_mod  # noqa: E402
 import adagrpo_core.train.loop as loop_mod  # noqa: E402
 from adagrpo_core.configs import get_profile  # noqa: E402
-from adagrpo_core.experiments import default_methods  # noqa: E402
+from adagrpo_core.suite.experiments import default_methods  # noqa: E402
 from adagrpo_core.model.policy import SIDPolicy  # noqa: E402
 from adagrpo_core.model.stacked import stack_policies  # noqa: E402
 from adagrpo_core.reward.reward_model import RewardModel  # noqa: E402

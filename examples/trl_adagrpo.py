@@ -43,7 +43,7 @@ from adagrpo_core.eval.metrics import hallucination_rate, hr_at_k  # noqa: E402
 from adagrpo_core.integrations.trl import AdaGRPOConfig, AdaGRPOTrainer  # noqa: E402
 from adagrpo_core.pipeline import get_ranker, get_sids, get_world  # noqa: E402
 from adagrpo_core.reward.reward_model import RewardModel  # noqa: E402
-from adagrpo_core.runtime import seed_everything  # noqa: E402
+from adagrpo_core.common.runtime import seed_everything  # noqa: E402
 
 SPECIALS = ["<pad>", "<eos>", "<unk>", "<none>"]
 

@@ -25,15 +25,15 @@ threads = 0                # torch CPU threads; 0 keeps the torch default
 jobs = 0                   # processes that build the SFT base and the ranker (at once when 2 or more); 0 means one per CPU core
 
 # %%
-from adagrpo_core import plots
+from adagrpo_core.suite import plots
 from adagrpo_core.data.world import exposure_concentration
-from adagrpo_core.experiments import sft_reference
-from adagrpo_core.notebook import setup
+from adagrpo_core.suite.experiments import sft_reference
+from adagrpo_core.suite.notebook import setup
 from adagrpo_core.pipeline import get_ranker, get_sids, get_world
-from adagrpo_core.plots import save_figure
+from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reliability import reliability_report
 from adagrpo_core.runs import prepare
-from adagrpo_core.storage import atomic_save_df
+from adagrpo_core.common.storage import atomic_save_df
 
 nb = setup("01_world_and_ranker", globals())   # checks the parameters first; profile, output folder, jobs
 prepare(nb.prof, cache_dir, progress=False, jobs=nb.jobs)   # world, IDs, then SFT base and ranker side by side

@@ -56,14 +56,14 @@ from pathlib import Path
 import torch
 from IPython.display import display
 
-from adagrpo_core import plots
+from adagrpo_core.suite import plots
 from adagrpo_core.eval.strata import StrataConfig
-from adagrpo_core.notebook import setup
-from adagrpo_core.plots import save_figure
-from adagrpo_core.storage import atomic_save_df
-from adagrpo_core.stratified import explore_stratum, run_stratified
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import stratified_verdict
+from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.plots import save_figure
+from adagrpo_core.common.storage import atomic_save_df
+from adagrpo_core.suite.stratified import explore_stratum, run_stratified
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import stratified_verdict
 
 nb = setup("02_stratified_analysis", globals())   # checks the parameters first; profile, output folder
 torch.manual_seed(seed)
@@ -132,7 +132,7 @@ for ex in explore_stratum(nb.prof, df, explore_difficulty_q, explore_discrim_q, 
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(stratified_verdict(t1, t3, k)))

@@ -38,8 +38,8 @@ from dataclasses import replace
 
 from IPython.display import display
 
-from adagrpo_core import plots
-from adagrpo_core.experiments import (
+from adagrpo_core.suite import plots
+from adagrpo_core.suite.experiments import (
     MethodSpec,
     gain_headline,
     gains_over_base,
@@ -49,11 +49,11 @@ from adagrpo_core.experiments import (
     reward_sources,
     summarize,
 )
-from adagrpo_core.notebook import setup
-from adagrpo_core.plots import save_figure
+from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import main_results_verdict
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import main_results_verdict
 
 nb = setup("03_main_results", globals())   # checks the parameters first; profile, output folder, runs, seeds
 rows, summary = main_results(nb.prof, answer="nb03_headline", **nb.run_args)   # the headline's methods also at suite.answer_seeds
@@ -107,7 +107,7 @@ headline.round(4)
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(main_results_verdict(summary, pooled, hr_k, len(nb.seeds))))

@@ -42,17 +42,17 @@ oracle_thresholds = None   # None means the profile list: quick 0.5 only, paper 
 hr_k = 10                  # K of the paired HR@K tests and the plots (5, 10 or 20)
 
 # %%
-from adagrpo_core import plots
-from adagrpo_core.experiments import (
+from adagrpo_core.suite import plots
+from adagrpo_core.suite.experiments import (
     control_methods,
     main_results,
     paired_tests_both,
     read_steps,
 )
-from adagrpo_core.notebook import setup
-from adagrpo_core.plots import save_figure
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import controls_verdict
+from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.plots import save_figure
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import controls_verdict
 
 nb = setup("04_controls", globals())   # checks the parameters first; profile, output folder, runs, lists
 methods = control_methods(nb.oracle_thresholds, nb.prof.gate.oracle_threshold, nb.prof.is_simulated)   # no oracle on real data
@@ -89,7 +89,7 @@ pooled.round(4)
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(controls_verdict(summary, pooled, names, hr_k)))

@@ -44,19 +44,19 @@ hr_k = 10                  # K of HR@K (5, 10 or 20)
 # %%
 from IPython.display import display
 
-from adagrpo_core import plots
-from adagrpo_core.experiments import main_results
-from adagrpo_core.notebook import setup
-from adagrpo_core.plots import save_figure
-from adagrpo_core.sweeps import (
+from adagrpo_core.suite import plots
+from adagrpo_core.suite.experiments import main_results
+from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.plots import save_figure
+from adagrpo_core.suite.sweeps import (
     default_grids,
     knob_table,
     operating_point,
     sweep_methods,
     sweep_table,
 )
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import sensitivity_verdict
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import sensitivity_verdict
 
 nb = setup("05_sensitivity", globals())   # checks the parameters first; profile, output folder, runs, grids
 prof = operating_point(nb.prof, tau=nb.tau, rho=nb.rho, lam=nb.lam, num_negatives=nb.num_negatives,
@@ -109,7 +109,7 @@ if "ctr_gain_vs_random" in table:
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(sensitivity_verdict(table, len(nb.seeds), grid_note)))

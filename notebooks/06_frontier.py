@@ -33,12 +33,12 @@ lams = None                # mixture weights of the GRPO term; None means the pr
 hr_k = 10                  # K of HR@K on the frontier (5, 10 or 20)
 
 # %%
-from adagrpo_core import plots
-from adagrpo_core.experiments import frontier_methods, main_results
-from adagrpo_core.notebook import setup
-from adagrpo_core.plots import save_figure
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import add_mixture_lam, frontier_verdict
+from adagrpo_core.suite import plots
+from adagrpo_core.suite.experiments import frontier_methods, main_results
+from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.plots import save_figure
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import add_mixture_lam, frontier_verdict
 
 nb = setup("06_frontier", globals())   # checks the parameters first; profile, output folder, runs, lambdas
 rows, summary = main_results(nb.prof, methods=frontier_methods(nb.lams), **nb.run_args)
@@ -52,7 +52,7 @@ summary[["method", "checkpoint", "seeds", f"HR@{hr_k}", f"HR@{hr_k}_ci", "halluc
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(frontier_verdict(summary, hr_k)))

@@ -53,7 +53,7 @@ reliability_methods = None # reliability gates beside their controls (random[X],
 import pandas as pd
 from IPython.display import display
 
-from adagrpo_core import plots
+from adagrpo_core.suite import plots
 from adagrpo_core.data.impressions import exposure_buckets
 from adagrpo_core.eval.audit import (
     accuracy_table,
@@ -61,7 +61,7 @@ from adagrpo_core.eval.audit import (
     diagnostic_roc,
     load_audits,
 )
-from adagrpo_core.experiments import (
+from adagrpo_core.suite.experiments import (
     MethodSpec,
     ab_reference,
     gap_to_best_mixture,
@@ -70,13 +70,13 @@ from adagrpo_core.experiments import (
     reward_sources,
     summarize,
 )
-from adagrpo_core.notebook import setup
-from adagrpo_core.phase import phase_methods
+from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.phase import phase_methods
 from adagrpo_core.pipeline import get_world
-from adagrpo_core.plots import save_figure
+from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import ab_audit_verdict, zero_truth_noise
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import ab_audit_verdict, zero_truth_noise
 
 nb = setup("07_ab_test_and_audit", globals())   # checks the parameters first; profile, output folder, runs, lists
 if not nb.prof.is_simulated:
@@ -147,7 +147,7 @@ acc.round(4)
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(ab_audit_verdict(ref, pooled, gaps, acc, roc)))

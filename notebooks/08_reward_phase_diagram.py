@@ -54,13 +54,13 @@ placement_states = 500     # test user states of the placement regression (x eve
 # %%
 from IPython.display import display
 
-from adagrpo_core import plots
-from adagrpo_core.notebook import setup
-from adagrpo_core.phase import DIALS, answer_table, dial_reward, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
-from adagrpo_core.plots import save_figure
+from adagrpo_core.suite import plots
+from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.phase import DIALS, answer_table, dial_reward, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
+from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import phase_verdict, placement_verdict, reliability_verdict
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import phase_verdict, placement_verdict, reliability_verdict
 
 nb = setup("08_reward_phase_diagram", globals())   # checks the parameters first; profile, output folder, runs, lists
 if not nb.prof.is_simulated:
@@ -103,7 +103,7 @@ for d, vals in plan.items():
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(placement_verdict(place)))

@@ -63,12 +63,12 @@ import time
 
 from IPython.display import display
 
-from adagrpo_core import coat_plots
-from adagrpo_core.coat_study import notebook_setup, run_study
-from adagrpo_core.coat_tables import all_tables
-from adagrpo_core.plots import save_figure
-from adagrpo_core.tables import save_table
-from adagrpo_core.verdicts import coat_verdict
+from adagrpo_core.suite import coat_plots
+from adagrpo_core.suite.coat_study import notebook_setup, run_study
+from adagrpo_core.suite.coat_tables import all_tables
+from adagrpo_core.suite.plots import save_figure
+from adagrpo_core.suite.tables import save_table
+from adagrpo_core.suite.verdicts import coat_verdict
 
 start = time.perf_counter()
 data, cfg, out = notebook_setup(data_dir, verify_sha256, positive_threshold, seeds, members, n_boot, out_dir)
@@ -109,7 +109,7 @@ tables["gate_audit"].drop(columns="per_seed").round(4)
 # %% [markdown]
 # ## What the numbers say
 #
-# The text below is generated from the tables above by `adagrpo_core.verdicts.coat_verdict`. Nothing in it is typed by hand.
+# The text below is generated from the tables above by `adagrpo_core.suite.verdicts.coat_verdict`. Nothing in it is typed by hand.
 
 # %%
 print("\n".join(coat_verdict(tables)))

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adagrpo_core.configs import ANSWER_TABLES, PROFILES, get_profile  # noqa: E402
-from adagrpo_core.paths import default_runs_dir  # noqa: E402
-from adagrpo_core.phase import answer_plans  # noqa: E402
+from adagrpo_core.common.paths import default_runs_dir  # noqa: E402
+from adagrpo_core.suite.phase import answer_plans  # noqa: E402
 from adagrpo_core.runs import execute_planned  # noqa: E402
 
 

@@ -41,8 +41,8 @@ from adagrpo_core.model.item_embeddings import collaborative_semantic_ids  # noq
 from adagrpo_core.model.policy import load_policy  # noqa: E402
 from adagrpo_core.model.semantic_ids import SIDConfig  # noqa: E402
 from adagrpo_core.pipeline import get_sft, get_sids, get_world  # noqa: E402
-from adagrpo_core.storage import load_checkpoint# noqa: E402
-from adagrpo_core.tables import save_table# noqa: E402
+from adagrpo_core.common.storage import load_checkpoint# noqa: E402
+from adagrpo_core.suite.tables import save_table# noqa: E402
 
 KINDS = ("letter", "attributes", "both")
 

@@ -16,7 +16,7 @@ import torch
 
 from adagrpo_core.reward.ranker import RankerConfig
 from adagrpo_core.reward.reliability import reliability_by_bias
-from adagrpo_core.storage import atomic_save_df
+from adagrpo_core.common.storage import atomic_save_df
 from adagrpo_core.data.world import WorldConfig
 
 

@@ -26,13 +26,13 @@ import pandas as pd
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.evaluate import run_hits, start_ranked
 from adagrpo_core.eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci
-from adagrpo_core.experiments import MethodSpec
-from adagrpo_core.paths import default_figures_dir, default_runs_dir
+from adagrpo_core.suite.experiments import MethodSpec
+from adagrpo_core.common.paths import default_figures_dir, default_runs_dir
 from adagrpo_core.pipeline import get_sft, get_sids, get_world
 from adagrpo_core.runs import execute, plan_runs
-from adagrpo_core.runtime import torch_threads
-from adagrpo_core.storage import load_checkpoint
-from adagrpo_core.tables import save_table
+from adagrpo_core.common.runtime import torch_threads
+from adagrpo_core.common.storage import load_checkpoint
+from adagrpo_core.suite.tables import save_table
 
 
 def main(argv=None) -> int:

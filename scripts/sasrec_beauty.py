@@ -27,9 +27,9 @@ from adagrpo_core.data.amazon import AmazonConfig
 from adagrpo_core.model.datasets import load_amazon
 from adagrpo_core.model.sasrec import SASRecConfig, evaluate_popularity, evaluate_sasrec
 from adagrpo_core.pipeline import data_key, get_sasrec
-from adagrpo_core.paths import default_cache_dir, default_figures_dir
-from adagrpo_core.storage import config_hash
-from adagrpo_core.tables import save_table
+from adagrpo_core.common.paths import default_cache_dir, default_figures_dir
+from adagrpo_core.common.storage import config_hash
+from adagrpo_core.suite.tables import save_table
 
 
 def candidate(dropout: float, epochs: int, patience: int) -> SASRecConfig:

@@ -28,17 +28,17 @@ import pandas as pd
 
 matplotlib.use("Agg")
 
-from adagrpo_core import plots  # noqa: E402
+from adagrpo_core.suite import plots# noqa: E402
 from adagrpo_core.configs import get_profile  # noqa: E402
 from adagrpo_core.data.amazon import AmazonConfig  # noqa: E402
 from adagrpo_core.data.sequences import SequencesConfig  # noqa: E402
 from adagrpo_core.eval.evaluate import evaluate_policy, test_examples, validation_subset  # noqa: E402
 from adagrpo_core.model.policy import load_policy  # noqa: E402
-from adagrpo_core.paths import default_figures_dir  # noqa: E402
+from adagrpo_core.common.paths import default_figures_dir  # noqa: E402
 from adagrpo_core.pipeline import dataset_profile, get_sft, get_sids, get_world, sft_cached  # noqa: E402
-from adagrpo_core.runtime import torch_threads  # noqa: E402
-from adagrpo_core.storage import load_checkpoint  # noqa: E402
-from adagrpo_core.tables import save_table  # noqa: E402
+from adagrpo_core.common.runtime import torch_threads  # noqa: E402
+from adagrpo_core.common.storage import load_checkpoint  # noqa: E402
+from adagrpo_core.suite.tables import save_table  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -182,7 +182,7 @@ def test_pipeline_runs_on_a_real_format_dataset_without_truth(tmp_path, monkeypa
     from adagrpo_core.data import amazon
     from adagrpo_core.data.amazon import AmazonConfig
     from adagrpo_core.eval.strata import StrataConfig
-    from adagrpo_core.stratified import run_stratified
+    from adagrpo_core.suite.stratified import run_stratified
     from adagrpo_core.configs import get_profile
     from adagrpo_core.pipeline import get_sids, get_world
     from adagrpo_core.model.policy import PolicyConfig

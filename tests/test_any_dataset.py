@@ -15,7 +15,7 @@ from adagrpo_core.pipeline import data_key, get_sids, get_world
 from adagrpo_core.model.semantic_ids import SIDConfig
 from adagrpo_core.reward.ranker import RankerConfig
 from adagrpo_core.reward.training import train_ranker
-from adagrpo_core.storage import load_checkpoint
+from adagrpo_core.common.storage import load_checkpoint
 
 N_CLUSTERS, PER_CLUSTER = 10, 10
 

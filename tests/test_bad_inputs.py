@@ -29,7 +29,7 @@ from adagrpo_core import cli
 from adagrpo_core.configs import (AmazonConfig, GateConfig, GRPOConfig, PolicyConfig, RankerConfig, RewardConfig,
                                   RLConfig, SFTConfig, SIDConfig, WorldConfig)
 from adagrpo_core.eval.strata import StrataConfig
-from adagrpo_core.notebook import check_notebook_params
+from adagrpo_core.suite.notebook import check_notebook_params
 from adagrpo_core.data.amazon import draw_excluding, parse_sequences, semi_synthetic_impressions
 from adagrpo_core.model.datasets import attribute_features, letter_semantic_ids, load_sequences_dataset
 from adagrpo_core.data.interactions import Interactions
@@ -42,9 +42,9 @@ from adagrpo_core.reward.reward_model import RewardModel
 from adagrpo_core.reward.training import train_ranker
 from adagrpo_core.train.rl import train_rl
 from adagrpo_core.train.sft import train_sft
-from adagrpo_core.checks import check_range
-from adagrpo_core.storage import DamagedFileError, atomic_torch_save
-from adagrpo_core.tables import save_table
+from adagrpo_core.common.checks import check_range
+from adagrpo_core.common.storage import DamagedFileError, atomic_torch_save
+from adagrpo_core.suite.tables import save_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PCFG = PolicyConfig(n_layer=1, n_head=2, n_embd=16, max_history=5)
@@ -534,8 +534,10 @@ def test_reproduce_writes_a_fresh_run_folder_and_keeps_the_failed_notebook(sandb
     assert re.search(r"done in \d+ s in total", r.stdout)
     assert sorted(p.name for p in stale.parent.iterdir()) == ["01_a.ipynb", "02_ok.ipynb", "03_c.ipynb"]
     # last, the reproduction check against the committed tables; its failure fails the run
-    assert (sandbox / "cli_args").read_text().split() == ["-m", "adagrpo_core.cli", "check", "--profile", "tiny"]
-    (sandbox / ".venv" / "bin" / "python").write_text("#!/usr/bin/env bash\nexit 1\n")
+    assert (sandbox / "cli_args").read_text().splitlines() == ["-m adagrpo_core.suite.report notebooks/executed/tiny tiny",
+                                                                "-m adagrpo_core.cli check --profile tiny"]
+    assert r.stdout.rstrip().splitlines()[-1].startswith("[reproduce] the run's page:")
+    (sandbox / ".venv" / "bin" / "python").write_text('#!/usr/bin/env bash\ncase "$*" in *check*) exit 1;; esac\n')
     r, _ = run_reproduce(sandbox, "tiny")
     assert r.returncode == 1 and "FAILED: more values fall outside" in r.stderr
 
@@ -548,6 +550,7 @@ def test_reproduce_amazon_runs_the_reference_models_then_skips_what_needs_the_tr
     r, _ = run_reproduce(sandbox, "amazon")
     assert r.returncode == 0, r.stderr
     assert (sandbox / "cli_args").read_text().splitlines() == ["-m adagrpo_core.cli reproduce --profile amazon",
+                                                                "-m adagrpo_core.suite.report notebooks/executed/amazon amazon",
                                                                 "-m adagrpo_core.cli check --profile amazon"]
     assert sorted(p.name for p in (sandbox / "notebooks" / "executed" / "amazon").iterdir()) == ["02_b.ipynb", "03_c.ipynb"]
     assert "skipping 01_a.ipynb" in r.stdout and "skipping 07_g.ipynb" in r.stdout and "skipping 05_e.ipynb" in r.stdout
@@ -560,8 +563,8 @@ def test_reproduce_amazon_runs_the_reference_models_then_skips_what_needs_the_tr
 # ------------------------------------------------------------------ outputs never overwrite each other
 def test_sweep_and_smoke_outputs_go_to_their_own_folders(tmp_path):
     from adagrpo_core.configs import get_profile
-    from adagrpo_core.notebook import notebook_defaults, output_dir
-    from adagrpo_core.paths import default_figures_dir
+    from adagrpo_core.suite.notebook import notebook_defaults, output_dir
+    from adagrpo_core.common.paths import default_figures_dir
     defaults = notebook_defaults(Path(__file__).resolve().parent.parent / "notebooks" / "03_main_results.ipynb")
     quick, tiny = get_profile("quick"), get_profile("tiny")
     base = default_figures_dir()

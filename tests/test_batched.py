@@ -11,7 +11,7 @@ import torch
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.stats import mean_ci
-from adagrpo_core.experiments import MethodSpec, main_results
+from adagrpo_core.suite.experiments import MethodSpec, main_results
 from adagrpo_core.model.policy import load_policy
 from adagrpo_core.model.stacked import stack_policies
 from adagrpo_core.rl.step import compute_loss, sample_and_score, sample_and_score_runs
@@ -198,7 +198,7 @@ def test_ten_seeds_batched_agree_with_per_run(cache, tmp_path):
 
 def test_cli_and_notebook_parameter_set_the_batch(cache, tmp_path, monkeypatch):
     from adagrpo_core import cli
-    from adagrpo_core.notebook import setup
+    from adagrpo_core.suite.notebook import setup
     monkeypatch.setenv("ADAGRPO_CACHE", str(cache))
     assert cli.main(["--out", str(tmp_path / "out"), "main-results", "--profile", "tiny", "--seeds", "0", "1",
                      "--steps", "2", "--batch", "2", "--jobs", "1", "--runs", str(tmp_path / "runs")]) == 0

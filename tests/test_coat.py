@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from adagrpo_core.coat_study import CoatStudyConfig, notebook_setup, run_study
-from adagrpo_core.coat_tables import all_tables
+from adagrpo_core.suite.coat_study import CoatStudyConfig, notebook_setup, run_study
+from adagrpo_core.suite.coat_tables import all_tables
 from adagrpo_core.data.coat import FILES, load_coat
 from adagrpo_core.eval import coat_reliability as rel
 from adagrpo_core.eval.metrics import auc
@@ -277,6 +277,9 @@ def test_reproduce_runs_notebook_09_only_with_the_coat_folder(tmp_path):
     pm = tmp_path / ".venv" / "bin" / "papermill"
     pm.write_text('#!/usr/bin/env bash\ncp "$1" "$2"\necho "$@" >> papermill_args\n')
     pm.chmod(0o755)
+    py = tmp_path / ".venv" / "bin" / "python"          # the run's page and the final check: succeed
+    py.write_text("#!/usr/bin/env bash\ntrue\n")
+    py.chmod(0o755)
     (tmp_path / "notebooks").mkdir()
     for nb in ("01_a.ipynb", "09_real_users_coat.ipynb"):
         (tmp_path / "notebooks" / nb).write_text("{}")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from adagrpo_core import plots
+from adagrpo_core.suite import plots
 from adagrpo_core.configs import RLConfig, SFTConfig, get_profile
 from adagrpo_core.model.policy import PolicyConfig
 from adagrpo_core.pipeline import data_key
@@ -22,7 +22,7 @@ from adagrpo_core.reward.reward_model import RewardConfig, RewardModel
 from adagrpo_core.rl.gate import GateConfig
 from adagrpo_core.rl.grpo import GRPOConfig
 from adagrpo_core.runs import run_key
-from adagrpo_core.storage import config_hash, key_dict, load_checkpoint
+from adagrpo_core.common.storage import config_hash, key_dict, load_checkpoint
 from adagrpo_core.train.loop import lr_multiplier, since_best
 from adagrpo_core.train.rl import run_method, start_validation_path, train_rl
 from adagrpo_core.train.sft import lr_lambda, train_sft

@@ -14,7 +14,7 @@ import pytest
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.evaluate import run_hits
-from adagrpo_core.experiments import MethodSpec, main_results, paired_tests
+from adagrpo_core.suite.experiments import MethodSpec, main_results, paired_tests
 from adagrpo_core.pipeline import get_sids, get_world
 from adagrpo_core.runs import plan_runs, run_key
 
@@ -105,7 +105,7 @@ def test_killed_sweep_leaves_no_half_written_run_and_resumes(tiny_runs, tmp_path
     """SIGKILL a whole main-results sweep in the middle; re-running completes it with the same tables."""
     prof, _, _, cache, rows, _ = tiny_runs
     root = tmp_path / "killed"
-    code = ("import sys; from adagrpo_core.configs import get_profile; from adagrpo_core.experiments import "
+    code = ("import sys; from adagrpo_core.configs import get_profile; from adagrpo_core.suite.experiments import "
             "MethodSpec, main_results; p = get_profile('tiny').with_rl_steps(4); "
             "ms = [MethodSpec('nll','nll'), MethodSpec('adagrpo','adagrpo'), MethodSpec('random','random')]; "
             f"main_results(p, methods=ms, seeds=(0, 1), out_root=r'{root}', cache_dir=r'{cache}', progress=False)")
@@ -174,7 +174,7 @@ def test_results_do_not_depend_on_the_callers_thread_count(tiny_runs, tmp_path):
 
 KILL_CODE = """
 import os, signal, sys
-from adagrpo_core import storage
+from adagrpo_core.common import storage
 from adagrpo_core.configs import get_profile
 from adagrpo_core.runs import MethodSpec, execute, plan_runs
 mode, root, cache = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -255,7 +255,7 @@ def test_parallel_prepare_builds_the_same_sft_and_ranker(tiny_runs, tmp_path):
 
 def test_gains_over_base_pair_each_run_with_the_sft_base(tiny_runs):
     from adagrpo_core.eval.evaluate import start_ranked, test_examples
-    from adagrpo_core.experiments import gain_headline, gains_over_base
+    from adagrpo_core.suite.experiments import gain_headline, gains_over_base
     from adagrpo_core.pipeline import get_sft
     prof, tcfg, _, cache, rows, _ = tiny_runs
     gains = gains_over_base(prof, rows, cache)
@@ -285,7 +285,7 @@ def test_gains_over_base_pair_each_run_with_the_sft_base(tiny_runs):
 
 
 def test_ab_reference_users_follow_the_runs_and_calibration_takes_all(tiny_runs):
-    from adagrpo_core.experiments import ab_reference
+    from adagrpo_core.suite.experiments import ab_reference
     from adagrpo_core.eval.evaluate import test_examples
     prof, _, _, cache, _, _ = tiny_runs
     n_all = len(test_examples(get_world(prof.world, cache), prof.policy.max_history, 0, 0))
@@ -299,7 +299,7 @@ def test_ab_reference_users_follow_the_runs_and_calibration_takes_all(tiny_runs)
 def test_comparisons_pair_methods_on_their_common_seeds(tiny_runs):
     """A method with fewer seeds (the answer points run more) is paired on the seeds both have; the
     pooled rows carry the seed-level columns and the user bootstrap says it holds the seeds fixed."""
-    from adagrpo_core.experiments import gains_over_base
+    from adagrpo_core.suite.experiments import gains_over_base
     prof, _, _, cache, rows, _ = tiny_runs
     fewer = rows[~((rows.method == "random") & (rows.seed == 1))]
     t = paired_tests(prof, fewer, [("adagrpo", "random"), ("adagrpo", "nll")], kind="best", cache_dir=cache)

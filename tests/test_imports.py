@@ -95,7 +95,7 @@ def test_cycle_finder_finds_a_cycle_and_accepts_a_tree():
 def test_resolver_reads_relative_and_nested_imports():
     graph = import_graph()
     assert "adagrpo_core.rl.gate" in graph["adagrpo_core.rl.step"]
-    assert "adagrpo_core.checks" in graph["adagrpo_core.rl.gate"]
+    assert "adagrpo_core.common.checks" in graph["adagrpo_core.rl.gate"]
     assert "adagrpo_core.configs" in graph["adagrpo_core.cli"]
 
 
@@ -121,3 +121,23 @@ def test_imports_inside_functions_are_only_optional_dependencies():
             if node.__dict__.get("level", 0) or not all(n.split(".")[0] in OPTIONAL for n in names):
                 nested.append(f"{m}:{node.lineno} {ast.unparse(node)}")
     assert not nested, "imports inside functions (only optional dependencies may be):\n" + "\n".join(nested)
+
+
+def test_layers_read_bottom_up():
+    """common imports nothing else of the package; the pipeline (data, model, reward, rl, train,
+    eval, runs, pipeline, configs) never imports the analysis layer (suite) or the CLI; the suite
+    never imports the CLI; and the package's top level holds at most six modules."""
+    graph = import_graph()
+    layer = lambda m: m.split(".")[1] if m.count(".") else ""   # noqa: E731
+    bad = []
+    for m, ts in graph.items():
+        for t in ts:
+            if layer(m) == "common" and layer(t) != "common":
+                bad.append(f"{m} -> {t} (common imports only common)")
+            if layer(m) not in ("suite", "cli") and layer(t) in ("suite", "cli"):
+                bad.append(f"{m} -> {t} (the pipeline never imports the analysis layer)")
+            if layer(m) == "suite" and layer(t) == "cli":
+                bad.append(f"{m} -> {t} (the suite never imports the CLI)")
+    assert not bad, "\n".join(bad)
+    top = [p.stem for p in PKG.glob("*.py") if p.name != "__init__.py"]
+    assert len(top) <= 6, f"top-level modules: {sorted(top)}"

@@ -3,16 +3,19 @@ no outputs, the shared set-up call checks its parameters before any work and res
 profile's lists, and every notebook runs end to end with papermill on the tiny profile and writes
 the files it promises, with the columns the README and the later notebooks rely on."""
 import os
+import re
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import nbformat
 import pandas as pd
 import pytest
 
-from adagrpo_core import notebook as notebook_module
+from adagrpo_core.suite import notebook as notebook_module
 from adagrpo_core.configs import get_profile
-from adagrpo_core.notebook import notebook_defaults, output_dir, setup
-from adagrpo_core.paths import default_figures_dir
+from adagrpo_core.suite.notebook import notebook_defaults, output_dir, setup
+from adagrpo_core.common.paths import default_figures_dir
+from adagrpo_core.suite.report import broken_links, write_run_report
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -255,6 +258,14 @@ def test_notebook_runs_on_tiny_profile(nb, tmp_path):
         assert len(df) > 0, name
         missing = [c for c in columns if c not in df.columns]
         assert not missing, f"{name} lacks columns {missing}; has {list(df.columns)}"
+    # the run's page (what reproduce.sh writes last): the notebook as HTML, its key figures, no broken link
+    page = write_run_report(tmp_path, "tiny", figures_dir=out)
+    assert (tmp_path / nb.with_suffix(".html").name).stat().st_size > 0
+    assert not broken_links(page), broken_links(page)
+    text = page.read_text()
+    assert f'href="{nb.with_suffix(".html").name}"' in text and "<table>" in text
+    for src in re.findall(r'<img src="([^"]+)"', text):
+        assert plt.imread(tmp_path / src).size > 0, src          # every image loads
 
 
 def test_phase_diagram_runs_the_reliability_gates(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from adagrpo_core.configs import get_profile
 from adagrpo_core.data.relog import relog_impressions, relogged_world
 from adagrpo_core.eval.metrics import gini
-from adagrpo_core.phase import (
+from adagrpo_core.suite.phase import (
     crossovers,
     dial_origin,
     dial_reward,
@@ -22,7 +22,7 @@ from adagrpo_core.phase import (
 from adagrpo_core.pipeline import _ranker_path
 from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.runs import MethodSpec, plan_runs
-from adagrpo_core.verdicts import harmful_values, phase_verdict, reliability_verdict
+from adagrpo_core.suite.verdicts import harmful_values, phase_verdict, reliability_verdict
 
 
 # ------------------------------------------------------------------ re-logged impressions
@@ -178,7 +178,7 @@ def test_phase_verdict_reports_the_harmful_regime():
 
 
 def test_a_retrained_ranker_learns_from_the_relogged_slates(tiny_world, tmp_path):
-    from adagrpo_core.experiments import reward_label
+    from adagrpo_core.suite.experiments import reward_label
     from adagrpo_core.pipeline import get_ranker, ranker_cached
     cfg = get_profile("tiny").ranker
     rc = RewardConfig(ranker_logging_bias=1.0, ranker_log_share=0.5)
@@ -204,7 +204,7 @@ def test_a_control_matched_to_a_reliability_gate_copies_that_run(tmp_path):
 
 
 def test_difficulty_and_ensemble_is_the_combined_gate_with_the_ensemble_check(tmp_path):
-    from adagrpo_core.phase import _pairs
+    from adagrpo_core.suite.phase import _pairs
     from adagrpo_core.runs import reads_ensemble
     quick = get_profile("quick")
     names = ["nll", "ensemble", "difficulty_and_reliability", "difficulty_and_ensemble", "random[difficulty_and_ensemble]"]

@@ -9,8 +9,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.collections import PathCollection  # noqa: E402
 
-from adagrpo_core import plots  # noqa: E402
-from adagrpo_core.experiments import summarize  # noqa: E402
+from adagrpo_core.suite import plots# noqa: E402
+from adagrpo_core.suite.experiments import summarize  # noqa: E402
 
 TWO_GROUPS = {0: -0.0425, 1: -0.0393, 3: 0.004, 4: 0.001}   # the bimodal seeds of one setting
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from adagrpo_core import storage
-from adagrpo_core.checks import check_choice, check_int, check_range
-from adagrpo_core.paths import default_cache_dir
-from adagrpo_core.runtime import resolve_device, rng_state, seed_everything, set_rng_state
-from adagrpo_core.storage import atomic_save_df, atomic_torch_save, atomic_write_bytes, atomic_write_text, config_hash
+from adagrpo_core.common import storage
+from adagrpo_core.common.checks import check_choice, check_int, check_range
+from adagrpo_core.common.paths import default_cache_dir
+from adagrpo_core.common.runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from adagrpo_core.common.storage import atomic_save_df, atomic_torch_save, atomic_write_bytes, atomic_write_text, config_hash
 from adagrpo_core.data.world import WorldConfig
 
 

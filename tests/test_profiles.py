@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from adagrpo_core.configs import SuiteConfig, get_profile
-from adagrpo_core.notebook import check_notebook_params
-from adagrpo_core.experiments import control_methods, default_methods, sasrec_baseline
-from adagrpo_core.sweeps import default_grids, knob_table, sweep_methods
-from adagrpo_core.notebook import output_dir
-from adagrpo_core.paths import default_figures_dir
+from adagrpo_core.suite.notebook import check_notebook_params
+from adagrpo_core.suite.experiments import control_methods, default_methods, sasrec_baseline
+from adagrpo_core.suite.sweeps import default_grids, knob_table, sweep_methods
+from adagrpo_core.suite.notebook import output_dir
+from adagrpo_core.common.paths import default_figures_dir
 
 
 def test_suite_defaults_by_profile():

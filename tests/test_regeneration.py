@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from adagrpo_core import cli
-from adagrpo_core.regeneration import check_tables, compare_table, exit_code, report
+from adagrpo_core.suite.regeneration import check_tables, compare_table, exit_code, report
 
 OLD = pd.DataFrame({"method": ["nll", "adagrpo", "random"], "checkpoint": ["best"] * 3,
                     "HR@10": [0.40, 0.42, 0.41], "HR@10_ci": [0.01, 0.01, 0.01],

@@ -112,7 +112,7 @@ def test_place_reward_measures_the_dial_on_test_states(tiny_world, tiny_sids):
 
 
 def test_reward_labels_name_the_dials():
-    from adagrpo_core.experiments import reward_label
+    from adagrpo_core.suite.experiments import reward_label
     assert reward_label(RewardConfig()) == "ranker"
     assert reward_label(RewardConfig(source="truth")) == "truth"
     assert reward_label(RewardConfig(source="noisy_truth", noise=3.0)) == "noisy_truth(3)"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adagrpo_core.answers import answer_methods, extra_seeds, with_answer_seeds
+from adagrpo_core.suite.answers import answer_methods, extra_seeds, with_answer_seeds
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.stats import (
     hierarchical_bootstrap_ci,
@@ -21,7 +21,7 @@ from adagrpo_core.eval.stats import (
     seed_comparison,
     sign_flip_p,
 )
-from adagrpo_core.phase import answer_plans, answer_table, phase_methods
+from adagrpo_core.suite.phase import answer_plans, answer_table, phase_methods
 from adagrpo_core.runs import plan_runs
 
 # the ten seeds of uniform RL minus continued NLL at exposure bias -4 (sim CTR): two groups

@@ -1,4 +1,4 @@
-"""Seed-level statistics of the comparison tables (adagrpo_core.comparisons, sweeps.sweep_table)
+"""Seed-level statistics of the comparison tables (adagrpo_core.suite.comparisons, sweeps.sweep_table)
 on hand-built run folders: a two-group seed distribution, methods with different seed counts
 paired on their common seeds, the hierarchical bootstrap and Holm over a table's comparisons;
 and main_results' answer seeds (planning only, the executor faked)."""
@@ -11,11 +11,11 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from adagrpo_core import comparisons, experiments
+from adagrpo_core.suite import comparisons, experiments
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.stats import parse_per_seed
 from adagrpo_core.runs import MethodSpec, plan_runs
-from adagrpo_core.sweeps import sweep_table
+from adagrpo_core.suite.sweeps import sweep_table
 
 N = 100                 # test users per seed
 PROF = get_profile("tiny")

@@ -5,7 +5,7 @@ import pytest
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.runs import plan_runs
-from adagrpo_core.sweeps import default_grids, operating_point, point_methods, sweep_methods, sweep_table
+from adagrpo_core.suite.sweeps import default_grids, operating_point, point_methods, sweep_methods, sweep_table
 
 
 def test_point_methods_match_random_and_mixture_to_their_adagrpo():

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adagrpo_core.verdicts import (
+from adagrpo_core.suite.verdicts import (
     ab_audit_verdict,
     add_mixture_lam,
     controls_verdict,

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..checks import check_int, check_range
-from ..paths import default_cache_dir
+from ..common.checks import check_int, check_range
+from ..common.paths import default_cache_dir
 from .files import download, read_json, read_text, verify
 from .interactions import Interactions
 

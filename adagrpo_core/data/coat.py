@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import check_int
+from ..common.checks import check_int
 from .files import read_text, verify
 
 ENV_VAR = "ADAGRPO_COAT_DIR"

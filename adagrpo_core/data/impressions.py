@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..checks import check_int
+from ..common.checks import check_int
 from .interactions import NO_ITEM
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checks import check_choice, check_int
+from ..common.checks import check_choice, check_int
 
 SPLITS = ("train", "valid", "test")
 NO_ITEM = -1  # the one "no item" id: history padding, an invalid (hallucinated) tuple, a missing beam

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checks import check_int, check_range
+from ..common.checks import check_int, check_range
 from .world import World, _logging_pick, cascade_clicks
 
 

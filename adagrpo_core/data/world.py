@@ -48,9 +48,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from ..checks import check_int, check_range
+from ..common.checks import check_int, check_range
+from ..common.runtime import progress_bar
 from ..eval.metrics import gini, top_share
 from .interactions import Interactions
 
@@ -275,7 +275,7 @@ def build_world(cfg: WorldConfig | None = None, progress: bool = False) -> World
     n_clicks = np.zeros(n_u, dtype=np.int64)
     steps = range(cfg.n_steps_max)
     if progress:
-        steps = tqdm(steps, desc="simulating world")
+        steps = progress_bar(steps, desc="simulating world")
     for t in steps:
         active = np.flatnonzero(n_steps > t)
         ua = torch.from_numpy(taste[active].astype(np.float32))                # [A, d]

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checks import check_int
+from ..common.checks import check_int
 from ..rl.gate import discriminability, ensemble_agreement, exposure_percentile, exposure_share, rank_agreement
 from .stats import auc_rows, user_bootstrap_ci  # noqa: F401  (re-exported: the study reads them from here)
 

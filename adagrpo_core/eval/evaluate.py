@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from ..checks import check_choice, check_int
+from ..common.checks import check_choice, check_int
+from ..common.runtime import progress_bar
 from ..data.interactions import Examples, Interactions
 from ..model.decoding import beam_search
 from ..model.policy import SIDPolicy, load_policy
 from ..model.semantic_ids import SemanticIDs
 from ..model.stacked import stack_policies
-from ..storage import atomic_save_npy, file_digest, load_checkpoint
+from ..common.storage import atomic_save_npy, file_digest, load_checkpoint
 from .ab_test import slate_click_stats
 from .metrics import ranking_metrics
 
@@ -53,7 +53,7 @@ def ranked_by_mode_runs(model: SIDPolicy, sids: SemanticIDs, examples: list, bea
     out = [{mode: [] for mode in modes} for _ in range(K)]
     rng = range(0, n, batch_size)
     if progress:
-        rng = tqdm(rng, desc="beam search", leave=False)
+        rng = progress_bar(rng, desc="beam search", leave=False)
     with torch.no_grad():
         for s in rng:
             hist = np.concatenate([e.history[s:s + batch_size] for e in examples])              # [K*b, H]

@@ -15,7 +15,7 @@ add, which the paper could not measure.
 * :func:`influence_regression`: linear-probability model of the hit change on difficulty,
   discriminability and their interaction (statsmodels OLS, HC3 standard errors).
 
-The whole analysis of a profile's SFT base or of any run is :mod:`adagrpo_core.stratified`.
+The whole analysis of a profile's SFT base or of any run is :mod:`adagrpo_core.suite.stratified`.
 """
 from __future__ import annotations
 
@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 import torch
 import statsmodels.formula.api as smf
-from tqdm import tqdm
 
+from ..common.runtime import progress_bar
 from ..data.interactions import Examples
 from ..model.decoding import beam_search
 from ..model.policy import SIDPolicy
 from ..model.semantic_ids import SemanticIDs
-from ..checks import check_int, check_range
+from ..common.checks import check_int, check_range
 from .metrics import target_auc
 from .stats import bootstrap_ci, mcnemar_exact
 
@@ -95,7 +95,7 @@ def candidate_table(model: SIDPolicy, reward, sids: SemanticIDs, examples: Examp
     rows = []
     rng = range(0, len(examples), cfg.batch_size)
     if progress:
-        rng = tqdm(rng, desc="candidates", leave=False)
+        rng = progress_bar(rng, desc="candidates", leave=False)
     for s in rng:
         sl = slice(s, s + cfg.batch_size)
         hist = torch.as_tensor(examples.history[sl], device=model.device)

@@ -22,7 +22,7 @@ import os
 import numpy as np
 import torch
 
-from ..checks import check_int
+from ..common.checks import check_int
 from ..data.amazon import (DATASETS, AmazonConfig, AmazonData, attribute_matrix, fetch, letter_codes,
                            parse_sequences, semi_synthetic_impressions)
 from ..data.sequences import EmbeddingConfig, SequencesConfig

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import check_int, check_range
+from ..common.checks import check_int, check_range
 from ..data.interactions import NO_ITEM
 from .policy import SIDPolicy
 from .semantic_ids import Trie

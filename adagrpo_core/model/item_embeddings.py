@@ -31,7 +31,7 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse as sp
 
-from ..checks import check_choice, check_int, check_range
+from ..common.checks import check_choice, check_int, check_range
 from ..data.interactions import Interactions
 from ..data.sequences import KINDS, EmbeddingConfig
 from .semantic_ids import SemanticIDs, SIDConfig, build_semantic_ids

@@ -27,9 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_int, check_transformer
-from ..runtime import resolve_device
-from ..storage import load_checkpoint
+from ..common.checks import check_int, check_transformer
+from ..common.runtime import resolve_device
+from ..common.storage import load_checkpoint
 from .semantic_ids import sids_hash
 
 

@@ -35,9 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checks import check_int, check_training, check_transformer
-from ..runtime import resolve_device, seed_everything
-from ..storage import DamagedFileError, atomic_save_df, atomic_torch_save, load_checkpoint
+from ..common.checks import check_int, check_training, check_transformer
+from ..common.runtime import resolve_device, seed_everything
+from ..common.storage import DamagedFileError, atomic_save_df, atomic_torch_save, load_checkpoint
 from .early_stopping import EarlyStopping
 
 

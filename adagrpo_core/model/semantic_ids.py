@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.interactions import NO_ITEM  # item / node id meaning "no such item / prefix"
-from ..checks import check_int
+from ..common.checks import check_int
 
 
 @dataclass

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..checks import check_choice, check_int, check_range, check_training
+from ..common.checks import check_choice, check_int, check_range, check_training
 
 LOSSES = ("logistic", "squared")
 

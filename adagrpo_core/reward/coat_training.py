@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_choice, check_int, check_range
+from ..common.checks import check_choice, check_int, check_range
 from ..model.early_stopping import EarlyStopping
-from ..runtime import seed_everything, torch_threads
+from ..common.runtime import seed_everything, torch_threads
 from .coat_models import MatrixFactorization, MFConfig, ranker_scores, row_histories, user_histories
 from .ranker import Ranker, RankerConfig
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..checks import check_int, check_range
+from ..common.checks import check_int, check_range
 from .ranker import RankerConfig
 
 

@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_int, check_range, check_training
-from ..runtime import resolve_device
-from ..storage import atomic_torch_save, load_checkpoint
+from ..common.checks import check_int, check_range, check_training
+from ..common.runtime import resolve_device
+from ..common.storage import atomic_torch_save, load_checkpoint
 
 
 @dataclass

@@ -12,12 +12,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..checks import check_int
+from ..common.checks import check_int
 from ..data.impressions import examined_rows, exposure_buckets, exposure_z, grouped_impressions
 from ..data.world import build_world
 from ..eval.metrics import auc, rowwise_spearman
 from ..eval.stats import simple_ols
-from ..runtime import torch_threads
+from ..common.runtime import torch_threads
 from .ranker import Ranker, RankerConfig
 from .training import train_ranker
 

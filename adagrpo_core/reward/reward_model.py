@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..checks import check_choice, check_int, check_range
+from ..common.checks import check_choice, check_int, check_range
 from ..data.interactions import NO_ITEM
 from .ranker import Ranker
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ..data.impressions import check_impression_log, grouped_impressions
 from ..eval.metrics import auc
 from ..model.early_stopping import EarlyStopping
-from ..runtime import resolve_device, seed_everything
+from ..common.runtime import resolve_device, seed_everything
 from .ranker import Ranker, RankerConfig, save_ranker
 
 

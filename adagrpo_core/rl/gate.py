@@ -23,7 +23,7 @@ interface, so a trainer swaps them with one config field. Everything is vectoris
 batch (shapes in comments: B samples, G rollouts, M in-batch negatives). Item id -1 (any
 negative id) marks an invalid rollout (a hallucinated tuple).
 
-This file needs only torch and the validators of ``adagrpo_core/checks.py``: copy both into
+This file needs only torch and the validators of ``adagrpo_core/common/checks.py``: copy both into
 your own GRPO code.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Callable
 
 import torch
 
-from ..checks import check_choice, check_int, check_range
+from ..common.checks import check_choice, check_int, check_range
 
 
 # ----------------------------------------------------------------------------------------------

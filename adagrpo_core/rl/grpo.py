@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import check_choice, check_int, check_range
+from ..common.checks import check_choice, check_int, check_range
 
 SCALE_REWARDS = ("group", "none")
 NORMALIZE = ("batch", "admitted")

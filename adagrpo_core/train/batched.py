@@ -40,8 +40,8 @@ from ..model.policy import load_policy
 from ..model.semantic_ids import sids_hash
 from ..model.stacked import stack_policies, unstack_state
 from ..rl.step import compute_loss, sample_and_score_runs
-from ..runtime import rng_state, seed_everything, set_rng_state
-from ..storage import atomic_save_df, atomic_save_npz, key_dict, load_checkpoint
+from ..common.runtime import rng_state, seed_everything, set_rng_state
+from ..common.storage import atomic_save_df, atomic_save_npz, key_dict, load_checkpoint
 from .loop import _check_finite, _plain_progress, lr_multiplier, write_checkpoint
 from .rl import RLConfig, RLResult, check_method_inputs, train_rl
 

@@ -36,11 +36,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ..checks import check_choice, check_device, check_int, check_range
+from ..common.checks import check_choice, check_device, check_int, check_range
 from ..eval.evaluate import evaluate_policy
 from ..model.semantic_ids import sids_hash
-from ..runtime import rng_state, set_rng_state
-from ..storage import atomic_save_df, atomic_torch_save, atomic_write_text, load_checkpoint
+from ..common.runtime import rng_state, set_rng_state
+from ..common.storage import atomic_save_df, atomic_torch_save, atomic_write_text, load_checkpoint
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checks import check_int, check_range
+from ..common.checks import check_int, check_range
 from ..data.interactions import Interactions
 from ..eval.evaluate import evaluate_checkpoints, validation_subset
 from ..model.policy import SIDPolicy, load_policy
@@ -30,8 +30,8 @@ from ..model.semantic_ids import SemanticIDs
 from ..rl.gate import RELIABILITY_METHODS, GateConfig
 from ..rl.grpo import GRPOConfig
 from ..rl.step import ReliabilityInputs, compute_loss, sample_and_score
-from ..runtime import resolve_device, seed_everything
-from ..storage import atomic_save_df, atomic_save_npz, file_digest, key_dict, key_neutral
+from ..common.runtime import resolve_device, seed_everything
+from ..common.storage import atomic_save_df, atomic_save_npz, file_digest, key_dict, key_neutral
 from .loop import LoopConfig, lr_multiplier, run_loop
 
 

@@ -19,13 +19,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_choice, check_int, check_range
+from ..common.checks import check_choice, check_int, check_range
 from ..data.interactions import Interactions
 from ..eval.evaluate import validation_subset
 from ..model.policy import PolicyConfig, SIDPolicy, build_policy
 from ..model.semantic_ids import SemanticIDs
-from ..runtime import resolve_device, seed_everything
-from ..storage import key_dict, key_neutral
+from ..common.runtime import resolve_device, seed_everything
+from ..common.storage import key_dict, key_neutral
 from .loop import SELECT_METRICS, LoopConfig, lr_multiplier, run_loop
 
 

@@ -7,7 +7,7 @@ per-run rows plus a summary with 95% t-intervals over seeds. Finished runs are r
 full config matches, so an interrupted sweep resumes where it stopped. With ``answer`` (a
 ``suite.answer_points`` table) the methods listed there also run at the suite's ``answer_seeds``,
 so a frame can hold more seeds for some methods than for others; the comparison tables
-(:mod:`adagrpo_core.comparisons`, re-exported here) pair each method with its reference on the
+(:mod:`adagrpo_core.suite.comparisons`, re-exported here) pair each method with its reference on the
 seeds both have and report seed-level statistics.
 """
 from __future__ import annotations
@@ -20,23 +20,23 @@ import pandas as pd
 
 from .answers import with_answer_seeds
 from .comparisons import gain_headline, gains_over_base, gap_to_best_mixture, paired_tests, paired_tests_both
-from .configs import Profile
-from .eval.ab_test import (
+from ..configs import Profile
+from ..eval.ab_test import (
     ceiling_slates,
     logging_ctr_mc,
     most_popular_slates,
     ranker_slates,
     slate_click_stats,
 )
-from .eval.evaluate import SLATE_K, evaluate_policy, most_popular, ranked_items, test_examples
-from .eval.stats import mean_ci
-from .model.policy import load_policy
-from .model.sasrec import evaluate_sasrec
-from .pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
-from .reward.reliability import reliability_report
-from .runs import MethodSpec, execute, plan_runs
-from .runtime import torch_threads
-from .storage import load_checkpoint
+from ..eval.evaluate import SLATE_K, evaluate_policy, most_popular, ranked_items, test_examples
+from ..eval.stats import mean_ci
+from ..model.policy import load_policy
+from ..model.sasrec import evaluate_sasrec
+from ..pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
+from ..reward.reliability import reliability_report
+from ..runs import MethodSpec, execute, plan_runs
+from ..common.runtime import torch_threads
+from ..common.storage import load_checkpoint
 
 __all__ = ["BASELINES", "MethodSpec", "control_methods", "default_methods", "frontier_methods", "gain_headline",
            "gains_over_base", "gap_to_best_mixture", "main_results", "paired_tests", "paired_tests_both", "read_steps",
@@ -107,7 +107,7 @@ def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seed
     """Train and evaluate every method for every seed of a profile (``jobs`` processes, or a Dask
     ``scheduler``). With ``answer`` (a table of ``suite.answer_points``: ``"nb03_headline"``,
     ``"nb07_audit"``) the methods listed there also run at the suite's ``answer_seeds``
-    (:func:`~adagrpo_core.answers.with_answer_seeds`), with the same keys and folders as any
+    (:func:`~adagrpo_core.suite.answers.with_answer_seeds`), with the same keys and folders as any
     other run of theirs. Returns (rows with a ``run_dir`` column, summary; its ``seeds`` column
     says how many seeds each method has)."""
     methods = methods or default_methods(simulated=profile.is_simulated)

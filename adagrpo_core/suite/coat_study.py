@@ -5,7 +5,7 @@ For every training seed: split the self-selected ratings into fit and validation
 with the dataset's propensities, IPS with item popularity as the propensity) and, for the
 diagnostic kinds, a K-member bootstrap ensemble of the naive reward. Each reward then scores every
 user's random candidates (``eval.coat_reliability``); :func:`run_study` keeps per-user sufficient
-statistics and :mod:`adagrpo_core.coat_tables` turns them into the notebook's tables. Model
+statistics and :mod:`adagrpo_core.suite.coat_tables` turns them into the notebook's tables. Model
 selection (:data:`GRIDS`) and early stopping read the validation split of the self-selected
 ratings; the random ratings are never used to fit or select anything.
 """
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .checks import check_choice, check_int, check_range
-from .data.coat import load_coat
-from .eval import coat_reliability as rel
-from .paths import default_figures_dir
-from .reward.coat_training import (KINDS, WEIGHTINGS, CoatRewardConfig, fit_ensemble, fit_reward, select_config,
+from ..common.checks import check_choice, check_int, check_range
+from ..data.coat import load_coat
+from ..eval import coat_reliability as rel
+from ..common.paths import default_figures_dir
+from ..reward.coat_training import (KINDS, WEIGHTINGS, CoatRewardConfig, fit_ensemble, fit_reward, select_config,
                                    split_ratings)
 
 DIAGNOSTICS = ("e", "u", "a", "a_self")

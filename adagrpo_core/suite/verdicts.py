@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from .rl.gate import RELIABILITY_METHODS
+from ..rl.gate import RELIABILITY_METHODS
 
 __all__ = ["ab_audit_verdict", "add_mixture_lam", "coat_verdict", "controls_verdict", "dominating_mixtures", "frontier_verdict",
            "harmful_values", "holm_significant", "interval_excludes_zero", "main_results_verdict", "phase_verdict",

@@ -1,4 +1,4 @@
-"""Notebook 09's tables, from a :class:`~adagrpo_core.coat_study.CoatStudy`.
+"""Notebook 09's tables, from a :class:`~adagrpo_core.suite.coat_study.CoatStudy`.
 
 * :func:`rewards_table`: per reward, AUC of "positive" over the pooled candidates, pairwise
   accuracy (concordant / pairs with different ratings, pooled over users), MSE and MAE of the
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from .coat_study import DIAGNOSTICS, CoatStudy
-from .eval import coat_reliability as rel
-from .eval.metrics import auc
-from .eval.stats import mean_ci, seed_comparison
+from ..eval import coat_reliability as rel
+from ..eval.metrics import auc
+from ..eval.stats import mean_ci, seed_comparison
 
 
 def _boot(st: CoatStudy, stat, n_users: int | None = None) -> tuple[float, float]:

@@ -10,7 +10,7 @@ test over seeds), ``P_p_seed_holm`` (Holm over the table's comparisons of that m
 values are loaded) and ``P_per_seed`` ('seed:value;...'). A method and its reference are paired on
 the seeds both have (the answer points run more seeds than the rest), and a ``seeds`` column says
 how many a row used. The McNemar columns stay as per-user evidence; the seed-level p is the one to
-read. Re-exported by :mod:`adagrpo_core.experiments`.
+read. Re-exported by :mod:`adagrpo_core.suite.experiments`.
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .configs import Profile
-from .eval.evaluate import ctr_path, run_hits, start_ranked
-from .eval.metrics import ranking_metrics
-from .eval.stats import holm, holm_columns, mcnemar_exact, mcnemar_p, paired_bootstrap_ci, seed_comparison
-from .pipeline import get_sft, get_sids, get_world
-from .runtime import torch_threads
+from ..configs import Profile
+from ..eval.evaluate import ctr_path, run_hits, start_ranked
+from ..eval.metrics import ranking_metrics
+from ..eval.stats import holm, holm_columns, mcnemar_exact, mcnemar_p, paired_bootstrap_ci, seed_comparison
+from ..pipeline import get_sft, get_sids, get_world
+from ..common.runtime import torch_threads
 
 __all__ = ["add_seed_holm", "best_mixture", "gain_headline", "gains_over_base", "gap_to_best_mixture",
            "paired_tests", "paired_tests_both", "seed_columns"]

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from .eval.stats import parse_per_seed
-from .storage import atomic_write_bytes
+from ..eval.stats import parse_per_seed
+from ..common.storage import atomic_write_bytes
 
 
 def save_figure(fig, out_dir: str | os.PathLike, name: str, dpi: int = 120) -> None:

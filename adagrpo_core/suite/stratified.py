@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checks import check_int
-from .eval.strata import (StrataConfig, add_strata, candidate_table, influence_regression, influence_table)
-from .model.decoding import beam_search
-from .model.policy import load_policy
-from .pipeline import get_ranker, get_sft, get_sids, get_world
-from .reward.reward_model import RewardModel
-from .runtime import torch_threads
+from ..common.checks import check_int
+from ..eval.strata import (StrataConfig, add_strata, candidate_table, influence_regression, influence_table)
+from ..model.decoding import beam_search
+from ..model.policy import load_policy
+from ..pipeline import get_ranker, get_sft, get_sids, get_world
+from ..reward.reward_model import RewardModel
+from ..common.runtime import torch_threads
 
 
 def load_context(profile, cache_dir=None, checkpoint: str = "best", run_dir=None, progress: bool = True):

@@ -1,4 +1,4 @@
-"""Notebook 09's figures (Coat), from the tables of :mod:`adagrpo_core.coat_tables`.
+"""Notebook 09's figures (Coat), from the tables of :mod:`adagrpo_core.suite.coat_tables`.
 
 Every mean is drawn with its 95% user-bootstrap interval (seeds held fixed) and every seed as a
 faint point beside it; the figures are saved with ``plots.save_figure`` (PNG and PDF).
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from .eval.stats import parse_per_seed
+from ..eval.stats import parse_per_seed
 
 _WEIGHTING_LABEL = {"naive": "naive", "ips": "IPS (dataset propensities)", "ips_pop": "IPS (item popularity)"}
 

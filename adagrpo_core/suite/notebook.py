@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .configs import PROFILES, Profile
-from .paths import default_figures_dir, default_runs_dir, repo_root
-from .pipeline import notebook_profile
+from ..configs import PROFILES, Profile
+from ..common.paths import default_figures_dir, default_runs_dir, repo_root
+from ..pipeline import notebook_profile
 from .sweeps import SWEEPABLE
 
 __all__ = ["SUITE_PARAMETERS", "NotebookSetup", "check_notebook_params", "notebook_defaults", "notebook_file",

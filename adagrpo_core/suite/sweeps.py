@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from .comparisons import add_seed_holm, seed_columns
-from .configs import Profile
-from .eval.stats import mean_ci
-from .runs import MethodSpec
+from ..configs import Profile
+from ..eval.stats import mean_ci
+from ..runs import MethodSpec
 
 SWEEPABLE = {"tau": "gate", "rho": "gate", "num_negatives": "gate", "lam": "grpo", "num_generations": "grpo",
              "normalize": "grpo"}
@@ -85,7 +85,7 @@ def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
     simulated CTR: AdaGRPO and each control (mean and 95% t-interval over seeds) and AdaGRPO's
     gains over the matched random gate, the rate-matched mixture and continued NLL, paired per seed
     on the seeds both have. Each gain G (``gain_vs_random``, ``ctr_gain_vs_mixp``, ...) has the
-    seed-level columns of :func:`~adagrpo_core.comparisons.seed_columns`: G (mean over seeds),
+    seed-level columns of :func:`~adagrpo_core.suite.comparisons.seed_columns`: G (mean over seeds),
     ``G_ci`` (t half-width), ``G_share_below_0``, ``G_p_seed`` (sign-flip test over seeds),
     ``G_p_seed_holm`` (Holm over the points of the table) and ``G_per_seed``; no bootstrap (no
     per-user values here)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 def repo_root() -> Path | None:
     """The checkout this package runs from (it has pyproject.toml next to adagrpo_core/), or None
     for an installed package."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").is_file() and (root / "adagrpo_core").is_dir() else None
 
 

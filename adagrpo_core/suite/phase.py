@@ -20,20 +20,20 @@ import numpy as np
 import pandas as pd
 
 from .answers import with_answer_seeds
-from .checks import check_choice
-from .configs import ANSWER_TABLES, Profile
-from .eval.audit import accuracy_table, diagnostic_roc, load_audits
-from .eval.evaluate import ctr_path, run_hits
+from ..common.checks import check_choice
+from ..configs import ANSWER_TABLES, Profile
+from ..eval.audit import accuracy_table, diagnostic_roc, load_audits
+from ..eval.evaluate import ctr_path, run_hits
 from .comparisons import add_seed_holm, seed_columns
-from .eval.stats import kendall_tau, paired_bootstrap_ci
+from ..eval.stats import kendall_tau, paired_bootstrap_ci
 from .experiments import gap_to_best_mixture, reward_label
-from .pipeline import get_ranker, get_sids, get_world
-from .reward.reliability import place_reward
-from .reward.reward_model import RewardConfig
-from .reward.sources import build_reward
-from .rl.gate import RELIABILITY_METHODS
-from .runs import MethodSpec, build_rankers, execute_planned, plan_runs
-from .runtime import torch_threads
+from ..pipeline import get_ranker, get_sids, get_world
+from ..reward.reliability import place_reward
+from ..reward.reward_model import RewardConfig
+from ..reward.sources import build_reward
+from ..rl.gate import RELIABILITY_METHODS
+from ..runs import MethodSpec, build_rankers, execute_planned, plan_runs
+from ..common.runtime import torch_threads
 
 __all__ = ["DIALS", "GATE_SETS", "METRICS", "answer_plans", "answer_table", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward",
            "gate_set_methods", "metric_disagreement", "phase_diagram", "phase_gains", "phase_methods", "phase_plan",

@@ -8,8 +8,8 @@ notebooks.
 """
 from __future__ import annotations
 
-from .configs import ANSWER_TABLES, Profile
-from .runs import MethodSpec
+from ..configs import ANSWER_TABLES, Profile
+from ..runs import MethodSpec
 
 __all__ = ["answer_methods", "extra_seeds", "with_answer_seeds"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_bool_dtype, is_float_dtype, is_integer_dtype
 
-from .storage import atomic_write_text
+from ..common.storage import atomic_write_text
 
 
 _COUNT_COLUMNS = {"n", "seed", "seeds", "step", "steps", "users", "items", "impressions", "clicks", "examples",
