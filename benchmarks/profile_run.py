@@ -44,6 +44,7 @@ class Timers:
 
     def __init__(self):
         self.total, self.calls, self.stack, self.names = defaultdict(float), defaultdict(int), [], []
+        self.saved = []                     # (owner, attr, original) of every wrapped function
 
     @contextlib.contextmanager
     def part(self, name: str):
@@ -65,12 +66,19 @@ class Timers:
         """Replace ``owner.attr`` (a function or method) by a timed call of it, named ``name`` (or
         ``name(parent)``, given the name of the part it is nested in)."""
         fn = getattr(owner, attr)
+        self.saved.append((owner, attr, fn))
 
         def timed(*args, **kwargs):
             parent = self.names[-1] if self.names else "training step"
             with self.part(name(parent) if callable(name) else name):
                 return fn(*args, **kwargs)
         setattr(owner, attr, timed)
+
+    def restore(self) -> None:
+        """Put every wrapped function back (last wrapped first)."""
+        for owner, attr, fn in reversed(self.saved):
+            setattr(owner, attr, fn)
+        self.saved = []
 
 
 def instrument(t: Timers) -> None:
@@ -115,27 +123,15 @@ def profile_runs(profile_name: str, methods: list[str], seed: int, steps: int | 
         specs = plan_runs(prof, specs_by, [seed], tmp)
         for spec in specs:
             t = Timers()
-            saved = {(o, a): getattr(o, a) for o, a in _targets()}
             instrument(t)
             try:
                 t0 = time.perf_counter()
                 execute_run(spec, prof)
                 wall = time.perf_counter() - t0
             finally:
-                for (o, a), v in saved.items():
-                    setattr(o, a, v)
+                t.restore()
             out.append((spec.name, wall, dict(t.total), dict(t.calls)))
     return out, prof.rl.steps
-
-
-def _targets():
-    return ([(step_mod, a) for a in ("sample_rollouts", "difficulty", "discriminability", "exposure_share",
-                                     "ensemble_agreement", "compute_gate", "group_advantages", "rank_agreement",
-                                     "_rollout_logprobs", "compute_loss")]
-            + [(RewardModel, "__call__"), (RewardModel, "score_items"), (torch.Tensor, "backward"),
-               (torch.nn.utils, "clip_grad_norm_"), (torch.optim.AdamW, "step"), (loop_mod, "write_checkpoint"),
-               (loop_mod, "evaluate_policy"), (evaluate_mod, "evaluate_runs"), (evaluate_mod, "slate_click_stats"),
-               (evaluate_mod, "load_policy"), (SIDPolicy, "tuple_logprobs"), (SIDPolicy, "encode"), (SIDPolicy, "extend")])
 
 
 def batching_check(prof_name: str, ks=(1, 2, 4, 8), repeats: int = 5) -> list[tuple[int, float, float, float]]:

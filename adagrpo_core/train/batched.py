@@ -24,7 +24,6 @@ shared SFT start, which is what ``beta`` reads anyway).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import sys
 import time
 from dataclasses import replace
@@ -41,9 +40,9 @@ from ..model.semantic_ids import sids_hash
 from ..model.stacked import stack_policies, unstack_state
 from ..rl.step import compute_loss, sample_and_score_runs
 from ..common.runtime import rng_state, seed_everything, set_rng_state
-from ..common.storage import atomic_save_df, atomic_save_npz, key_dict, load_checkpoint
-from .loop import _check_finite, _plain_progress, lr_multiplier, write_checkpoint
-from .rl import RLConfig, RLResult, check_method_inputs, train_rl
+from ..common.storage import atomic_save_df, atomic_save_npz, load_checkpoint
+from .loop import _check_finite, _plain_progress, checkpoint_state, data_order, lr_multiplier, write_checkpoint
+from .rl import RL_ORDER_SALT, RLConfig, RLResult, check_method_inputs, run_configs, train_rl
 
 
 def check_batch(cfgs: list[RLConfig], gates: list) -> None:
@@ -107,8 +106,7 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
     for g, c, r in zip(gates, cfgs, reference_rates):
         check_method_inputs(g, c.steps, r, true_utility, reliability)
     out_dirs = [Path(d) for d in out_dirs]
-    configs = [{"grpo": dataclasses.asdict(gp), "gate": dataclasses.asdict(g), "train": key_dict(c)}
-               for gp, g, c in zip(grpos, gates, cfgs)]
+    configs = [run_configs(gp, g, c) for gp, g, c in zip(grpos, gates, cfgs)]
     lasts = [load_checkpoint(d / "last.pt") if (d / "last.pt").exists() else None for d in out_dirs]
     if len({None if ck is None else ck["step"] for ck in lasts}) > 1:   # killed mid-write: each resumes alone
         return [train_rl(data, sids, sft_ckpt, reward_model, gp, g, c, d, r, true_utility, progress=progress,
@@ -153,7 +151,6 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
             if (d / "audit.npz").exists():
                 with np.load(d / "audit.npz") as z:
                     audits[k].append({n: z[n][z["step"] <= step] for n in z.files})
-    order = lambda c, epoch: np.random.default_rng([c.seed, 1, epoch]).permutation(len(train))   # noqa: E731
     n_per_epoch = max(1, len(train) // cfg.batch_size)
     since = [[] for _ in range(K)]
     desc = f"RL {gates[0].method} x{K}"
@@ -168,9 +165,7 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
                              "val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"],
                              **({"lr": sched.get_last_lr()[0]} if sched is not None else {})})
             since[k] = []
-            state = {"model": unstack_state(model, k), "policy_cfg": dataclasses.asdict(start.cfg),
-                     "configs": configs[k], "step": step, "val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"],
-                     "sids_hash": fingerprint}
+            state = checkpoint_state(unstack_state(model, k), start.cfg, configs[k], step, m, fingerprint)
             improved = m["HR@10"] > best[k]
             best[k] = max(best[k], m["HR@10"])
             extra = {"opt": run_optimizer_state(opt, k), "log": logs[k], "ckpts": ckpts[k], "best": best[k],
@@ -190,7 +185,8 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
     model.train()
     while step < cfg.steps:
         epoch, pos = divmod(step, n_per_epoch)
-        idxs = [order(c, epoch)[pos * cfg.batch_size:(pos + 1) * cfg.batch_size] for c in cfgs]
+        idxs = [data_order(c.seed, RL_ORDER_SALT, epoch, len(train))[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+                for c in cfgs]
         rates = [None if r is None else float(r[step]) for r in reference_rates]
         scored = sample_and_score_runs(model, reward_model, [train.subset(i) for i in idxs], item_codes, trie, grpo,
                                        gates[0], gens, rates, true_utility, reliability=reliability, gate_cfgs=gates)

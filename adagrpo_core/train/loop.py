@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ..common.checks import check_choice, check_device, check_int, check_range
 from ..eval.evaluate import evaluate_policy
 from ..model.semantic_ids import sids_hash
-from ..common.runtime import rng_state, set_rng_state
+from ..common.runtime import interactive, rng_state, set_rng_state
 from ..common.storage import atomic_save_df, atomic_torch_save, atomic_write_text, load_checkpoint
 
 
@@ -144,7 +144,21 @@ def since_best(ckpts: list, select: str = "HR@10") -> int:
 def _plain_progress() -> bool:
     """Progress as a few plain lines (one per checkpoint) instead of a tqdm bar when stderr is
     not a terminal (a log file, a notebook run by papermill)."""
-    return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+    return not interactive()
+
+
+def data_order(seed: int, salt: tuple, epoch: int, n_examples: int) -> np.ndarray:
+    """The sample order of an epoch: depends only on (seed, salt, epoch), so a resumed run, or the
+    same run trained in a batch (train/batched.py), sees the same batches."""
+    return np.random.default_rng([seed, *salt, epoch]).permutation(n_examples)
+
+
+def checkpoint_state(model_state: dict, policy_cfg, configs: dict, step: int, metrics: dict,
+                     fingerprint: str) -> dict:
+    """What best.pt / final.pt hold (last.pt adds the resume state): the weights, the policy's
+    config, the run's configs, the step, its validation HR@10 / NDCG@10 and the IDs' hash."""
+    return {"model": model_state, "policy_cfg": dataclasses.asdict(policy_cfg), "configs": configs, "step": step,
+            "val_HR@10": metrics["HR@10"], "val_NDCG@10": metrics["NDCG@10"], "sids_hash": fingerprint}
 
 
 def _start_validation(path: Path | None, validate: Callable[[], dict]) -> dict:
@@ -205,7 +219,7 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
             on_resume(step)
 
     def order(epoch):                     # depends only on (seed, salt, epoch): resumable
-        return np.random.default_rng([cfg.seed, *order_salt, epoch]).permutation(n_examples)
+        return data_order(cfg.seed, order_salt, epoch, n_examples)
 
     def exhausted() -> bool:
         return patience > 0 and len(ckpts) > 0 and since_best(ckpts, select) >= patience
@@ -225,9 +239,7 @@ def run_loop(model, opt, cfg, out_dir, *, n_examples: int, batch_loss: Callable,
                       "val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"],
                       **(checkpoint_extra() if checkpoint_extra else {})})
         since_ckpt = []
-        state = {"model": model.state_dict(), "policy_cfg": dataclasses.asdict(model.cfg),
-                 "configs": configs, "step": step, "val_HR@10": m["HR@10"], "val_NDCG@10": m["NDCG@10"],
-                 "sids_hash": fingerprint}
+        state = checkpoint_state(model.state_dict(), model.cfg, configs, step, m, fingerprint)
         score = m[select]
         improved = score > best
         best = max(best, score)

@@ -35,6 +35,10 @@ from ..common.storage import atomic_save_df, atomic_save_npz, file_digest, key_d
 from .loop import LoopConfig, lr_multiplier, run_loop
 
 
+RL_ORDER_SALT = (1,)
+"""Salt of the RL stage's data order (SFT uses none): RL epochs see another order than SFT's."""
+
+
 @dataclass
 class RLConfig(LoopConfig):
     """RL fine-tuning from the SFT checkpoint (one update per batch, TRL's num_iterations=1)."""
@@ -99,6 +103,11 @@ def check_method_inputs(gate_cfg: GateConfig, steps: int, reference_rates=None,
         raise ValueError("method='oracle' needs true_utility (simulated world only), got true_utility=None")
 
 
+def run_configs(grpo: GRPOConfig, gate_cfg: GateConfig, cfg: RLConfig) -> dict:
+    """The configs an RL run's checkpoints hold and a resume must match (JSON-able)."""
+    return {"grpo": dataclasses.asdict(grpo), "gate": dataclasses.asdict(gate_cfg), "train": key_dict(cfg)}
+
+
 def start_validation_path(sft_ckpt, cfg: RLConfig) -> Path | None:
     """Where the step-0 validation of a run with ``base_competes`` is cached: next to the SFT
     checkpoint, named by its content hash and the validation set (size, the seed when it is a
@@ -156,10 +165,9 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
                 keep = z["step"] <= step
                 audit.append({k: z[k][keep] for k in z.files})
 
-    configs = {"grpo": dataclasses.asdict(grpo), "gate": dataclasses.asdict(gate_cfg),
-               "train": key_dict(cfg)}
+    configs = run_configs(grpo, gate_cfg, cfg)
     res = run_loop(model, opt, cfg, out_dir, n_examples=len(train), batch_loss=batch_loss, val=val, sids=sids,
-                   configs=configs, order_salt=(1,), sched=sched, gen=gen, postfix="admission_rate",
+                   configs=configs, order_salt=RL_ORDER_SALT, sched=sched, gen=gen, postfix="admission_rate",
                    checkpoint_extra=(lambda: {"lr": sched.get_last_lr()[0]}) if sched is not None else None,
                    on_checkpoint=save_audit, on_resume=load_audit, desc=f"RL {gate_cfg.method}", resume=resume,
                    progress=progress, stop_after=stop_after, validate_start=cfg.base_competes,
