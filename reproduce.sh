@@ -13,7 +13,7 @@
 # ADAGRPO_COAT_DIR names the Coat folder, and is skipped with a message otherwise.
 # Executed notebooks land in notebooks/executed/<profile>/ (a fresh folder each run) with an HTML
 # copy of each and index.html (the answers, the key figures, links; its path is printed last);
-# tables and figures in figures/ (figures/amazon/ for Beauty). Last, the tables are checked
+# tables and figures in figures/<profile>/ (figures/amazon/ for Beauty). Last, the tables are checked
 # against the committed ones (python -m adagrpo_core.cli check). The first failing notebook stops the run with
 # a non-zero exit; its executed copy is kept. The profile is checked before any set-up: a bad one
 # exits 2 at once.
@@ -74,7 +74,7 @@ for nb in notebooks/[0-9]*.ipynb; do
 done
 echo "[reproduce] wall time per notebook:"
 for t in "${timings[@]}"; do echo "  $t"; done
-echo "[reproduce] done in $((SECONDS - total_start)) s in total: tables and figures in figures/, executed notebooks in $run_dir/"
+echo "[reproduce] done in $((SECONDS - total_start)) s in total: tables and figures in figures/$([ "$profile" = tiny ] && echo smoke || echo "$profile")/, executed notebooks in $run_dir/"
 # Does the run reproduce the committed tables? Identical on the CPU kind that made them; on another
 # kind every value with an interval should lie inside the combined interval of the two.
 # The run's page: the answers, the key figures, every executed notebook as HTML (printed last).

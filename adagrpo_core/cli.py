@@ -36,7 +36,7 @@ from .suite.tables import save_table
 
 def tables_dir(out, prof: Profile) -> Path:
     """Where a command writes its tables: ``out/<Profile.figures_subdir>``, as the notebooks do
-    (``out`` itself on the simulated world, ``out/<dataset name>/`` for a real dataset,
+    (``out/<profile name>/``: ``quick/``, ``paper/``, ``amazon/`` or a dataset file's stem;
     ``out/smoke/`` for a smoke run)."""
     return Path(out) / prof.figures_subdir
 
@@ -113,7 +113,8 @@ def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outsi
     share = MAX_OUTSIDE if max_outside is None else max_outside
     if not 0 <= share <= 1:
         raise ValueError(f"--max-outside must be in [0, 1], got --max-outside {max_outside}")
-    checks = check_tables(folder or default_figures_dir(), f"*_{profile}*.csv", against)
+    folder = folder or default_figures_dir() / get_profile(profile).figures_subdir     # figures/<profile>/
+    checks = check_tables(folder, "*.csv", against)
     print(report(checks, share))
     return exit_code(checks, share)
 
@@ -193,8 +194,8 @@ def _parser() -> argparse.ArgumentParser:
                                     "within intervals (every value with an interval inside the combined interval "
                                     "of the two), or outside (listed). Exits 1 only when more than --max-outside "
                                     "of the values with an interval fall outside. --profile (default quick) "
-                                    "picks the tables named *_<profile>*.csv.")
-    ck.add_argument("--folder", type=Path, default=None, help="where the run wrote them (default: figures/)")
+                                    "picks the folder figures/<profile>/.")
+    ck.add_argument("--folder", type=Path, default=None, help="where the run wrote them (default: figures/<profile>/)")
     ck.add_argument("--against", type=Path, default=None,
                     help="a folder of reference tables instead of the committed (git HEAD) versions")
     ck.add_argument("--max-outside", type=float, default=None, metavar="SHARE",

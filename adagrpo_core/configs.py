@@ -232,9 +232,10 @@ class Profile:
 
     @property
     def figures_subdir(self) -> str:
-        """Where this profile's tables go under figures/: 'smoke' for a smoke run, '' on the
-        simulated world, else the dataset's name (amazon, or a file's stem)."""
-        return "smoke" if self.suite.smoke else "" if self.is_simulated else self.name
+        """Where this profile's tables go under figures/: 'smoke' for a smoke run (git-ignored),
+        else the profile's name (quick, paper, full on the simulated world; amazon, or a file's stem,
+        on real data). Notebook 09's Coat tables go to figures/coat/ whatever the profile."""
+        return "smoke" if self.suite.smoke else self.name
 
     def configs(self) -> dict:
         """{field name: config} for every config of the experiment (config.json of a run); the

@@ -3,8 +3,8 @@ in distribution rather than in bits? For each row the two tables share (matched 
 columns) and each value column with a t half-width ``<column>_ci`` in the committed table, it
 says whether the other table's mean lies inside the committed mean ± half-width.
 
-    python scripts/compare_tables.py figures/nb08_phase_bias_reliability_paper.csv \\
-        figures/nb08_5seeds/nb08_phase_bias_reliability_paper.csv --keys value method --columns sim_ctr_gain
+    python scripts/compare_tables.py figures/paper/nb08_phase_bias_reliability_paper.csv \\
+        figures/paper/nb08_5seeds/nb08_phase_bias_reliability_paper.csv --keys value method --columns sim_ctr_gain
 
 Prints one line per (row, column) and the share inside; exits 0 (it reports, it does not judge).
 """

@@ -1,7 +1,7 @@
 """Ranker reliability by item exposure, at several exposure-bias strengths (quick worlds).
 
     python scripts/ranker_report.py                      # biases 0.25 0.5 0.75, quick worlds
-    python scripts/ranker_report.py --biases 0.5 --threads 1 --out figures/ranker_reliability.csv
+    python scripts/ranker_report.py --biases 0.5 --threads 1 --out figures/quick/ranker_reliability.csv
 
 Prints the three report tables (auc, truth, pairwise) with one block of rows per bias, the
 training summary, and a gap summary (most exposed bucket minus the rarest ones).

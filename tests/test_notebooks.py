@@ -219,13 +219,14 @@ def test_setup_resolves_the_profile_lists(tmp_path):
 
 
 def test_a_parameter_at_the_profile_value_writes_the_default_tables():
-    base, quick = default_figures_dir(), get_profile("quick")
+    root, quick = default_figures_dir(), get_profile("quick")
+    base = root / "quick"                                      # figures/<profile>/
     defaults = _params("05_sensitivity")
     assert output_dir("05_sensitivity", None, quick, defaults) == base
     assert output_dir("05_sensitivity", None, quick, {**defaults, "tau": quick.gate.tau, "seeds": [0, 1, 2]}) == base
     moved = output_dir("05_sensitivity", None, quick, {**defaults, "tau": 0.75})
     assert moved == base / "sweeps" / "05_sensitivity" / "tau=0.75"
-    assert output_dir("05_sensitivity", None, get_profile("tiny"), {**defaults, "tau": 0.75}) == base / "smoke"
+    assert output_dir("05_sensitivity", None, get_profile("tiny"), {**defaults, "tau": 0.75}) == root / "smoke"
     # notebook 08's dial picks which default tables a run writes (each named after its dial): no move
     phase = _params("08_reward_phase_diagram")
     assert output_dir("08_reward_phase_diagram", None, quick, {**phase, "dial": "bias"}) == base

@@ -73,7 +73,8 @@ def test_real_dataset_tables_go_to_their_own_folder():
     amazon = get_profile("amazon")
     assert output_dir("03_main_results", None, amazon, {}) == base / "amazon"
     assert output_dir("03_main_results", None, replace(amazon, name="MyShop"), {}) == base / "MyShop"
-    assert output_dir("03_main_results", None, get_profile("quick"), {}) == base
+    assert output_dir("03_main_results", None, get_profile("quick"), {}) == base / "quick"
+    assert output_dir("03_main_results", None, get_profile("paper"), {}) == base / "paper"
 
 
 def test_dataset_parameters_are_checked(tmp_path):

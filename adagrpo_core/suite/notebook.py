@@ -121,8 +121,8 @@ def output_dir(notebook: str, out_dir, prof: Profile, values: Mapping) -> Path:
     """Where a notebook writes its tables and figures, so that no run overwrites another's.
 
     An explicit ``out_dir`` wins. Otherwise, under the checkout's ``figures/``, in the profile's
-    ``figures_subdir`` (``smoke/`` for a smoke run, git-ignored, where nothing else applies; the
-    dataset's name on real data; nothing on the simulated world); a run whose parameters
+    ``figures_subdir`` (``smoke/`` for a smoke run, git-ignored, where nothing else applies; else
+    the profile's name: ``quick/``, ``paper/``, ``amazon/``); a run whose parameters
     ``values`` differ from the defaults of the notebook's parameters cell writes to
     ``sweeps/<notebook>/<param>=<value>,.../`` below that. Both sides are compared after
     :func:`resolve_params`, so passing the profile's own value is the default run. Parameters
@@ -131,7 +131,7 @@ def output_dir(notebook: str, out_dir, prof: Profile, values: Mapping) -> Path:
     """
     if out_dir:
         return Path(out_dir)
-    base = default_figures_dir() / prof.figures_subdir if prof.figures_subdir else default_figures_dir()
+    base = default_figures_dir() / prof.figures_subdir
     if prof.suite.smoke:
         return base
     path = notebook_file(notebook)

@@ -21,6 +21,7 @@ import nbformat
 from nbconvert import HTMLExporter
 
 from ..common.paths import default_figures_dir, repo_root
+from ..configs import get_profile
 from ..common.storage import atomic_write_text
 
 KEY_FIGURES = [
@@ -62,9 +63,7 @@ def write_run_report(run_dir, profile: str, figures_dir=None, readme=None) -> Pa
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"run_dir={str(run_dir)!r} is not a folder of executed notebooks")
-    figures_dir = Path(figures_dir) if figures_dir else default_figures_dir()
-    if profile == "tiny":
-        figures_dir = figures_dir / "smoke" if (figures_dir / "smoke").is_dir() else figures_dir
+    figures_dir = Path(figures_dir) if figures_dir else default_figures_dir() / get_profile(profile).figures_subdir
     readme = Path(readme) if readme else (repo_root() or Path(".")) / "README.md"
     pages = convert_notebooks(run_dir)
     table = headline_table(readme)
