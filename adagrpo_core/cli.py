@@ -26,9 +26,12 @@ from .data.sequences import SequencesConfig
 from .data.world import exposure_concentration
 from .eval.strata import StrataConfig
 from .suite.experiments import main_results, sft_reference, world_calibration
-from .common.paths import default_figures_dir
+from .common.paths import default_figures_dir, repo_root
+from .common.storage import atomic_write_text
 from .pipeline import dataset_profile, get_ranker, get_sids, get_world
 from .suite.regeneration import MAX_OUTSIDE, check_tables, exit_code, report
+from .suite.figure_index import write_index
+from .suite.glance import glance_table, replace_block
 from .reward.reliability import reliability_report
 from .suite.stratified import run_stratified
 from .suite.tables import save_table
@@ -119,6 +122,23 @@ def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outsi
     return exit_code(checks, share)
 
 
+def answers_cmd(check: bool) -> int:
+    """Rewrite (or with ``check`` compare) the answers block of RESULTS.md and README.md."""
+    root = repo_root()
+    if root is None:
+        raise ValueError("answers: run it from a checkout (RESULTS.md and figures/ are not installed)")
+    block, stale = glance_table(default_figures_dir()), []
+    for doc in ("RESULTS.md", "README.md"):
+        text = (root / doc).read_text()
+        new = replace_block(text, block, doc)
+        if new != text:
+            stale.append(doc)
+            if not check:
+                atomic_write_text(root / doc, new)
+    print(("differs from the tables: " if check else "rewrote: ") + ", ".join(stale) if stale else "up to date")
+    return 1 if check and stale else 0
+
+
 def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test", checkpoint: str = "best",
                    top_n: int = 20, k: int = 10) -> int:
     """Tables 1-3 of the stratified analysis for a profile (what notebook 02 shows, without plots)."""
@@ -200,6 +220,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="a folder of reference tables instead of the committed (git HEAD) versions")
     ck.add_argument("--max-outside", type=float, default=None, metavar="SHARE",
                     help="the share of values with an interval that may fall outside (default 0.02)")
+    ix = sub.add_parser("index", parents=[common], formatter_class=fmt, help="rewrite figures/README.md",
+                        description="One line for every table and figure under the folder (what it shows, what "
+                                    "makes it, how many seeds), written to <folder>/README.md.")
+    ix.add_argument("--folder", type=Path, default=None, help="the figures folder (default: the checkout's figures/)")
+    an = sub.add_parser("answers", parents=[common], formatter_class=fmt,
+                        help="rewrite the answers-at-a-glance table in RESULTS.md and README.md",
+                        description="The answers at a glance (suite/glance.py), read from the committed tables "
+                                    "under figures/, written between the answers markers of RESULTS.md and README.md.")
+    an.add_argument("--check", action="store_true", help="write nothing; exit 1 when a block differs from the tables")
     st = sub.add_parser("stratified", parents=[common], formatter_class=fmt, help="the paper's Tables 1-3",
                         description="The stratified analysis of the SFT base: RM influence overall, by policy "
                                     "difficulty and by difficulty x discriminability.")
@@ -275,6 +304,11 @@ def main(argv=None) -> int:
             return reproduce(args.profile, args.out)
         if args.cmd == "check":
             return check_cmd(args.profile or "quick", args.folder, args.against, args.max_outside)
+        if args.cmd == "answers":
+            return answers_cmd(args.check)
+        if args.cmd == "index":
+            print(write_index(args.folder or default_figures_dir()))
+            return 0
         if args.cmd == "main-results":
             return main_results_cmd(args.profile, args.seeds, args.steps, args.out, args.runs, jobs=args.jobs,
                                     scheduler=args.scheduler, batch=args.batch)

@@ -46,6 +46,16 @@ def headline_table(readme: Path) -> str:
     return m.group(1) if m else ""
 
 
+def _relink(markdown: str, base: Path, page_dir: Path) -> str:
+    """Markdown links relative to ``base`` (README's folder) made relative to the page's folder."""
+    def fix(m):
+        target = m.group(1)
+        if re.match(r"[a-z]+:|#|/", target):
+            return m.group(0)
+        return f"]({relpath(Path(base).resolve() / target, Path(page_dir).resolve())})"
+    return re.sub(r"\]\(([^()\s]+)\)", fix, markdown)
+
+
 def convert_notebooks(run_dir: Path) -> list[Path]:
     """Each executed notebook of ``run_dir`` as HTML next to it (nbconvert's classic page)."""
     exporter = HTMLExporter()
@@ -66,7 +76,7 @@ def write_run_report(run_dir, profile: str, figures_dir=None, readme=None) -> Pa
     figures_dir = Path(figures_dir) if figures_dir else default_figures_dir() / get_profile(profile).figures_subdir
     readme = Path(readme) if readme else (repo_root() or Path(".")) / "README.md"
     pages = convert_notebooks(run_dir)
-    table = headline_table(readme)
+    table = _relink(headline_table(readme), readme.parent, run_dir)
     parts = [f"<h1>AdaGRPO: the {html.escape(profile)} run</h1>",
              "<p>What the suite answers (README.md's headline, from the paper profile's tables; this run's own "
              "numbers are in each notebook's \"What the numbers say\").</p>",
