@@ -35,7 +35,7 @@
 # %% tags=["parameters"]
 profile = "quick"          # "tiny", "quick", "paper", "full" or "amazon" (Amazon Beauty)
 sequences = None           # any user item item ... file instead: its path (the amazon profile's settings)
-out_dir = None             # where tables and figures go; None means figures/<profile>/ of the checkout
+out_dir = None             # where tables and figures go; None means the checkout's figures/<profile>/ (coat/ for notebook 09)
 cache_dir = None           # artefact cache; None means $ADAGRPO_CACHE, else .cache/ of the checkout
 threads = 0                # torch CPU threads; 0 keeps the torch default
 runs_dir = None            # run folders <runs_dir>/<profile>/seed<k>/<method>/; None means runs/ of the checkout

@@ -55,7 +55,7 @@ positive_threshold = 4     # a rating >= this is "positive" (liked)
 seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]   # training seeds (ten: the unit of replication): every reward and ensemble is trained once per seed
 members = 5                # K: bootstrap members of the naive reward's ensemble (the diagnostic u)
 n_boot = 1000              # draws of every user bootstrap
-out_dir = None             # where tables and figures go; None means figures/coat/ of the checkout
+out_dir = None             # where tables and figures go; None means the checkout's figures/<profile>/ (coat/ for notebook 09)
 jobs = 0                   # runs in parallel, one torch thread each; 0 means one per CPU core
 
 # %%

@@ -569,10 +569,10 @@ def test_sweep_and_smoke_outputs_go_to_their_own_folders(tmp_path):
     quick, tiny = get_profile("quick"), get_profile("tiny")
     base = default_figures_dir()
     assert base == Path(__file__).resolve().parent.parent / "figures"     # the checkout's, whatever the cwd
-    assert output_dir("03_main_results", None, quick, dict(defaults)) == base
+    assert output_dir("03_main_results", None, quick, dict(defaults)) == base / "quick"     # figures/<profile>/
     one_seed = output_dir("03_main_results", None, quick, {**defaults, "seeds": [0]})
-    assert one_seed.parent == base / "sweeps" / "03_main_results" and one_seed != base
-    assert output_dir("03_main_results", None, quick, {**defaults, "threads": 4, "jobs": 3}) == base  # plumbing
+    assert one_seed.parent == base / "quick" / "sweeps" / "03_main_results" and one_seed != base / "quick"
+    assert output_dir("03_main_results", None, quick, {**defaults, "threads": 4, "jobs": 3}) == base / "quick"  # plumbing
     assert output_dir("03_main_results", None, tiny, dict(defaults)) == base / "smoke"
     assert output_dir("03_main_results", str(tmp_path), quick, {**defaults, "seeds": [0]}) == tmp_path
 
