@@ -38,6 +38,8 @@ def test_figure_index_is_current_and_lists_every_file():
 def test_figure_index_describes_and_counts_seeds(tmp_path):
     assert "bias dial (reliability gates)" in describe("nb08_phase_bias_reliability_paper")[0]
     assert describe("nb03_headline_quick")[1] == "notebook 03_main_results"
+    assert describe("sft_vs_most_popular_amazon")[1] == "python -m adagrpo_core.cli reproduce"    # not sft_*'s script
+    assert describe("sft_test_amazon")[1] == "scripts/sft_amazon.py"
     assert describe("nb02_table1_aggregate_amazon_test")[0].startswith("the paper's Table 1")
     with pytest.raises(ValueError, match="no description of the file stem 'mystery_quick'"):
         describe("mystery_quick")

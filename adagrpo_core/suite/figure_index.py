@@ -107,7 +107,7 @@ def describe(stem: str) -> tuple[str, str]:
                                 dial=named.get("dial", ""), set="reliability gates" if named.get("rel") else "main set")
             nb = re.match(r"nb(\d\d)_", base)
             maker = f"notebook {NOTEBOOKS[nb.group(1)]}" if nb else \
-                next((cmd for key, cmd in SCRIPTS.items() if base.startswith(key)), "")
+                next((SCRIPTS[k] for k in sorted(SCRIPTS, key=len, reverse=True) if base.startswith(k)), "")  # longest prefix
             return words, maker
     raise ValueError(f"figures: no description of the file stem {stem!r}; add a rule to figure_index.KINDS")
 
