@@ -88,6 +88,7 @@ SCRIPTS = {"ranker_reliability": "scripts/ranker_report.py", "semantic_ids": "sc
            "sasrec_beauty": "scripts/sasrec_beauty.py", "rl_lr_grid": "scripts/rl_lr_grid.py",
            "sft_": "scripts/sft_amazon.py", "world_": "python -m adagrpo_core.cli reproduce",
            "sft_vs_most_popular": "python -m adagrpo_core.cli reproduce"}
+_LONGEST_FIRST = sorted(SCRIPTS, key=len, reverse=True)   # a stem's maker is its longest matching prefix
 STUDIES = {"nb07_10seeds": "ten-seed runs of the audit's methods (one noise level; command in RESULTS)",
            "nb08_10seeds": "ten-seed runs at the answer values of the bias dial (command in RESULTS)",
            "nb08_5seeds": "five seeds of the reliability set on the 2-core AVX2 machine (another CPU kind)",
@@ -107,7 +108,7 @@ def describe(stem: str) -> tuple[str, str]:
                                 dial=named.get("dial", ""), set="reliability gates" if named.get("rel") else "main set")
             nb = re.match(r"nb(\d\d)_", base)
             maker = f"notebook {NOTEBOOKS[nb.group(1)]}" if nb else \
-                next((SCRIPTS[k] for k in sorted(SCRIPTS, key=len, reverse=True) if base.startswith(k)), "")  # longest prefix
+                next((SCRIPTS[k] for k in _LONGEST_FIRST if base.startswith(k)), "")
             return words, maker
     raise ValueError(f"figures: no description of the file stem {stem!r}; add a rule to figure_index.KINDS")
 
