@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The main job: set up .venv, then execute the notebook suite with papermill, in order.
-# Usage: bash reproduce.sh [quick|paper|full|tiny|amazon]
+# Usage: bash reproduce.sh [quick|paper|full|tiny|amazon] [--plan]
+#   --plan: print what the run would train per notebook (RL runs, rankers, how many cached) and its
+#           projected wall time on this machine (python -m adagrpo_core.cli plan); trains nothing
 #   quick (default): every notebook on the simulated world, CPU, reduced grids (15 minutes on 2 cores)
-#   paper: the full grids; full: the large world (CUDA when present); tiny: a smoke run
+#   paper: the full grids, and notebook 08 a second time with its reliability set (-p gates reliability);
+#   full: the large world (CUDA when present); tiny: a smoke run
 #   amazon: Amazon Beauty (files from $ADAGRPO_AMAZON_DIR or a verified download): the SFT policy
 #           against SASRec and most popular, then notebooks 02, 03 (13 methods, among them random at
 #           AdaGRPO's mean rate, pure GRPO and the exposure gate with its random control; the SASRec
@@ -19,8 +22,11 @@
 # exits 2 at once.
 set -euo pipefail
 profile="${1:-quick}"
-if [ "$#" -gt 1 ]; then
-  echo "reproduce.sh: takes one argument, the profile (quick, paper, full, tiny or amazon); got $# arguments: $*" >&2
+plan_only=0
+if [ "$#" -eq 2 ] && [ "$2" = "--plan" ]; then
+  plan_only=1
+elif [ "$#" -gt 1 ]; then
+  echo "reproduce.sh: takes one argument, the profile (quick, paper, full, tiny or amazon), and optionally --plan; got $# arguments: $*" >&2
   exit 2
 fi
 case "$profile" in
@@ -31,6 +37,9 @@ case "$profile" in
 esac
 cd "$(dirname "$0")"
 bash scripts/setup_env.sh
+if [ "$plan_only" -eq 1 ]; then     # what the run would train and how long it would take here; trains nothing
+  exec .venv/bin/python -m adagrpo_core.cli plan --profile "$profile"
+fi
 run_dir="notebooks/executed/$profile"
 rm -rf "$run_dir"                 # a fresh folder: never a mix of old and new executed notebooks
 mkdir -p "$run_dir"
@@ -62,15 +71,28 @@ for nb in notebooks/[0-9]*.ipynb; do
       fi
       params=() ;;          # real users whatever the profile: the notebook reads $ADAGRPO_COAT_DIR, takes no profile
   esac
-  out="$run_dir/$name"
-  echo "[reproduce] $nb (profile=$profile)"
-  start=$SECONDS
-  if ! .venv/bin/papermill "$nb" "$out" ${params[@]+"${params[@]}"} --cwd notebooks --kernel python3; then
-    echo "[reproduce] FAILED: $nb after $((SECONDS - start)) s; the executed notebook is kept at $out" >&2
-    exit 1
+  passes=("")
+  # notebook 08's reliability set (answers (i) and (j)) is a second pass on the paper and full profiles
+  # (suite/plan.py, passes(): the planner counts the same passes)
+  if [ "${name%%_*}" = "08" ] && { [ "$profile" = "paper" ] || [ "$profile" = "full" ]; }; then
+    passes=("" "reliability")
   fi
-  timings+=("$name: $((SECONDS - start)) s")
-  echo "[reproduce] $name done in $((SECONDS - start)) s"
+  for gates in "${passes[@]}"; do
+    out="$run_dir/$name"
+    extra=()
+    if [ -n "$gates" ]; then
+      out="$run_dir/${name%.ipynb}_$gates.ipynb"
+      extra=(-p gates "$gates")
+    fi
+    echo "[reproduce] $nb (profile=$profile${gates:+, gates=$gates})"
+    start=$SECONDS
+    if ! .venv/bin/papermill "$nb" "$out" ${params[@]+"${params[@]}"} ${extra[@]+"${extra[@]}"} --cwd notebooks --kernel python3; then
+      echo "[reproduce] FAILED: $nb after $((SECONDS - start)) s; the executed notebook is kept at $out" >&2
+      exit 1
+    fi
+    timings+=("$(basename "$out"): $((SECONDS - start)) s")
+    echo "[reproduce] $(basename "$out") done in $((SECONDS - start)) s"
+  done
 done
 echo "[reproduce] wall time per notebook:"
 for t in "${timings[@]}"; do echo "  $t"; done
@@ -85,5 +107,7 @@ check=0
 if [ "$check" -ne 0 ]; then
   echo "[reproduce] FAILED: more values fall outside the committed intervals than a regeneration on another CPU kind should give" >&2
 fi
+echo "[reproduce] the answers recomputed from this run's tables beside the committed ones (python -m adagrpo_core.cli check --answers):"
+.venv/bin/python -m adagrpo_core.cli check --answers || check=$?
 echo "[reproduce] the run's page: $page"
 exit "$check"

@@ -26,12 +26,14 @@ from .data.sequences import SequencesConfig
 from .data.world import exposure_concentration
 from .eval.strata import StrataConfig
 from .suite.experiments import main_results, sft_reference, world_calibration
-from .common.paths import default_figures_dir, repo_root
+from .common.paths import code_commit, default_figures_dir, repo_root
 from .common.storage import atomic_write_text
 from .pipeline import dataset_profile, get_ranker, get_sids, get_world
 from .suite.regeneration import MAX_OUTSIDE, check_tables, exit_code, report
 from .suite.figure_index import write_index
-from .suite.glance import glance_table, replace_block
+from .suite.plan import project
+from .common.machine import kind_digest, kind_name
+from .suite.glance import answer_changes, glance_table, replace_block
 from .reward.reliability import reliability_report
 from .suite.stratified import run_stratified
 from .suite.tables import save_table
@@ -111,11 +113,21 @@ def main_results_cmd(profile: str, seeds, steps: int | None, out: Path, runs: Pa
     return 0
 
 
-def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outside: float | None) -> int:
-    """Regenerated tables against the committed ones (``regeneration.py``); prints a report."""
+def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outside: float | None,
+              answers: bool = False) -> int:
+    """Regenerated tables against the committed ones (``regeneration.py``); prints a report. With
+    ``answers``: every answer's words recomputed from the tables under ``folder`` (default: the
+    checkout's figures/) beside the committed ones' (or ``against``'s), each change listed."""
     share = MAX_OUTSIDE if max_outside is None else max_outside
     if not 0 <= share <= 1:
         raise ValueError(f"--max-outside must be in [0, 1], got --max-outside {max_outside}")
+    if answers:
+        changes = answer_changes(folder or default_figures_dir(), against)
+        moved = changes[changes.changed]
+        print(f"{len(changes)} answers: {len(moved)} change their words"
+              + (": " + ", ".join(moved.answer) if len(moved) else ""))
+        print(changes.to_markdown(index=False))
+        return 0
     folder = folder or default_figures_dir() / get_profile(profile).figures_subdir     # figures/<profile>/
     checks = check_tables(folder, "*.csv", against)
     print(report(checks, share))
@@ -137,6 +149,29 @@ def answers_cmd(check: bool) -> int:
                 atomic_write_text(root / doc, new)
     print(("differs from the tables: " if check else "rewrote: ") + ", ".join(stale) if stale else "up to date")
     return 1 if check and stale else 0
+
+
+def plan_cmd(profile: str, out: Path | None, runs_dir: Path | None, cache_dir: Path | None) -> int:
+    """What ``reproduce.sh <profile>`` would train, per notebook pass, and how long it would take
+    on this machine (``suite/plan.py``); trains nothing. With ``out`` the table is also written."""
+    table, source = project(profile, runs_dir=None if runs_dir is None else str(runs_dir),
+                            cache_dir=None if cache_dir is None else str(cache_dir))
+    show = table.copy()
+    show["projected"] = [f"{s / 60:.0f} min" if s == s else "?" for s in show.projected_s]
+    print(f"reproduce.sh {profile}: the runs and rankers of each notebook pass (a run or ranker counts once, in the "
+          f"first pass that plans it; cached ones train no more)")
+    print(show.drop(columns="projected_s").to_markdown(index=False))
+    print(f"machine kind: {kind_name()} ({kind_digest()}); rates: {source}")
+    total = table.projected_s.iloc[-1]
+    if total == total:
+        print(f"projected wall time: {total:.0f} s ({total / 3600:.1f} h) on {os.cpu_count()} cores")
+    if out is not None:
+        note = (f"`python -m adagrpo_core.cli plan --profile {profile}` at commit {code_commit()}: the RL runs and rankers "
+                f"of each notebook pass of `reproduce.sh {profile}` (a run or ranker counts once, in the first pass that "
+                f"plans it: `shared` were planned by an earlier pass under the same key), how many the caches hold, and "
+                f"the projected wall seconds on {os.cpu_count()} cores of {kind_name()} ({kind_digest()}); rates: {source}.")
+        save_table(table.round(1), out, f"plan_{profile}", floatfmt=".0f", note=note)
+    return 0
 
 
 def stratified_cmd(profile: str, out: Path, cache_dir=None, split: str = "test", checkpoint: str = "best",
@@ -218,6 +253,10 @@ def _parser() -> argparse.ArgumentParser:
     ck.add_argument("--folder", type=Path, default=None, help="where the run wrote them (default: figures/<profile>/)")
     ck.add_argument("--against", type=Path, default=None,
                     help="a folder of reference tables instead of the committed (git HEAD) versions")
+    ck.add_argument("--answers", action="store_true",
+                    help="compare the answers instead (suite/glance.py, worded by the frozen analysis plan): the "
+                         "words of each answer read from --folder (default: figures/) beside the committed tables' "
+                         "(or --against's, a folder of the same layout), every change listed")
     ck.add_argument("--max-outside", type=float, default=None, metavar="SHARE",
                     help="the share of values with an interval that may fall outside (default 0.02)")
     ix = sub.add_parser("index", parents=[common], formatter_class=fmt, help="rewrite figures/README.md",
@@ -229,6 +268,14 @@ def _parser() -> argparse.ArgumentParser:
                         description="The answers at a glance (suite/glance.py), read from the committed tables "
                                     "under figures/, written between the answers markers of RESULTS.md and README.md.")
     an.add_argument("--check", action="store_true", help="write nothing; exit 1 when a block differs from the tables")
+    pl = sub.add_parser("plan", parents=[common], formatter_class=fmt, help="what reproduce.sh would train, and for how long",
+                        description="Per notebook pass of reproduce.sh --profile: the RL runs and the rankers it "
+                                    "plans, how many are shared with an earlier pass or already cached, and the "
+                                    "projected wall time on this machine from the measured rates of its kind "
+                                    "(benchmarks/results/run_rates.json). Trains nothing. --profile defaults to quick.")
+    pl.add_argument("--runs", type=Path, default=None, help="the run folders (default: the checkout's runs/)")
+    pl.add_argument("--cache", type=Path, default=None, help="the artefact cache (default: $ADAGRPO_CACHE or .cache/)")
+    pl.add_argument("--write", type=Path, default=None, metavar="FOLDER", help="also write the table (CSV + Markdown) there")
     st = sub.add_parser("stratified", parents=[common], formatter_class=fmt, help="the paper's Tables 1-3",
                         description="The stratified analysis of the SFT base: RM influence overall, by policy "
                                     "difficulty and by difficulty x discriminability.")
@@ -303,7 +350,9 @@ def main(argv=None) -> int:
         if args.cmd == "reproduce":
             return reproduce(args.profile, args.out)
         if args.cmd == "check":
-            return check_cmd(args.profile or "quick", args.folder, args.against, args.max_outside)
+            return check_cmd(args.profile or "quick", args.folder, args.against, args.max_outside, args.answers)
+        if args.cmd == "plan":
+            return plan_cmd(args.profile, args.write, args.runs, args.cache)
         if args.cmd == "answers":
             return answers_cmd(args.check)
         if args.cmd == "index":

@@ -13,6 +13,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from .configs import SuiteConfig, get_profile
 from .data.amazon import AmazonConfig
@@ -128,6 +129,16 @@ def ranker_cached(world, ranker_cfg, cache_dir=None, world_key: str | None = Non
                   log_share: float = 1.0) -> bool:
     """Whether :func:`get_ranker` would find a trained ranker in the cache (without loading it)."""
     return _ranker_path(world, ranker_cfg, cache_dir, world_key, logging_bias, log_share).exists()
+
+
+def ranker_file(world_cfg, ranker_cfg, cache_dir=None, logging_bias=None, log_share: float = 1.0) -> Path:
+    """Where :func:`get_ranker` keeps the ranker of a world's (or dataset's) config, built or not."""
+    return _ranker_path(None, ranker_cfg, cache_dir, data_key(world_cfg), logging_bias, log_share)
+
+
+def ensemble_files(world_cfg, ranker_cfg, ens_cfg, cache_dir=None, logging_bias=None, log_share: float = 1.0) -> list:
+    """Where :func:`get_ensemble` keeps an ensemble's members, built or not."""
+    return _ensemble_paths(SimpleNamespace(cfg=world_cfg), ranker_cfg, ens_cfg, cache_dir, logging_bias, log_share)
 
 
 def get_sft(world, sids: SemanticIDs, policy_cfg: PolicyConfig, sft_cfg: SFTConfig, cache_dir=None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
@@ -38,6 +39,7 @@ from .configs import Profile
 from .data.impressions import reward_coverage
 from .pipeline import (
     data_key,
+    ensemble_files,
     get_ranker,
     get_sasrec,
     get_sft,
@@ -45,6 +47,7 @@ from .pipeline import (
     get_ensemble,
     get_world,
     ranker_cached,
+    ranker_file,
     ranker_log_data,
     sft_cached,
 )
@@ -54,7 +57,9 @@ from .rl.gate import GateConfig
 from .rl.grpo import GRPOConfig
 from .rl.step import ReliabilityInputs
 from .common.runtime import progress_bar, torch_threads
-from .common.storage import atomic_write_text, config_hash
+from .common.machine import kind_digest, machine_kind
+from .common.paths import code_commit
+from .common.storage import atomic_write_text, config_hash, file_digest
 from .train.batched import run_methods_batched
 from .train.rl import RLConfig, run_method
 
@@ -228,7 +233,29 @@ def _run_inputs(spec: RunSpec, profile: Profile, cache_dir) -> dict:
                                          **(profile.reward.ranker_log if profile.reward.source == "ranker" else {}))]
     return {"world": world, "sids": sids, "sft": sft_dir / "best.pt", "reward": reward, "gate": gate, "grpo": grpo,
             "rates": rates if gate.method == "random" else None, "truth": truth,
-            "reliability": ReliabilityInputs(item_exposure=coverage, ensemble=members)}
+            "reliability": ReliabilityInputs(item_exposure=coverage, ensemble=members),
+            "provenance": provenance(spec, profile, cache_dir, sft_dir / "best.pt")}
+
+
+def provenance(spec: RunSpec, profile: Profile, cache_dir, sft_file) -> dict:
+    """What every run row records of where it comes from: its key (the hash of every config), the
+    code's commit, the SFT base's and the reward model's file digests (a truth reward: its
+    config's hash; continued NLL: 'none'), the ensemble's when a gate reads one, and the machine
+    kind's digest (``common/machine.py``; one torch thread, as runs train)."""
+    rc = profile.reward
+    if spec.gate.method == "nll":
+        reward = "none"
+    elif rc.source == "ranker":
+        reward = file_digest(ranker_file(profile.world, profile.ranker, cache_dir, **rc.ranker_log))
+    else:
+        reward = f"{rc.source}:{config_hash(rc, profile.sasrec if rc.source == 'sasrec' else None)}"
+    out = {"run_key": spec.key, "commit": code_commit(), "sft_hash": file_digest(sft_file), "reward_hash": reward,
+           "machine_kind": kind_digest(machine_kind(threads=1))}
+    if reads_ensemble(spec.gate):
+        log = rc.ranker_log if rc.source == "ranker" else {}
+        files = ensemble_files(profile.world, profile.ranker, profile.ensemble, cache_dir, **log)
+        out["ensemble_hash"] = config_hash(*[file_digest(f) for f in files])
+    return out
 
 
 def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool = False) -> pd.DataFrame:
@@ -240,7 +267,7 @@ def execute_run(spec: RunSpec, profile: Profile, cache_dir=None, progress: bool 
         x = _run_inputs(spec, profile, cache_dir)
         return run_method(x["world"], x["sids"], x["sft"], x["reward"], x["grpo"], x["gate"], spec.rl,
                           spec.out_dir, reference_rates=x["rates"], true_utility=x["truth"], name=spec.name,
-                          progress=progress, reliability=x["reliability"])
+                          progress=progress, reliability=x["reliability"], provenance=x["provenance"])
 
 
 def execute_batch(specs: list[RunSpec], profile: Profile, cache_dir=None, progress: bool = False) -> list:
@@ -255,7 +282,8 @@ def execute_batch(specs: list[RunSpec], profile: Profile, cache_dir=None, progre
         return run_methods_batched(x["world"], x["sids"], x["sft"], x["reward"], x["grpo"],
                                    [y["grpo"] for y in xs], [y["gate"] for y in xs], [s.rl for s in specs],
                                    [s.out_dir for s in specs], [s.name for s in specs],
-                                   [y["rates"] for y in xs], x["truth"], x["reliability"], progress)
+                                   [y["rates"] for y in xs], x["truth"], x["reliability"], progress,
+                                   [y["provenance"] for y in xs])
 
 
 class _TrueUtility:
@@ -374,12 +402,25 @@ def execute(specs: list[RunSpec], profile: Profile, cache_dir=None, jobs: int = 
     return execute_planned([(profile, specs)], cache_dir, jobs, scheduler, executor, progress).drop(columns="plan")
 
 
+RUN_LOG_ENV = "ADAGRPO_RUN_LOG"
+"""When set, the file every executed plan appends its run folders to (one line each): how the
+tests check that the planner (``suite/plan.py``) lists exactly the runs the notebooks train."""
+
+
+def _log_planned(plans) -> None:
+    path = os.environ.get(RUN_LOG_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.writelines(f"{s.out_dir}\n" for _, ps in plans for s in ps)
+
+
 def execute_planned(plans: list[tuple[Profile, list[RunSpec]]], cache_dir=None, jobs: int = 1,
                     scheduler: str | None = None, executor: Executor | None = None,
                     progress: bool = True) -> pd.DataFrame:
     """:func:`execute` for runs of several profiles (say, one per reward) through one executor, so
     that the workers stay busy across them: ``plans`` is [(profile, its specs), ...]. Rows in the
     order of the plans' specs, with a ``plan`` column (the index of the plan of each row)."""
+    _log_planned(plans)
     local_jobs = 1 if scheduler or executor is not None else jobs
     prepare(plans[0][0], cache_dir, progress, local_jobs)
     build_rankers([p for p, _ in plans[1:]], cache_dir, local_jobs)

@@ -40,7 +40,6 @@ from IPython.display import display
 
 from adagrpo_core.suite import plots
 from adagrpo_core.suite.experiments import (
-    MethodSpec,
     gain_headline,
     gains_over_base,
     main_results,
@@ -50,6 +49,7 @@ from adagrpo_core.suite.experiments import (
     summarize,
 )
 from adagrpo_core.suite.notebook import setup
+from adagrpo_core.suite.plan import sasrec_methods
 from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.suite.tables import save_table
@@ -120,9 +120,7 @@ print("\n".join(main_results_verdict(summary, pooled, hr_k, len(nb.seeds))))
 # gate with SASRec's next-item logit as the reward (as MiniOneRec's sasrec reward); nll is shared.
 if not nb.prof.is_simulated:
     sasrec_reward = RewardConfig(source="sasrec", output="logit")
-    smethods = [MethodSpec("nll", "nll"), MethodSpec("mix(1)", "mix", grpo={"lam": 1.0}),
-                MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
-    srows = reward_sources(nb.prof, [sasrec_reward], smethods, **nb.run_args)
+    srows = reward_sources(nb.prof, [sasrec_reward], sasrec_methods(), **nb.run_args)   # nll, mix(1), adagrpo, random
     ssum = summarize(srows)
     save_table(ssum, nb.out, f"nb03_sasrec_reward_{nb.profile}", note=nb.table_note)
     stests, spooled = paired_tests_both(replace(nb.prof, reward=sasrec_reward), srows,

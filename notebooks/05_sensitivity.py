@@ -49,21 +49,17 @@ from adagrpo_core.suite.experiments import main_results
 from adagrpo_core.suite.notebook import setup
 from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.suite.sweeps import (
-    default_grids,
     knob_table,
-    operating_point,
-    sweep_methods,
+    sensitivity_design,
     sweep_table,
 )
 from adagrpo_core.suite.tables import save_table
 from adagrpo_core.suite.verdicts import sensitivity_verdict
 
 nb = setup("05_sensitivity", globals())   # checks the parameters first; profile, output folder, runs, grids
-prof = operating_point(nb.prof, tau=nb.tau, rho=nb.rho, lam=nb.lam, num_negatives=nb.num_negatives,
-                       num_generations=nb.num_generations)
 one_at_a_time = nb.grids
-_, tau_rho, modes = default_grids(prof)
-methods, points = sweep_methods(one_at_a_time, tau_rho, modes)
+prof, methods, points, tau_rho, modes = sensitivity_design(nb.prof, one_at_a_time, tau=nb.tau, rho=nb.rho, lam=nb.lam,
+                                                           num_negatives=nb.num_negatives, num_generations=nb.num_generations)
 print(f"{len(points)} points, {len(methods)} methods x {len(nb.seeds)} seeds; grids: {one_at_a_time}, "
       f"tau x rho {tau_rho}, lambda also under normalize={modes}")
 rows, summary = main_results(prof, methods=methods, **nb.run_args)

@@ -62,7 +62,6 @@ from adagrpo_core.eval.audit import (
     load_audits,
 )
 from adagrpo_core.suite.experiments import (
-    MethodSpec,
     ab_reference,
     gap_to_best_mixture,
     main_results,
@@ -71,20 +70,16 @@ from adagrpo_core.suite.experiments import (
     summarize,
 )
 from adagrpo_core.suite.notebook import setup
-from adagrpo_core.suite.phase import phase_methods
+from adagrpo_core.suite.plan import audit_methods, source_methods, source_rewards
 from adagrpo_core.pipeline import get_world
 from adagrpo_core.suite.plots import save_figure
-from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.suite.tables import save_table
 from adagrpo_core.suite.verdicts import ab_audit_verdict, zero_truth_noise
 
 nb = setup("07_ab_test_and_audit", globals())   # checks the parameters first; profile, output folder, runs, lists
 if not nb.prof.is_simulated:
     raise SystemExit("notebook 07 needs the simulated world's true utility; real datasets have none")
-methods = [MethodSpec("nll", "nll"), MethodSpec("mix(1)", "mix", grpo={"lam": 1.0}), MethodSpec("adagrpo", "adagrpo"),
-           MethodSpec("random", "random"), MethodSpec("inverse", "inverse"), MethodSpec("difficulty-only", "difficulty"),
-           MethodSpec("discriminability-only", "discriminability"), MethodSpec("oracle", "oracle")]
-methods += phase_methods(["nll"] + list(nb.reliability_methods))[1:]   # the reliability gates (rl/gate.py), matched controls
+methods = audit_methods(nb.reliability_methods)   # AdaGRPO, its controls, oracle; each reliability gate beside its matched control
 rows, summary = main_results(nb.prof, methods=methods, answer="nb07_audit", **nb.run_args)   # the audit's methods also at suite.answer_seeds
 
 # %% [markdown]
@@ -112,10 +107,8 @@ pooled[["method", "reference", "checkpoint", "seeds", "sim_ctr_diff", "sim_ctr_s
 # ## 2. Reward sources: the ranker, the truth, and the truth with known noise on rare items
 
 # %%
-sources = [RewardConfig(source="ranker"), RewardConfig(source="truth")] + \
-          [RewardConfig(source="noisy_truth", noise=n) for n in nb.noise_levels]
-rmethods = [MethodSpec("nll", "nll")] + [MethodSpec(f"mix({lam:g})", "mix", grpo={"lam": lam}) for lam in nb.mix_lams] + \
-           [MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
+sources = source_rewards(nb.noise_levels)    # the ranker, the truth, the truth with noise on rare items
+rmethods = source_methods(nb.mix_lams)       # nll, the mixtures, adagrpo, random
 rrows = reward_sources(nb.prof, sources, rmethods, **nb.run_args)
 rsum = pd.concat([summarize(g).assign(reward=r) for r, g in rrows.groupby("reward", sort=False)], ignore_index=True)
 cols = ["reward", "method", "checkpoint", "seeds"] + [c for m in ("HR@10", "NDCG@10", "halluc", "sim_ctr", "dwell", "admission_rate")

@@ -20,3 +20,12 @@ def tiny_world():
 def tiny_sids(tiny_world):
     """Semantic IDs of the tiny world's items: 2 residual k-means levels of 8 codes + uniqueness token."""
     return build_semantic_ids(tiny_world.item_features, SIDConfig(num_levels=2, codebook_size=8))
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """The address of one 2-worker Dask LocalCluster (one thread, own process each) that every test
+    of the Dask path shares: a cluster takes seconds to start."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        yield c.scheduler_address

@@ -535,7 +535,8 @@ def test_reproduce_writes_a_fresh_run_folder_and_keeps_the_failed_notebook(sandb
     assert sorted(p.name for p in stale.parent.iterdir()) == ["01_a.ipynb", "02_ok.ipynb", "03_c.ipynb"]
     # last, the reproduction check against the committed tables; its failure fails the run
     assert (sandbox / "cli_args").read_text().splitlines() == ["-m adagrpo_core.suite.report notebooks/executed/tiny tiny",
-                                                                "-m adagrpo_core.cli check --profile tiny"]
+                                                                "-m adagrpo_core.cli check --profile tiny",
+                                                                "-m adagrpo_core.cli check --answers"]
     assert r.stdout.rstrip().splitlines()[-1].startswith("[reproduce] the run's page:")
     (sandbox / ".venv" / "bin" / "python").write_text('#!/usr/bin/env bash\ncase "$*" in *check*) exit 1;; esac\n')
     r, _ = run_reproduce(sandbox, "tiny")
@@ -551,7 +552,8 @@ def test_reproduce_amazon_runs_the_reference_models_then_skips_what_needs_the_tr
     assert r.returncode == 0, r.stderr
     assert (sandbox / "cli_args").read_text().splitlines() == ["-m adagrpo_core.cli reproduce --profile amazon",
                                                                 "-m adagrpo_core.suite.report notebooks/executed/amazon amazon",
-                                                                "-m adagrpo_core.cli check --profile amazon"]
+                                                                "-m adagrpo_core.cli check --profile amazon",
+                                                                "-m adagrpo_core.cli check --answers"]
     assert sorted(p.name for p in (sandbox / "notebooks" / "executed" / "amazon").iterdir()) == ["02_b.ipynb", "03_c.ipynb"]
     assert "skipping 01_a.ipynb" in r.stdout and "skipping 07_g.ipynb" in r.stdout and "skipping 05_e.ipynb" in r.stdout
     assert re.search(r"reference models: \d+ s", r.stdout)

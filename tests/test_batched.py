@@ -167,17 +167,15 @@ def test_batched_plans_are_deterministic_and_resume(cache, tmp_path):
     np.testing.assert_allclose(got["loss"].to_numpy(), whole["loss"].to_numpy(), rtol=1e-6)
 
 
-def test_batch_through_a_process_pool_and_dask_matches_in_process(cache, tmp_path):
+def test_batch_through_a_process_pool_and_dask_matches_in_process(cache, tmp_path, dask_scheduler):
     prof = tiny(2)
     here, _ = main_results(prof, methods=METHODS[:3], seeds=(0, 1), out_root=tmp_path / "here", cache_dir=cache,
                            progress=False)
     pool, _ = main_results(prof, methods=METHODS[:3], seeds=(0, 1), out_root=tmp_path / "pool", cache_dir=cache,
                            progress=False, jobs=2)
     pd.testing.assert_frame_equal(results(here), results(pool))
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
-        dask_rows, _ = main_results(prof, methods=METHODS[:3], seeds=(0, 1), out_root=tmp_path / "dask",
-                                    cache_dir=cache, progress=False, scheduler=c.scheduler_address)
+    dask_rows, _ = main_results(prof, methods=METHODS[:3], seeds=(0, 1), out_root=tmp_path / "dask",
+                                cache_dir=cache, progress=False, scheduler=dask_scheduler)
     pd.testing.assert_frame_equal(results(here), results(dask_rows))
 
 

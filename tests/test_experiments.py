@@ -14,8 +14,10 @@ import pytest
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.evaluate import run_hits
-from adagrpo_core.suite.experiments import MethodSpec, main_results, paired_tests
-from adagrpo_core.pipeline import get_sids, get_world
+from adagrpo_core.common.machine import kind_digest, machine_kind
+from adagrpo_core.common.storage import file_digest
+from adagrpo_core.suite.experiments import MethodSpec, gains_over_base, main_results, paired_tests
+from adagrpo_core.pipeline import get_sids, get_world, ranker_file
 from adagrpo_core.runs import plan_runs, run_key
 
 METHODS = [MethodSpec("nll", "nll"), MethodSpec("adagrpo", "adagrpo"), MethodSpec("random", "random")]
@@ -87,17 +89,15 @@ def _tables(rows):
     return rows.drop(columns=["run_dir", "train_seconds"]).to_csv(index=False)
 
 
-def test_process_pool_and_dask_match_serial(tiny_runs, tmp_path):
+def test_process_pool_and_dask_match_serial(tiny_runs, tmp_path, dask_scheduler):
     """A 2-process pool and a 2-worker Dask LocalCluster give byte-identical result tables."""
     prof, _, _, cache, rows, _ = tiny_runs
     serial = _tables(rows[rows.seed == 0])
     pool, _ = main_results(prof, methods=METHODS, seeds=(0,), out_root=tmp_path / "pool", cache_dir=cache,
                            progress=False, jobs=2)
     assert _tables(pool) == serial
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
-        dask_rows, _ = main_results(prof, methods=METHODS, seeds=(0,), out_root=tmp_path / "dask", cache_dir=cache,
-                                    progress=False, scheduler=c.scheduler_address)
+    dask_rows, _ = main_results(prof, methods=METHODS, seeds=(0,), out_root=tmp_path / "dask", cache_dir=cache,
+                                progress=False, scheduler=dask_scheduler)
     assert _tables(dask_rows) == serial
 
 
@@ -208,8 +208,18 @@ execute(specs, p, cache, progress=False)
 """
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_run(tiny_runs, tmp_path_factory):
+    """The uninterrupted run both kill modes compare with (the same code path, trained once)."""
+    _, _, _, cache, _, _ = tiny_runs
+    root = tmp_path_factory.mktemp("uninterrupted")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    clean = subprocess.run([sys.executable, "-c", KILL_CODE, "none", str(root), str(cache)], env=env)
+    return clean.returncode, next(root.glob("seed0/*"))
+
+
 @pytest.mark.parametrize("mode", ["mid-step", "mid-write"])
-def test_killed_rl_run_resumes_to_identical_outputs(tiny_runs, tmp_path, mode):
+def test_killed_rl_run_resumes_to_identical_outputs(tiny_runs, uninterrupted_run, tmp_path, mode):
     """SIGKILL an RL run in the middle of a step, or in the middle of writing last.pt; the resumed
     run's logs, checkpoints' weights and results equal an uninterrupted run's."""
     import torch
@@ -221,9 +231,8 @@ def test_killed_rl_run_resumes_to_identical_outputs(tiny_runs, tmp_path, mode):
     assert (run / "last.pt").exists() and not (run / "results.csv").exists()
     done = subprocess.run([sys.executable, "-c", KILL_CODE, "none", str(tmp_path / "a"), str(cache)], env=env)
     assert done.returncode == 0
-    clean = subprocess.run([sys.executable, "-c", KILL_CODE, "none", str(tmp_path / "b"), str(cache)], env=env)
-    assert clean.returncode == 0
-    other = next((tmp_path / "b").glob("seed0/*"))
+    returncode, other = uninterrupted_run
+    assert returncode == 0
     for name in ("steps.csv", "checkpoints.csv"):
         assert (run / name).read_text() == (other / name).read_text(), name
     cols = lambda f: pd.read_csv(f).drop(columns=["train_seconds"])   # noqa: E731
@@ -316,3 +325,26 @@ def test_comparisons_pair_methods_on_their_common_seeds(tiny_runs):
     assert gains.loc["random", "seeds"] == 1 and gains.loc["adagrpo", "seeds"] == 2
     assert gains.loc["random", "seeds_vs_nll"] == 1
     assert 0 <= gains.loc["adagrpo", "gain_HR@10_p_seed"] <= gains.loc["adagrpo", "gain_HR@10_p_seed_holm"] <= 1
+
+
+def test_every_run_row_records_where_it_comes_from(tiny_runs):
+    """Key, commit, SFT base and reward model digests, machine kind: in every row of results.csv."""
+    prof, _, _, cache, rows, _ = tiny_runs
+    assert {"run_key", "commit", "sft_hash", "reward_hash", "machine_kind"} <= set(rows.columns)
+    assert (rows.machine_kind == kind_digest(machine_kind(threads=1))).all() and rows.commit.str.len().min() >= 7
+    assert set(rows[rows.method == "nll"].reward_hash) == {"none"}         # continued NLL reads no reward
+    ranker = ranker_file(prof.world, prof.ranker, cache)
+    assert set(rows[rows.method != "nll"].reward_hash) == {file_digest(ranker)}
+    assert rows.sft_hash.nunique() == 1
+    assert all(Path(r.run_dir).name.endswith(r.run_key) for r in rows.itertuples())
+
+
+def test_pairing_runs_of_two_machine_kinds_is_refused(tiny_runs):
+    prof, _, _, cache, rows, _ = tiny_runs
+    mixed = rows.copy()
+    mixed.loc[mixed.method == "random", "machine_kind"] = "0123456789ab"
+    with pytest.raises(ValueError, match="one machine kind"):
+        paired_tests(prof, mixed, [("adagrpo", "random")], cache_dir=cache)
+    with pytest.raises(ValueError, match="0123456789ab"):
+        gains_over_base(prof, mixed, cache)
+    assert len(paired_tests(prof, rows, [("adagrpo", "random")], cache_dir=cache))     # one kind: paired as before

@@ -16,6 +16,8 @@ from adagrpo_core.configs import get_profile
 from adagrpo_core.suite.notebook import notebook_defaults, output_dir, setup
 from adagrpo_core.common.paths import default_figures_dir
 from adagrpo_core.suite.report import broken_links, write_run_report
+from adagrpo_core.suite.plan import notebook_plan
+from adagrpo_core.runs import RUN_LOG_ENV
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -237,19 +239,43 @@ def test_a_parameter_at_the_profile_value_writes_the_default_tables():
 # ------------------------------------------------------------------ papermill runs
 
 
+@pytest.fixture(scope="module")
+def shared_tiny(tmp_path_factory):
+    """One artefact cache and one run root for every tiny notebook run of this module: the world,
+    SFT base and ranker are built once, and a run that two notebooks share (03's in 04 and 06)
+    trains once, as in reproduce.sh. Cached artefacts and runs are keyed by their configs, so a
+    notebook reads the same files whichever ran first."""
+    root = tmp_path_factory.mktemp("tiny_suite")
+    return {"cache_dir": str(root / "cache"), "runs_dir": str(root / "runs")}
+
+
+def _planned_and_trained(nb: Path, params: dict, log: Path) -> tuple[set, set]:
+    """(the run folders the planner lists for this notebook pass, the ones its run calls planned)."""
+    plan = notebook_plan(nb.stem, params["profile"], **{k: v for k, v in params.items() if k != "profile"})
+    trained = set(log.read_text().split()) if log.exists() else set()
+    missing = [lab for lab, path in plan.rankers if not Path(path).exists()]
+    assert not missing, f"the planner lists rankers the notebook did not build: {missing}"
+    return {s.out_dir for s in plan.specs}, trained
+
+
 @pytest.mark.parametrize("nb", PROFILE_NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_on_tiny_profile(nb, tmp_path):
+def test_notebook_runs_on_tiny_profile(nb, tmp_path, monkeypatch, shared_tiny):
     papermill = pytest.importorskip("papermill")
     out = tmp_path / "figures"
-    # every notebook takes these; only the ones a notebook declares are passed
-    params = {"profile": "tiny", "out_dir": str(out), "cache_dir": str(tmp_path / "cache"), "threads": 1,
-              "runs_dir": str(tmp_path / "runs"), "seeds": [0, 1]}
+    log = tmp_path / "runs.log"
+    monkeypatch.setenv(RUN_LOG_ENV, str(log))     # the kernel appends every run its calls execute
+    # every notebook takes these; only the ones a notebook declares are passed (one job: tiny runs
+    # gain nothing from a process pool, whose path tests/test_experiments.py covers)
+    params = {"profile": "tiny", "out_dir": str(out), "threads": 1, "seeds": [0, 1], "jobs": 1, **shared_tiny}
     declared = papermill.inspect_notebook(str(nb))
     missing = {"profile", "out_dir", "cache_dir", "threads"} - set(declared)
     assert not missing, f"papermill cannot see the parameters {missing} (a comment it cannot parse?)"
-    papermill.execute_notebook(str(nb), str(tmp_path / nb.name), kernel_name="python3",
-                               parameters={k: v for k, v in params.items() if k in declared},
+    params = {k: v for k, v in params.items() if k in declared}
+    papermill.execute_notebook(str(nb), str(tmp_path / nb.name), kernel_name="python3", parameters=params,
                                cwd=str(nb.parent), progress_bar=False)
+    planned, trained = _planned_and_trained(nb, params, log)
+    assert planned == trained, f"planner and notebook disagree: only planned {sorted(planned - trained)[:3]}, " \
+                               f"only trained {sorted(trained - planned)[:3]}"
     for name, columns in EXPECTED[nb.name].items():
         if columns is None:
             for ext in ("png", "pdf"):
@@ -269,7 +295,7 @@ def test_notebook_runs_on_tiny_profile(nb, tmp_path):
         assert plt.imread(tmp_path / src).size > 0, src          # every image loads
 
 
-def test_phase_diagram_runs_the_reliability_gates(tmp_path):
+def test_phase_diagram_runs_the_reliability_gates(tmp_path, monkeypatch, shared_tiny):
     """Notebook 08 with gates="reliability" writes its own tables (beside, not over, the main
     set's): each reliability gate against its matched control and the difficulty-and-reliability
     gate against its check alone, the gap of every gate to the best mixture, and the diagnostics'
@@ -277,12 +303,15 @@ def test_phase_diagram_runs_the_reliability_gates(tmp_path):
     papermill = pytest.importorskip("papermill")
     nb = NB_DIR / "08_reward_phase_diagram.ipynb"
     out = tmp_path / "figures"
+    log = tmp_path / "runs.log"
+    monkeypatch.setenv(RUN_LOG_ENV, str(log))
     methods = ["nll", "mix(1)", "exposure", "random[exposure]", "difficulty_and_reliability", "soft", "mix[soft]"]
+    params = {"profile": "tiny", "out_dir": str(out), "threads": 1, "seeds": [0], "jobs": 1, "gates": "reliability",
+              "methods": methods, "dial": "bias", "values": [4], **shared_tiny}
     papermill.execute_notebook(str(nb), str(tmp_path / nb.name), kernel_name="python3", cwd=str(nb.parent),
-                               parameters={"profile": "tiny", "out_dir": str(out), "cache_dir": str(tmp_path / "cache"),
-                                           "threads": 1, "runs_dir": str(tmp_path / "runs"), "seeds": [0],
-                                           "gates": "reliability", "methods": methods, "dial": "bias", "values": [4]},
-                               progress_bar=False)
+                               parameters=params, progress_bar=False)
+    planned, trained = _planned_and_trained(nb, params, log)
+    assert planned == trained and len(planned) == 7
     assert not (out / "nb08_phase_bias_tiny.csv").exists()
     phase = pd.read_csv(out / "nb08_phase_bias_reliability_tiny.csv")
     assert set(phase.method) == set(methods) - {"nll"} and set(phase.value) == {4.0}

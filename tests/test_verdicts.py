@@ -1,10 +1,18 @@
 """The "What the numbers say" text of notebooks 02-07 and the two table fixes, on small tables
 built by hand: each verdict (dominated or not, Holm-significant or not, an interval that
-excludes 0 or not) is checked on both sides."""
+excludes 0 or not) is checked on both sides; the frozen analysis plan, the one-sided wording of
+its questions and `cli check --answers`."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
+from adagrpo_core import cli
+from adagrpo_core.eval.stats import detectable_effect, equivalent, one_sided_bounds
+from adagrpo_core.suite.analysis_plan import PLAN, PLAN_DIGEST, plan_digest, planned
+from adagrpo_core.suite.glance import ANSWERS, answer_changes
 from adagrpo_core.suite.verdicts import (
     ab_audit_verdict,
     add_mixture_lam,
@@ -14,6 +22,7 @@ from adagrpo_core.suite.verdicts import (
     holm_significant,
     interval_excludes_zero,
     main_results_verdict,
+    planned_words,
     sensitivity_verdict,
     stratified_verdict,
     zero_truth_noise,
@@ -214,3 +223,64 @@ def test_ab_audit_verdict():
 def test_verdicts_are_lists_of_lines(fn, args):
     lines = fn(*args)
     assert isinstance(lines, list) and lines and all(isinstance(s, str) and "\n" not in s for s in lines)
+
+
+# ---------------------------------------------------------------------------------- the frozen plan
+def test_the_analysis_plan_is_frozen_and_complete():
+    """Changing a line of the plan changes its digest: an edit is a deliberate commit of its own."""
+    assert plan_digest() == PLAN_DIGEST, "the analysis plan changed: update PLAN_DIGEST in the same commit, and say why"
+    assert sorted(PLAN) == [f"({c})" for c in "abcdefghijklm"]
+    assert {a.answer for a in ANSWERS} == set(PLAN)                  # every answer of the table has a plan
+    changed = {**PLAN, "(b)": replace(PLAN["(b)"], delta=0.01)}
+    assert plan_digest(changed) != PLAN_DIGEST
+    with pytest.raises(ValueError, match="direction='up'"):
+        replace(PLAN["(b)"], direction="up")
+    with pytest.raises(ValueError, match=r"no planned answer '\(z\)'"):
+        planned("(z)")
+
+
+def test_one_sided_bounds_from_a_t_interval():
+    lo, hi = one_sided_bounds(0.0, 1.0, 10)
+    t975, t95 = stats.t.ppf(0.975, 9), stats.t.ppf(0.95, 9)
+    assert hi == pytest.approx(t95 / t975) and lo == pytest.approx(-hi)       # narrower than the two-sided 1.0
+    assert equivalent(0.0, 0.001, 10, 0.005) and not equivalent(0.004, 0.004, 10, 0.005)
+    assert detectable_effect(1.0, 10) == pytest.approx((t95 + stats.t.ppf(0.8, 9)) / t975)
+    assert np.isnan(one_sided_bounds(0.1, 0.2, 1)[0]) and np.isnan(detectable_effect(np.nan, 10))
+
+
+def test_a_borderline_interval_is_worded_by_its_one_sided_bound():
+    """Two-sided, +0.0030 ± 0.0031 over 10 replicates covers 0 (a tie); the one-sided question "is
+    it above?" is answered yes, its 95% lower bound (+0.0030 - 0.0031 x t.95/t.975) lies above 0."""
+    words, bound = planned_words("greater", 0.0030, 0.0031, 10, 0.005, "above it", "not above it")
+    assert words == "above it" and bound.startswith("at least +0.000")
+    assert planned_words("two-sided", 0.0030, 0.0031, 10, None, "differs", "a tie")[0] == "a tie"
+    # a little less and the bound reaches 0: no, with the most it could be and what could be seen
+    words, bound = planned_words("greater", 0.0020, 0.0031, 10, None, "above it", "not above it")
+    assert words == "not above it" and bound.startswith("at most +0.00") and "detectable 0.00" in bound
+    # narrow around 0 with a smallest effect of interest: equivalent within it
+    words, _ = planned_words("greater", -0.0017, 0.0019, 10, 0.005, "above it", "not above it")
+    assert words == "not above it: equivalent within ±0.005"
+    assert planned_words("less", -0.03, 0.013, 10, 0.005, "yes", "not shown") == ("yes", "at most -0.0195")
+    assert planned_words("greater", 0.6, 0.02, 10, 0.05, "yes", "no", ref=0.5)[0] == "yes"
+    assert planned_words("greater", 0.01, np.nan, 1)[0].startswith("not decided")
+    with pytest.raises(ValueError, match="direction"):
+        planned_words("up", 0.0, 1.0, 10)
+
+
+def test_check_answers_lists_the_answers_whose_words_change(tmp_path, capsys):
+    """`cli check --answers` on hand-built tables: (c)'s table moves from a tie to a win."""
+    a = next(x for x in ANSWERS if x.answer == "(c)")
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, diff in ((old, 0.0019), (new, 0.0080)):
+        (root / a.table).parent.mkdir(parents=True)
+        pd.DataFrame({"method": ["adagrpo"], "reference": ["random"], "checkpoint": ["best"], "seed": ["pooled"],
+                      "sim_ctr_diff": [diff], "sim_ctr_seed_ci": [0.0027], "seeds": [10],
+                      "sim_ctr_diff_share_below_0": [0.2]}).to_csv(root / a.table, index=False)
+    changes = answer_changes(new, old).set_index("answer")
+    assert changes.loc["(c)", "changed"] and changes.loc["(c)", "after"] == "yes"
+    assert changes.loc["(c)", "before"] == "no: equivalent within ±0.005"
+    assert changes.loc["(b)", "before"] == changes.loc["(b)", "after"] == "no row"          # same table, no (b) row
+    assert changes.loc["(e)", "before"] == changes.loc["(e)", "after"] == "no table"
+    assert cli.main(["check", "--answers", "--folder", str(new), "--against", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "1 change their words: (c)" in out

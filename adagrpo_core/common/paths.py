@@ -1,7 +1,9 @@
 """Where things go: the checkout, its figures/, runs/ and artefact cache."""
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -38,3 +40,22 @@ def default_cache_dir() -> Path:
     return root / ".cache" if root else Path(".cache")
 
 
+
+
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str:
+    """The checkout's commit (12 hex digits, ``+dirty`` when tracked files differ from it), as
+    every run row records it; 'unknown' outside a git checkout."""
+    root = repo_root()
+    if root is None:
+        return "unknown"
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -26,6 +26,33 @@ def mean_ci(x, level: float = 0.95) -> tuple[float, float]:
     return m, float(half)
 
 
+def one_sided_bounds(mean: float, half_width: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """(lower, upper) one-sided ``level`` bounds of a mean over n replicates, from the half-width of
+    its two-sided 95% t-interval: se = half_width / t_{0.975, n-1}, bound = mean -/+ t_{level, n-1} se.
+    (lower > 0 answers "is it above 0?" at 1 - level; so does upper < 0 for "below?")."""
+    if n < 2 or not np.isfinite(half_width):
+        return float("nan"), float("nan")
+    se = half_width / stats.t.ppf(0.975, n - 1)
+    q = stats.t.ppf(level, n - 1) * se
+    return float(mean - q), float(mean + q)
+
+
+def equivalent(mean: float, half_width: float, n: int, delta: float, alpha: float = 0.05) -> bool:
+    """Two one-sided tests at ``alpha``: both one-sided 1 - alpha bounds inside (-delta, +delta)."""
+    lo, hi = one_sided_bounds(mean, half_width, n, 1 - alpha)
+    return bool(-delta < lo and hi < delta)
+
+
+def detectable_effect(half_width: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference that a one-sided t-test at ``alpha`` over n replicates finds
+    with probability ``power``: (t_{1-alpha, n-1} + t_{power, n-1}) se, se from the two-sided 95%
+    half-width. What a tie can be said to rule out."""
+    if n < 2 or not np.isfinite(half_width):
+        return float("nan")
+    se = half_width / stats.t.ppf(0.975, n - 1)
+    return float((stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(power, n - 1)) * se)
+
+
 def bootstrap_ci(x, n_boot: int, alpha: float, rng: np.random.Generator) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of x: the alpha/2 and 1 - alpha/2 quantiles of the means
     of n_boot resamples with replacement (vectorised over resamples)."""

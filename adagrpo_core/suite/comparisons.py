@@ -24,6 +24,7 @@ from ..eval.evaluate import ctr_path, run_hits, start_ranked
 from ..eval.metrics import ranking_metrics
 from ..eval.stats import holm, holm_columns, mcnemar_exact, mcnemar_p, paired_bootstrap_ci, seed_comparison
 from ..pipeline import get_sft, get_sids, get_world
+from ..common.machine import check_one_kind
 from ..common.runtime import torch_threads
 
 __all__ = ["add_seed_holm", "best_mixture", "gain_headline", "gains_over_base", "gap_to_best_mixture",
@@ -64,6 +65,14 @@ def best_mixture(rows: pd.DataFrame) -> str | None:
     return mixes.groupby("method")["val_HR@10"].mean().idxmax()
 
 
+def one_kind(rows: pd.DataFrame, what: str) -> None:
+    """Refuse to pair runs of two machine kinds (``common/machine.py``): the same seed trains a
+    different model on each, so their difference is not the methods'. Rows made before runs
+    recorded their kind pass."""
+    if "machine_kind" in rows:
+        check_one_kind(rows["machine_kind"], what)
+
+
 def _seeds_of(rows: pd.DataFrame) -> dict:
     return {m: set(int(s) for s in g.seed) for m, g in rows.groupby("method", sort=False)}
 
@@ -81,6 +90,7 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
     CTRs, Holm over the pairs, the McNemar test that pools the discordant pairs over seeds (the
     seeds share test users: indicative) and the user bootstrap of the pooled users, which holds the
     seeds fixed (``sim_ctr_fixedseeds_boot_low/high``)."""
+    one_kind(rows, "paired_tests")
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     where = rows.drop_duplicates(["method", "seed"]).set_index(["method", "seed"])["run_dir"]
@@ -155,6 +165,7 @@ def gains_over_base(profile: Profile, rows: pd.DataFrame, cache_dir=None, kind: 
     (``seeds_vs_<reference>``) in the ``diff_HR@k_vs_<reference>*`` and ``*_vs_<reference>``
     columns. The first row is the base itself, at every seed of any method. Unconstrained beam
     search, as the main table reports."""
+    one_kind(rows, "gains_over_base")
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     sft = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False) / "best.pt"
@@ -225,6 +236,7 @@ def gap_to_best_mixture(rows: pd.DataFrame, metrics=("sim_ctr", "HR@10"), checkp
     the means over those seeds): the seed-level comparison (module docstring) of ``gap`` (t
     half-width ``gap_ci``; no per-user values here, so no bootstrap), Holm over the rewards of
     each metric."""
+    one_kind(rows, "gap_to_best_mixture")
     out = []
     sub = rows[rows.checkpoint == checkpoint]
     for (reward, noise), g in sub.groupby(["reward", "noise"], sort=False):

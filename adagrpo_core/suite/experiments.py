@@ -34,7 +34,7 @@ from ..model.policy import load_policy
 from ..model.sasrec import evaluate_sasrec
 from ..pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
 from ..reward.reliability import reliability_report
-from ..runs import MethodSpec, execute, plan_runs
+from ..runs import MethodSpec, RunSpec, execute, plan_runs
 from ..common.runtime import torch_threads
 from ..common.storage import load_checkpoint
 
@@ -101,6 +101,17 @@ def read_steps(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["method", "seed", "step"])
 
 
+def plan_main_results(profile: Profile, methods: list[MethodSpec] | None = None, seeds=(0, 1, 2),
+                      out_root="runs/main", answer: str | None = None) -> list[RunSpec]:
+    """The runs :func:`main_results` trains, planned and checked, none trained: every method at
+    ``seeds``, and with ``answer`` the answer point's methods also at the suite's ``answer_seeds``;
+    a run planned twice appears once."""
+    methods = methods or default_methods(simulated=profile.is_simulated)
+    groups = with_answer_seeds(profile, methods, seeds, answer) if answer else [(methods, seeds)]
+    planned = [s for ms, ss in groups for s in plan_runs(profile, ms, ss, out_root)]
+    return list({s.out_dir: s for s in planned}.values())
+
+
 def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seeds=(0, 1, 2),
                  out_root="runs/main", cache_dir=None, progress: bool = True, jobs: int = 1,
                  scheduler: str | None = None, answer: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -111,9 +122,7 @@ def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seed
     other run of theirs. Returns (rows with a ``run_dir`` column, summary; its ``seeds`` column
     says how many seeds each method has)."""
     methods = methods or default_methods(simulated=profile.is_simulated)
-    groups = with_answer_seeds(profile, methods, seeds, answer) if answer else [(methods, seeds)]
-    planned = [s for ms, ss in groups for s in plan_runs(profile, ms, ss, out_root)]   # validates before any work
-    specs = list({s.out_dir: s for s in planned}.values())
+    specs = plan_main_results(profile, methods, seeds, out_root, answer)   # validates before any work
     rows = execute(specs, profile, cache_dir, jobs=jobs, scheduler=scheduler, progress=progress)
     rank = {m.name: i for i, m in enumerate(methods)}
     rows = rows.sort_values(["method", "checkpoint", "seed"], key=lambda c: c.map(rank) if c.name == "method" else c,
@@ -240,6 +249,12 @@ def reward_label(rc) -> str:
     dials += [f"log bias={rc.ranker_logging_bias:g}"] if rc.ranker_logging_bias is not None else []
     dials += [f"share={rc.ranker_log_share:g}"] if rc.ranker_log_share < 1 else []
     return f"{rc.source}({', '.join(dials)})" if dials else rc.source
+
+
+def plan_reward_sources(profile: Profile, rewards: list, methods: list[MethodSpec], seeds,
+                        out_root) -> list[tuple[Profile, list[RunSpec]]]:
+    """The runs :func:`reward_sources` trains: [(the profile with each reward, its run specs)]."""
+    return [(p, plan_main_results(p, methods, seeds, out_root)) for p in (replace(profile, reward=rc) for rc in rewards)]
 
 
 def reward_sources(profile: Profile, rewards: list, methods: list[MethodSpec], seeds, out_root, cache_dir=None,

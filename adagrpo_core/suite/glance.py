@@ -6,16 +6,23 @@ the seed-level interval, its key number, its seeds and its figure, read from the
 
 The block sits between ``<!-- answers:start -->`` and ``<!-- answers:end -->``; a test checks that
 it matches the tables, so the words and numbers cannot drift from them. The wording rule is the
-one of ``verdicts.py``: an interval over seeds that excludes the reference decides the side
-(``pos`` or ``neg``), one that covers it is a tie; the bootstrap over users never decides.
+one of ``verdicts.py``: a question the frozen analysis plan (``analysis_plan.py``) calls one-sided
+is answered by its one-sided 95% bound over replicates (``planned_words``: "not above it: at most
++0.0004", "equivalent within ±delta"); a two-sided one by the sign of its 95% interval over seeds;
+the bootstrap over users never decides.
 """
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from .analysis_plan import PLAN
+from .regeneration import git_root, committed_text
+from .verdicts import planned_words
 
 START, END = "<!-- answers:start -->", "<!-- answers:end -->"
 
@@ -47,15 +54,15 @@ ANSWERS = [
            "rm_influence", None, ("yes, where the target is a candidate at all", "no", "no, the opposite"),
            P + "nb02_influence_heatmap_paper_test.png", "RM influence, difficulty Q2 x most discriminable",
            low_high=("ci_low", "ci_high"), seeds="", seeds_text="no RL: one SFT base"),
-    Answer("(b)", "Is AdaGRPO on or above the fixed-mixture frontier?",
+    Answer("(b)", "Is AdaGRPO above the fixed-mixture frontier?",
            P + "nb03_paired_tests_pooled_holm_paper.csv",
            {"method": "adagrpo", "reference": "mix(0.5)", "checkpoint": "best", "seed": "pooled"},
-           "sim_ctr_diff", "sim_ctr_seed_ci", ("above it", "on it, not above it", "below it"),
+           "sim_ctr_diff", "sim_ctr_seed_ci", ("above it", "not above it", "below it"),
            P + "nb06_frontier_ctr_paper.png", "sim CTR, AdaGRPO - mix(0.5)", share="sim_ctr_diff_share_below_0"),
     Answer("(c)", "Does AdaGRPO beat random gating at its admission rate?",
            P + "nb03_paired_tests_pooled_holm_paper.csv",
            {"method": "adagrpo", "reference": "random", "checkpoint": "best", "seed": "pooled"},
-           "sim_ctr_diff", "sim_ctr_seed_ci", ("yes", "no: a tie", "no: it loses"),
+           "sim_ctr_diff", "sim_ctr_seed_ci", ("yes", "no", "no: it loses"),
            P + "nb03_hr10_by_method_paper.png", "sim CTR, AdaGRPO - random", share="sim_ctr_diff_share_below_0"),
     Answer("(d)", "Are the admitted samples the ones with the more accurate reward?",
            P + "nb07_audit_paper.csv", {"method": "adagrpo"}, "agree_diff", "agree_diff_ci",
@@ -67,7 +74,7 @@ ANSWERS = [
            P + "nb08_phase_bias_paper.png", "sim CTR, mix(1) - NLL at bias -4", share="sim_ctr_gain_share_below_0"),
     Answer("(f)", "There, does AdaGRPO beat random gating at its rate?",
            P + "nb08_vs_random_bias_paper.csv", {"value": -4.0, "method": "adagrpo", "reference": "random"}, "sim_ctr_gain",
-           "sim_ctr_gain_ci", ("yes", "no: a tie", "no: it loses"),
+           "sim_ctr_gain_ci", ("yes", "no", "no: it loses"),
            P + "nb08_admission_bias_paper.png", "sim CTR, AdaGRPO - random at bias -4",
            share="sim_ctr_gain_share_below_0"),
     Answer("(g)", "Do HR@10 and sim CTR rank the methods differently?",
@@ -81,7 +88,7 @@ ANSWERS = [
            "AUC of u, default ranker", ref=0.5, seeds="", seeds_text="the ensemble gate's runs, pooled"),
     Answer("(i)", "At bias -4, does the exposure gate beat random gating at its rate?",
            P + "nb08_vs_random_bias_reliability_paper.csv", {"value": -4.0, "method": "exposure", "reference": "random[exposure]"}, "sim_ctr_gain",
-           "sim_ctr_gain_ci", ("yes, by a little", "no: a tie", "no: it loses"),
+           "sim_ctr_gain_ci", ("yes, by a little", "no", "no: it loses"),
            P + "nb08_phase_bias_reliability_paper.png", "sim CTR, exposure - random[exposure] at -4",
            share="sim_ctr_gain_share_below_0"),
     Answer("(j)", "Does combining the exposure gate with difficulty help?",
@@ -97,6 +104,10 @@ ANSWERS = [
            C + "nb09_diagnostic_auc.csv", {"kind": "ranker", "diagnostic": "u"}, "auc", "auc_ci",
            ("barely: u above chance (e is not)", "no", "no: below chance"), C + "nb09_diagnostic_auc.png",
            "AUC of u on the random ratings", ref=0.5, seeds=""),
+    Answer("(m)", "Real users (Coat): does propensity weighting make the reward more accurate where exposure is low?",
+           C + "nb09_ips_by_exposure.csv", {"kind": "ranker", "weighting": "ips", "bucket": 0}, "mean", "ci",
+           ("yes, for the ranker", "no difference", "no: less accurate"), C + "nb09_accuracy_by_exposure.png",
+           "pairwise accuracy in the rarest quintile, IPS - naive", seeds="n_seeds", share="share_below_0"),
 ]
 
 
@@ -105,7 +116,11 @@ def _row(df: pd.DataFrame, a: Answer) -> pd.Series:
     for col, want in a.where.items():
         if col not in df.columns:
             raise ValueError(f"{a.answer}: {a.table} has no column {col!r}")
-        keep &= df[col].astype(str).str.startswith(want) if isinstance(want, str) else df[col] == want
+        if isinstance(want, str):        # an exact match where there is one, else a prefix
+            text = df[col].astype(str)
+            keep &= (text == want) if (text == want).any() else text.str.startswith(want)
+        else:
+            keep &= df[col] == want
     rows = df[keep]
     if len(rows) != 1:
         raise ValueError(f"{a.answer}: {a.table} has {len(rows)} rows where {a.where}, expected 1")
@@ -128,6 +143,16 @@ def glance_row(a: Answer, figures: Path) -> dict:
     words = a.words[0] if lo > a.ref else a.words[2] if hi < a.ref else a.words[1]
     if a.falls_too and lo > a.ref and not float(r[a.falls_too[0]]) + float(r[a.falls_too[1]]) < a.ref:
         words = a.words[1]
+    plan = PLAN.get(a.answer)
+    if plan is not None and plan.direction != "two-sided" and a.ci and a.seeds and pd.notna(r.get(a.ci)):
+        # a one-sided question gets a one-sided bound (analysis_plan.py, verdicts.planned_words); a
+        # "no" whose 95% interval lies wholly on the other side keeps the two-sided table's words
+        greater = plan.direction == "greater"
+        other_side = hi < a.ref if greater else lo > a.ref
+        yes, no = (a.words[0], a.words[1]) if greater else (a.words[2], a.words[1])
+        words, bound = planned_words(plan.direction, v, float(r[a.ci]), int(r[a.seeds]), plan.delta, yes,
+                                     a.words[2 if greater else 0] if other_side else no, a.ref)
+        number += f"; one-sided 95%: {bound}"
     seeds = a.seeds_text if not a.seeds else str(int(r[a.seeds]))
     if a.share and a.share in r and pd.notna(r[a.share]) and a.seeds:
         seeds += f" ({round(float(r[a.share]) * int(r[a.seeds]))} below 0)"
@@ -153,3 +178,36 @@ def replace_block(text: str, block: str, where: str) -> str:
     if not pat.search(text):
         raise ValueError(f"{where} has no {START} ... {END} block")
     return pat.sub(lambda _: f"{START}\n{block}\n{END}", text, count=1)
+
+
+def answer_changes(figures, against=None) -> pd.DataFrame:
+    """Each answer's words and key number read from the tables under ``figures`` beside those read
+    from ``against`` (a folder of the same layout: ``paper/``, ``coat/``), by default the committed
+    (git HEAD) versions of the same files; ``changed`` says whether the words differ. A side that
+    lacks the answer's table says 'no table', one whose table lacks its row 'no row'."""
+    figures = Path(figures)
+    with tempfile.TemporaryDirectory() as tmp:
+        if against is None:
+            repo = git_root(figures)
+            for a in ANSWERS:
+                text = committed_text(figures / a.table, repo)
+                if text is not None:
+                    (Path(tmp) / a.table).parent.mkdir(parents=True, exist_ok=True)
+                    (Path(tmp) / a.table).write_text(text)
+            against = Path(tmp)
+        rows = []
+        for a in ANSWERS:
+            new, old = (_safe_row(a, root) for root in (figures, Path(against)))
+            rows.append({"answer": a.answer, "before": old[0], "after": new[0], "changed": old[0] != new[0],
+                         "number before": old[1], "number after": new[1]})
+    return pd.DataFrame(rows)
+
+
+def _safe_row(a: Answer, root: Path) -> tuple[str, str]:
+    if not (root / a.table).is_file():
+        return "no table", ""
+    try:
+        r = glance_row(a, root)
+    except ValueError as e:                  # the table lacks the answer's row (or a column)
+        return "no row", str(e)
+    return r["short answer"], r["key number"].split(": ", 1)[1]

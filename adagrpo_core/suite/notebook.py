@@ -32,7 +32,7 @@ from ..pipeline import notebook_profile
 from .sweeps import SWEEPABLE
 
 __all__ = ["SUITE_PARAMETERS", "NotebookSetup", "check_notebook_params", "notebook_defaults", "notebook_file",
-           "output_dir", "resolve_params", "setup"]
+           "output_dir", "resolve_params", "resolve_setup", "setup"]
 
 
 _PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler",
@@ -218,15 +218,25 @@ def setup(notebook: str, namespace: Mapping, *, allowed_profiles=PROFILES) -> No
     list parameter (:func:`resolve_params`).
     """
     params = _parameters(notebook, namespace)
-    check_notebook_params(allowed_profiles=allowed_profiles, **params)
+    nb = resolve_setup(notebook, params, allowed_profiles=allowed_profiles)
     if params.get("threads"):
         torch.set_num_threads(params["threads"])
+    nb.out.mkdir(parents=True, exist_ok=True)
+    return nb
+
+
+def resolve_setup(notebook: str, params: Mapping, *, allowed_profiles=PROFILES) -> NotebookSetup:
+    """What :func:`setup` returns, with no side effect (no thread count set, no folder made): the
+    checked parameters (:func:`check_notebook_params`), the profile with ``steps`` RL steps and
+    ``batch``, the output folder, the run root, ``jobs`` and the resolved lists. The planner
+    (``suite/plan.py``) calls it with a notebook's defaults and a run's overrides."""
+    params = dict(params)
+    check_notebook_params(allowed_profiles=allowed_profiles, **params)
     prof = notebook_profile(params.get("profile", "quick"), params.get("sequences"), params.get("cache_dir"))
     prof = prof.with_rl_steps(params.get("steps", 0))
     if params.get("batch"):
         prof = replace(prof, batch=params["batch"])
     out = output_dir(notebook, params.get("out_dir"), prof, params)
-    out.mkdir(parents=True, exist_ok=True)
     runs = (Path(params["runs_dir"]) if params.get("runs_dir") else default_runs_dir()) / prof.name
     jobs = params.get("jobs") or os.cpu_count() or 1
     return NotebookSetup(notebook, prof, out, runs, jobs, resolve_params(notebook, prof, params))

@@ -24,7 +24,7 @@ from ..common.checks import check_choice
 from ..configs import ANSWER_TABLES, Profile
 from ..eval.audit import accuracy_table, diagnostic_roc, load_audits
 from ..eval.evaluate import ctr_path, run_hits
-from .comparisons import add_seed_holm, seed_columns
+from .comparisons import add_seed_holm, one_kind, seed_columns
 from ..eval.stats import kendall_tau, paired_bootstrap_ci
 from .experiments import gap_to_best_mixture, reward_label
 from ..pipeline import get_ranker, get_sids, get_world
@@ -158,6 +158,22 @@ def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
     return specs
 
 
+def plan_phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root,
+                    log_share: float = 1.0, answer: str | None = None) -> list[tuple[Profile, list]]:
+    """The runs :func:`phase_runs` trains, planned and checked, none trained: [(the profile with
+    the reward at each dial value, its run specs)], the answer point's methods also at the
+    suite's ``answer_seeds``."""
+    if not profile.is_simulated:
+        raise ValueError("the phase diagram needs the simulated world's true utility; real datasets have none")
+    plans = []
+    for v in values:
+        prof = replace(profile, reward=dial_reward(dial, v, log_share))
+        groups = with_answer_seeds(prof, methods, seeds, answer, v) if answer else [(methods, seeds)]
+        specs = [s for ms, ss in groups for s in plan_runs(prof, ms, ss, out_root)]
+        plans.append((prof, list({s.out_dir: s for s in specs}.values())))
+    return plans
+
+
 def phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
                jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0,
                progress: bool = True, answer: str | None = None) -> pd.DataFrame:
@@ -166,15 +182,8 @@ def phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], s
     the methods listed there at a value also run at the suite's ``answer_seeds``. Result rows with
     ``dial``, ``value`` and ``reward`` columns; continued NLL never reads the reward, so its runs
     are shared by every value."""
-    if not profile.is_simulated:
-        raise ValueError("the phase diagram needs the simulated world's true utility; real datasets have none")
-    plans, labels = [], []
-    for v in values:
-        prof = replace(profile, reward=dial_reward(dial, v, log_share))
-        groups = with_answer_seeds(prof, methods, seeds, answer, v) if answer else [(methods, seeds)]
-        specs = [s for ms, ss in groups for s in plan_runs(prof, ms, ss, out_root)]   # validates before any work
-        plans.append((prof, list({s.out_dir: s for s in specs}.values())))
-        labels.append((float(v), reward_label(prof.reward)))
+    plans = plan_phase_runs(profile, dial, values, methods, seeds, out_root, log_share, answer)   # before any work
+    labels = [(float(v), reward_label(prof.reward)) for v, (prof, _) in zip(values, plans)]
     rows = execute_planned(plans, cache_dir, jobs=jobs, scheduler=scheduler, progress=progress)
     plan = rows.pop("plan").to_numpy()
     return rows.assign(dial=dial, value=[labels[i][0] for i in plan], reward=[labels[i][1] for i in plan])
@@ -216,6 +225,7 @@ def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint
     bootstrap over the users pooled over seeds (``_fixedseeds_boot_low`` / ``_high``); the method's
     admission, hallucination, coverage and tail share; and the audit (agreement with the truth of
     admitted minus rejected samples, against the reward used at that value)."""
+    one_kind(rows, "phase_gains")
     world = get_world(profile.world, cache_dir)
     sids = get_sids(world, profile.sid, cache_dir)
     sub = rows[rows.checkpoint == checkpoint]

@@ -119,7 +119,7 @@ def check_tables(folder, pattern: str = "*.csv", against=None, repo=None) -> lis
     if not folder.is_dir():
         raise ValueError(f"folder={str(folder)!r} is not a folder of tables")
     if against is None:
-        repo = Path(repo) if repo else _git_root(folder)
+        repo = Path(repo) if repo else git_root(folder)
     out = []
     for path in sorted(folder.rglob(pattern)):
         rel = path.relative_to(folder).as_posix()
@@ -142,7 +142,7 @@ def check_tables(folder, pattern: str = "*.csv", against=None, repo=None) -> lis
     return out
 
 
-def _git_root(folder: Path) -> Path:
+def git_root(folder: Path) -> Path:
     r = subprocess.run(["git", "-C", str(folder), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
     if r.returncode != 0:
         raise ValueError(f"{folder} is not inside a git checkout: pass against=<folder of committed tables>")

@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .comparisons import add_seed_holm, seed_columns
+from .comparisons import add_seed_holm, one_kind, seed_columns
 from ..configs import Profile
 from ..eval.stats import mean_ci
 from ..runs import MethodSpec
@@ -89,6 +89,7 @@ def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
     ``G_ci`` (t half-width), ``G_share_below_0``, ``G_p_seed`` (sign-flip test over seeds),
     ``G_p_seed_holm`` (Holm over the points of the table) and ``G_per_seed``; no bootstrap (no
     per-user values here)."""
+    one_kind(rows, "sweep_table")
     metrics = [(metric, "")] + ([("sim_ctr", "ctr_")] if "sim_ctr" in rows else [])
     out, gains = [], []
     sub = rows[rows.checkpoint == checkpoint]
@@ -115,6 +116,15 @@ def default_grids(profile: Profile) -> tuple[dict, tuple, tuple]:
     suite's (``Profile.suite``: smoke-sized for tiny, reduced for quick, full for paper and full)."""
     s = profile.suite
     return {k: list(v) for k, v in s.sweep_grids.items()}, tuple(s.tau_rho_grid), tuple(s.lam_normalize)
+
+
+def sensitivity_design(profile: Profile, grids: dict, **point) -> tuple[Profile, list[MethodSpec], list[dict], tuple, tuple]:
+    """Notebook 05's design: (the profile at the operating point ``point``, the methods, the points,
+    the tau x rho grid, the normalize modes of the lambda sweep) for one-at-a-time ``grids``."""
+    prof = operating_point(profile, **point)
+    _, tau_rho, modes = default_grids(prof)
+    methods, points = sweep_methods(grids, tau_rho, modes)
+    return prof, methods, points, tau_rho, modes
 
 
 def knob_table(table: pd.DataFrame, knob: str) -> pd.DataFrame:

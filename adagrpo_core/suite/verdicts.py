@@ -13,11 +13,13 @@ import re
 import numpy as np
 import pandas as pd
 
+from ..common.checks import check_choice
+from ..eval.stats import detectable_effect, equivalent, one_sided_bounds
 from ..rl.gate import RELIABILITY_METHODS
 
 __all__ = ["ab_audit_verdict", "add_mixture_lam", "coat_verdict", "controls_verdict", "dominating_mixtures", "frontier_verdict",
            "harmful_values", "holm_significant", "interval_excludes_zero", "main_results_verdict", "phase_verdict",
-           "placement_verdict", "reliability_verdict", "seed_level", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
+           "placement_verdict", "planned_words", "reliability_verdict", "seed_level", "sensitivity_verdict", "stratified_verdict", "zero_truth_noise"]
 
 _MIXTURE = re.compile(r"^mix\(([^()]*)\)$")
 
@@ -43,6 +45,35 @@ def zero_truth_noise(gaps: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------------- verdicts
+def planned_words(direction: str, mean: float, half_width: float, n: int, delta: float | None = None,
+                  yes: str = "yes", no: str = "no", ref: float = 0.0) -> tuple[str, str]:
+    """(short answer, its bound) of a planned question (``analysis_plan.py``) from the mean of a
+    difference over n replicates and the half-width of its two-sided 95% t-interval.
+
+    ``greater`` ("is it above ``ref``?"): yes when the one-sided 95% lower bound is above ``ref``
+    ("at least <lower>"); else no, "at most <upper>", or with ``delta``, "equivalent within
+    ±delta" when two one-sided tests put it inside; a no also gives the smallest effect the
+    replicates could detect (one-sided 5%, power 0.8). ``less`` mirrors it. ``two-sided``: yes
+    when the 95% interval excludes ``ref``. Without an interval (n < 2) nothing is decided."""
+    check_choice("direction", direction, ("greater", "less", "two-sided"))
+    d = mean - ref
+    if n < 2 or not np.isfinite(half_width):
+        return "not decided: no interval over replicates", f"{mean:+.4f} (one replicate)"
+    if direction == "two-sided":
+        side = yes if abs(d) > half_width else no
+        return side, f"{mean:+.4f} ± {half_width:.4f}"
+    lo, hi = one_sided_bounds(d, half_width, n)
+    bound, beyond = (lo, lo > 0) if direction == "greater" else (hi, hi < 0)
+    if beyond:
+        return yes, f"{'at least' if direction == 'greater' else 'at most'} {bound + ref:+.4f}"
+    far = hi if direction == "greater" else lo
+    text = f"{'at most' if direction == 'greater' else 'at least'} {far + ref:+.4f}; " \
+           f"detectable {detectable_effect(half_width, n):.4f}"
+    if delta is not None and equivalent(d, half_width, n, delta):
+        return f"{no}: equivalent within ±{delta:g}", text
+    return no, text
+
+
 def holm_significant(pooled: pd.DataFrame, alpha: float = 0.05, column: str = "diff_p_seed_holm") -> pd.DataFrame:
     """The rows of a pooled paired-test table whose Holm-adjusted seed-level p-value (the sign-flip
     test over seeds; ``column``) is below ``alpha``."""

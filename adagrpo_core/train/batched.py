@@ -229,14 +229,17 @@ def train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates: list, cfgs
 
 def run_methods_batched(data, sids, sft_ckpt, reward_model, grpo, grpos: list, gates: list, cfgs: list,
                         out_dirs: list, names: list, reference_rates: list, true_utility=None, reliability=None,
-                        progress: bool = True) -> list[pd.DataFrame]:
+                        progress: bool = True, provenance: list | None = None) -> list[pd.DataFrame]:
     """:func:`~adagrpo_core.train.rl.run_method` for a batch: train the K runs together, evaluate
     their checkpoints together, write each run's ``results.csv``; one table per run."""
     res = train_rl_batched(data, sids, sft_ckpt, reward_model, grpo, gates, cfgs, out_dirs, grpos, reference_rates,
                            true_utility, reliability, progress)
     adm = [float(r.steps["admission_rate"].mean()) for r in res]
     tables = evaluate_checkpoints_runs(data, sids, out_dirs, names, [c.seed for c in cfgs], cfgs, adm, cfgs[0].device)
-    for table, r, d in zip(tables, res, out_dirs):
+    out = []
+    for table, r, d, prov in zip(tables, res, out_dirs, provenance or [{}] * len(out_dirs)):
         table["train_seconds"] = r.seconds
+        table = table.assign(**prov)
         atomic_save_df(table, Path(d) / "results.csv", index=False)
-    return tables
+        out.append(table)
+    return out

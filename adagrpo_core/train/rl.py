@@ -178,12 +178,15 @@ def train_rl(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo
 def run_method(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, grpo: GRPOConfig,
                gate_cfg: GateConfig, cfg: RLConfig, out_dir, reference_rates=None,
                true_utility: Callable | None = None, name: str | None = None,
-               progress: bool = True, reliability: ReliabilityInputs | None = None) -> pd.DataFrame:
-    """Train one method and return (and write ``results.csv``) a row per checkpoint kind."""
+               progress: bool = True, reliability: ReliabilityInputs | None = None,
+               provenance: dict | None = None) -> pd.DataFrame:
+    """Train one method and return (and write ``results.csv``) a row per checkpoint kind, with the
+    ``provenance`` columns (``runs.provenance``: key, commit, model hashes, machine kind)."""
     res = train_rl(data, sids, sft_ckpt, reward_model, grpo, gate_cfg, cfg, out_dir, reference_rates,
                    true_utility, progress=progress, reliability=reliability)
     adm = float(res.steps["admission_rate"].mean())
     rows = evaluate_checkpoints(data, sids, out_dir, name or gate_cfg.method, cfg.seed, cfg, adm, cfg.device)
     rows["train_seconds"] = res.seconds
+    rows = rows.assign(**(provenance or {}))
     atomic_save_df(rows, Path(out_dir) / "results.csv", index=False)
     return rows
