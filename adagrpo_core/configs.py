@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 
+import numpy as np
+
 from .data.amazon import AmazonConfig
 from .data.sequences import SequencesConfig
 from .data.world import WorldConfig
@@ -102,6 +104,11 @@ class SuiteConfig:
             "random[difficulty_and_reliability]"]}})
     """Where an answer is decided, so ``answer_seeds`` are run: {table: {"methods": [...], "values": [...]}}
     (values: the dial's values, notebook 08 only; oracle at its first threshold only)."""
+    reward_replicates: bool = False
+    """Replicates are (reward model, policy) pairs: seed s of a ranker-rewarded run also trains
+    replicate s's own ranker and ensemble (``Profile.for_reward_seed``), so an interval over seeds
+    covers the reward model's draw too. False: every seed shares the profile's one ranker. Truth
+    rewards keep their one truth either way."""
     grid: str = "full grid"
     """How tables name these grids ("full grid", "reduced grid", "smoke grid")."""
     smoke: bool = False
@@ -230,6 +237,19 @@ class Profile:
         return replace(self, sft=replace(self.sft, steps=steps, ckpt_every=min(self.sft.ckpt_every, steps),
                                          warmup_steps=warmup))
 
+    def for_reward_seed(self, replicate: int) -> "Profile":
+        """A copy whose reward models are replicate ``replicate``'s own draw: the ranker's seed and
+        the ensemble's base seed are spawned from it by numpy's ``SeedSequence`` (independent
+        streams; members k = 0..K-1 train with the base seed + k, and two replicates' 31-bit base
+        seeds land within K of each other with probability about 2K / 2^31), so no two replicates
+        share a trained model. A replicate is a (reward model, policy) pair: ``runs.plan_runs``
+        takes ``reward_seed``."""
+        check_int("replicate", replicate, lo=0)
+        ranker_ss, ensemble_ss = np.random.SeedSequence(int(replicate)).spawn(2)
+        seed = lambda ss: int(ss.generate_state(1)[0] % (2 ** 31))   # noqa: E731
+        return replace(self, ranker=replace(self.ranker, seed=seed(ranker_ss)),
+                       ensemble=replace(self.ensemble, seed=seed(ensemble_ss)))
+
     @property
     def figures_subdir(self) -> str:
         """Where this profile's tables go under figures/: 'smoke' for a smoke run (git-ignored),
@@ -253,8 +273,9 @@ def get_profile(name: str) -> Profile:
       one checkpoint at the end, so best = final and nothing is selected) evaluated on 1,000 test
       users drawn per seed; the notebooks use reduced grids and lists, so the whole suite runs in
       15 minutes on 2 cores (the world calibration and the SFT reference use every test user);
-    * 'paper': the same world, SFT base and ranker (one cache), RL runs of 200 steps and the full
-      grids: the numbers of RESULTS.md;
+    * 'paper': the same world and SFT base (one cache), RL runs of 200 steps and the full grids,
+      and every seed of a ranker-rewarded run a replicate with its own ranker and ensemble
+      (``SuiteConfig.reward_replicates``): the numbers of RESULTS.md;
     * 'full': a larger world and policy (GPU when present);
     * 'tiny': tests and smoke runs (a small saturated world);
     * 'amazon': Amazon Beauty with collaborative RQ-KMeans semantic IDs (see below).
@@ -266,7 +287,7 @@ def get_profile(name: str) -> Profile:
                        suite=SuiteConfig.reduced())
     if name == "paper":
         return Profile(name="paper", rl=RLConfig(steps=200, ckpt_every=50, eval_samples=1000),
-                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4], answer_seeds=list(range(10))))
+                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4], answer_seeds=list(range(10)), reward_replicates=True))
     if name == "full":
         return Profile(name="full", world=WorldConfig.full(), sid=SIDConfig(num_levels=3, codebook_size=64),
                        policy=PolicyConfig(n_layer=4, n_embd=128, max_history=20),

@@ -98,6 +98,12 @@ class RunSpec:
     key: str                        # run_key of the configs above
     out_dir: str                    # <out_root>/seed<k>/<name>-<key>
     batch: tuple = ()               # seeds of the batch it trains in (train/batched.py); () = alone
+    reward_seed: int | None = None  # the replicate whose reward models it uses (Profile.for_reward_seed); None = the profile's
+
+
+def spec_profile(profile: Profile, spec: RunSpec) -> Profile:
+    """The profile a run trains with: its replicate's reward models where it has one."""
+    return profile if spec.reward_seed is None else profile.for_reward_seed(spec.reward_seed)
 
 
 def run_key(profile: Profile, grpo: GRPOConfig, gate: GateConfig, rl, reference_key: str | None,
@@ -129,9 +135,15 @@ def batch_of(seed: int, seeds, K: int) -> tuple:
     return group if len(group) > 1 else ()
 
 
-def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> list[RunSpec]:
+def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root,
+              reward_seed: int | None = None) -> list[RunSpec]:
     """The runs of ``methods`` x ``seeds``: matched methods point at their seed's AdaGRPO run.
-    With ``profile.batch`` K > 1 the seeds of each method train in batches (:func:`batch_of`)."""
+    With ``profile.batch`` K > 1 the seeds of each method train in batches (:func:`batch_of`).
+    With ``reward_seed`` every run reads replicate ``reward_seed``'s own ranker and ensemble
+    (:meth:`Profile.for_reward_seed`; the key follows), so a (reward_seed, seed) pair is a replicate;
+    continued NLL reads no reward and belongs to no replicate (one run per seed)."""
+    if reward_seed is not None:
+        profile = profile.for_reward_seed(reward_seed)
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
@@ -162,7 +174,8 @@ def plan_runs(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> l
             batch = batch_of(seed, seeds, profile.batch)
             key = run_key(profile, grpo, gate, rl, None if ref is None else ref.key, batch)
             spec = RunSpec(m.name, int(seed), grpo, gate, rl, None if ref is None else ref.out_dir, key,
-                           str(out_root / f"seed{seed}" / f"{_safe(m.name)}-{key}"), batch)
+                           str(out_root / f"seed{seed}" / f"{_safe(m.name)}-{key}"), batch,
+                           None if reward_seed is None or gate.method == "nll" else int(reward_seed))
             planned[m.name] = spec
             specs.append(spec)
     order = {n: i for i, n in enumerate(names)}
@@ -182,28 +195,29 @@ def _config_json(profile: Profile, spec: RunSpec) -> str:
     return json.dumps(cfgs, indent=2, sort_keys=True, default=str)
 
 
-_LOADED: dict = {}   # per process: the cached artefacts of the last profile, so a worker loads them once
+_LOADED: dict = {}   # per process: the cached artefacts of the last profiles, so a worker loads them once
 
 
 def _artefacts(profile: Profile, cache_dir):
-    """(world, sids, SFT folder, ranker, SASRec or None) of a profile from the cache, loaded once
-    per process; SASRec only when it is the reward (``reward.source == 'sasrec'``)."""
+    """(world, sids, SFT folder, ranker, SASRec or None, coverage) of a profile from the cache,
+    loaded once per process: the data, IDs and SFT base once, and each ranker (a replicate's own,
+    a re-logged one) once; SASRec only when it is the reward (``reward.source == 'sasrec'``)."""
     sasrec_cfg = profile.sasrec if profile.reward.source == "sasrec" else None
-    key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft, profile.ranker, sasrec_cfg,
-                       profile.reward.ranker_log),
-           str(cache_dir))
-    if key not in _LOADED:
+    base_key = (config_hash(profile.world, profile.sid, profile.policy, profile.sft), str(cache_dir))
+    if base_key not in _LOADED:
+        _LOADED.clear()                      # keep one base's artefacts at a time
         world = get_world(profile.world, cache_dir)
         sids = get_sids(world, profile.sid, cache_dir)
-        sft_dir = get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False)
+        _LOADED[base_key] = (world, sids, get_sft(world, sids, profile.policy, profile.sft, cache_dir, progress=False))
+    world, sids, sft_dir = _LOADED[base_key]
+    key = (base_key, config_hash(profile.ranker, sasrec_cfg, profile.reward.ranker_log))
+    if key not in _LOADED:
         ranker = get_ranker(world, profile.ranker, cache_dir, progress=False, **profile.reward.ranker_log)
         sasrec = None if sasrec_cfg is None else get_sasrec(world, sasrec_cfg, cache_dir, progress=False)
         log = ranker_log_data(world, profile.ranker, **profile.reward.ranker_log) \
             if profile.reward.source == "ranker" else world
-        coverage = torch.as_tensor(reward_coverage(log))          # what the ranker learned from
-        _LOADED.clear()                      # keep one profile's artefacts at a time
-        _LOADED[key] = (world, sids, sft_dir, ranker, sasrec, coverage)
-    return _LOADED[key]
+        _LOADED[key] = (ranker, sasrec, torch.as_tensor(reward_coverage(log)))    # what the ranker learned from
+    return (world, sids, sft_dir, *_LOADED[key])
 
 
 def _run_inputs(spec: RunSpec, profile: Profile, cache_dir) -> dict:
@@ -240,7 +254,8 @@ def _run_inputs(spec: RunSpec, profile: Profile, cache_dir) -> dict:
 def provenance(spec: RunSpec, profile: Profile, cache_dir, sft_file) -> dict:
     """What every run row records of where it comes from: its key (the hash of every config), the
     code's commit, the SFT base's and the reward model's file digests (a truth reward: its
-    config's hash; continued NLL: 'none'), the ensemble's when a gate reads one, and the machine
+    config's hash; continued NLL: 'none'), the replicate of its reward models (``reward_seed``,
+    -1: the profile's one ranker), the ensemble's digest when a gate reads one, and the machine
     kind's digest (``common/machine.py``; one torch thread, as runs train)."""
     rc = profile.reward
     if spec.gate.method == "nll":
@@ -250,6 +265,7 @@ def provenance(spec: RunSpec, profile: Profile, cache_dir, sft_file) -> dict:
     else:
         reward = f"{rc.source}:{config_hash(rc, profile.sasrec if rc.source == 'sasrec' else None)}"
     out = {"run_key": spec.key, "commit": code_commit(), "sft_hash": file_digest(sft_file), "reward_hash": reward,
+           "reward_seed": -1 if spec.reward_seed is None else spec.reward_seed,
            "machine_kind": kind_digest(machine_kind(threads=1))}
     if reads_ensemble(spec.gate):
         log = rc.ranker_log if rc.source == "ranker" else {}
@@ -358,10 +374,11 @@ def prepare(profile: Profile, cache_dir=None, progress: bool = True, jobs: int =
 
 def build_rankers(profiles: list[Profile], cache_dir, jobs: int) -> None:
     """Train the rankers the profiles' rewards need and the cache lacks (retrained rankers of the
-    phase diagram), ``jobs`` at a time, each in its own process with one torch thread."""
+    phase diagram, replicates' own rankers), ``jobs`` at a time, each in its own process with one
+    torch thread."""
     missing = {}
     for p in profiles:
-        if p.reward.source == "ranker" and p.reward.relogs:
+        if p.reward.source == "ranker":
             world = get_world(p.world, cache_dir)
             if not ranker_cached(world, p.ranker, cache_dir, **p.reward.ranker_log):
                 missing[config_hash(p.ranker, p.reward.ranker_log)] = p
@@ -422,16 +439,21 @@ def execute_planned(plans: list[tuple[Profile, list[RunSpec]]], cache_dir=None, 
     order of the plans' specs, with a ``plan`` column (the index of the plan of each row)."""
     _log_planned(plans)
     local_jobs = 1 if scheduler or executor is not None else jobs
-    prepare(plans[0][0], cache_dir, progress, local_jobs)
-    build_rankers([p for p, _ in plans[1:]], cache_dir, local_jobs)
-    for profile, _ in plans[1:]:
+    effective: dict = {}                 # (plan, replicate) -> the profile its runs train with (spec_profile)
+    for i, (p, ps) in enumerate(plans):
+        for s in ps:
+            effective.setdefault((i, s.reward_seed), spec_profile(p, s))
+    profile_of = {s.out_dir: effective[(i, s.reward_seed)] for i, (_, ps) in enumerate(plans) for s in ps}
+    profiles = list(effective.values())
+    prepare(profiles[0], cache_dir, progress, local_jobs)
+    build_rankers(profiles[1:], cache_dir, local_jobs)     # re-logged rankers, replicates' rankers
+    for profile in profiles[1:]:
         prepare(profile, cache_dir, progress, local_jobs)
-    for profile, ps in plans:            # the ranker ensemble, before a worker needs it (members in parallel)
-        if any(reads_ensemble(s.gate) for s in ps):
+    specs = [s for _, ps in plans for s in ps]
+    for profile in profiles:             # the ranker ensemble, before a worker needs it (members in parallel)
+        if any(reads_ensemble(s.gate) for s in specs if profile_of[s.out_dir] is profile):
             get_ensemble(get_world(profile.world, cache_dir), profile.ranker, profile.ensemble, cache_dir, local_jobs,
                          **(profile.reward.ranker_log if profile.reward.source == "ranker" else {}))
-    profile_of = {s.out_dir: p for p, specs in plans for s in specs}
-    specs = [s for _, ps in plans for s in ps]
     own, client = executor is None, None
     ex = executor
     if own:

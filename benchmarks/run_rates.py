@@ -76,6 +76,8 @@ def main() -> None:
     path = root / RATES_FILE
     data = load_rates(path) or {"kinds": {}}
     entry = data["kinds"].setdefault(kind_digest(kind), {"name": kind_name(kind), "kind": kind, "profiles": {}})
+    kept = entry["profiles"].get(args.profile, {})       # a notebook pass's fixed time comes from a notebook run
+    rates.update({k: v for k, v in kept.items() if k.startswith("pass_seconds")})
     entry["profiles"][args.profile] = rates
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     print(json.dumps(rates, indent=2))

@@ -12,6 +12,7 @@ import pytest
 from adagrpo_core.suite.answers import answer_methods, extra_seeds, with_answer_seeds
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.stats import (
+    crossed_bootstrap_ci,
     hierarchical_bootstrap_ci,
     holm,
     holm_columns,
@@ -150,3 +151,22 @@ def test_compare_tables_checks_means_against_the_committed_interval():
     assert t.set_index("method").inside.to_dict() == {"mix(1)": False, "exposure": True}   # -0.0163 > -0.0168
     with pytest.raises(ValueError, match="lacks"):
         mod.compare(committed, other.drop(columns="g"), ["value", "method"], ["g"])
+
+
+def test_crossed_bootstrap_keeps_the_users_shared_by_every_seed():
+    """Every seed tested on the same users, whose own effect every seed shares: the mean over seeds
+    keeps the users' variance whole (var_user / n), which the nested bootstrap (users drawn anew
+    per seed) divides by the seeds. The crossed interval matches the analytic width; the nested
+    one is too narrow."""
+    rng = np.random.default_rng(0)
+    S, n, sd_seed, sd_user = 10, 400, 0.01, 0.2
+    X = rng.normal(0, sd_seed, (S, 1)) + rng.normal(0, sd_user, (1, n)) + rng.normal(0, 0.01, (S, n))
+    lo, hi = crossed_bootstrap_ci(list(X), n_boot=2000, seed=1)
+    want = 2 * 1.96 * np.sqrt(sd_seed ** 2 / S + sd_user ** 2 / n)
+    assert lo < X.mean() < hi and hi - lo == pytest.approx(want, rel=0.3)
+    nlo, nhi = hierarchical_bootstrap_ci(list(X), n_boot=500, seed=1)
+    assert nhi - nlo < 0.75 * (hi - lo)
+    assert seed_comparison(dict(enumerate(X.mean(1))), dict(enumerate(X)), crossed=True)["hboot_low"] == \
+        pytest.approx(crossed_bootstrap_ci(list(X), seed=0)[0])
+    with pytest.raises(ValueError, match="equal-length"):
+        crossed_bootstrap_ci([np.ones(3), np.ones(4)])

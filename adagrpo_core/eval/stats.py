@@ -1,8 +1,9 @@
 """Every statistic of the package, from scipy and statsmodels: the t-interval over seeds, the
 seed-level comparison (per-seed values, share of seeds below 0, the exact sign-flip test over seeds
 and the hierarchical bootstrap over seeds, then users), the percentile bootstrap over users (one
-sample and paired; it holds the seeds fixed), the exact McNemar test, the Holm correction and the
-simple least-squares line.
+sample and paired; it holds the seeds fixed), the exact McNemar test, the Holm correction, the
+simple least-squares line, one-sided bounds and equivalence, and the variance components of a
+crossed (reward model x policy seed) design.
 
 Seeds are the unit of replication: two runs of one method that differ only in their seed can land
 far apart (on the simulated world's harmful regime they fall into two groups), so a comparison's
@@ -10,7 +11,11 @@ interval and p-value are over seeds; a bootstrap over users alone holds the seed
 in its name."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
 from scipy import stats
 from scipy.stats import rankdata
 from statsmodels.stats.multitest import multipletests
@@ -93,6 +98,25 @@ def sign_flip_p(x, max_exact: int = 16, n_perm: int = 100_000, seed: int = 0) ->
     return float((1 + np.sum(stat >= abs(x.mean()) - 1e-12)) / (n_perm + 1))
 
 
+def crossed_bootstrap_ci(per_seed_users, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of the mean over seeds of the per-seed mean when every seed is tested on the
+    same users (users crossed with seeds): each draw resamples the S seeds and, once for all of
+    them, the n users, both with replacement; the statistic is the mean of x[s, u] over the drawn
+    seeds and users. With weights w (seed counts / S) and v (user counts / n) it is w^T X v,
+    vectorised over draws. ``per_seed_users``: one array per seed, the same users in the same order."""
+    arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in per_seed_users]
+    if not arrays or len({len(a) for a in arrays}) != 1 or len(arrays[0]) == 0:
+        raise ValueError(f"crossed users need one equal-length array of the same users per seed, got lengths "
+                         f"{[len(a) for a in arrays]}")
+    X = np.stack(arrays)
+    rng = np.random.default_rng(seed)
+    S, n = X.shape
+    w = np.stack([np.bincount(r, minlength=S) for r in rng.integers(0, S, size=(n_boot, S))]) / S   # (B, S)
+    v = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n                                    # (B, n)
+    stat = ((w @ X) * v).sum(1)
+    return float(np.quantile(stat, alpha / 2)), float(np.quantile(stat, 1 - alpha / 2))
+
+
 def hierarchical_bootstrap_ci(per_seed_users, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0,
                               chunk: int = 256) -> tuple[float, float]:
     """Percentile CI of the mean over seeds of the per-seed mean, by a two-level bootstrap: draw S
@@ -119,10 +143,14 @@ def hierarchical_bootstrap_ci(per_seed_users, n_boot: int = 2000, alpha: float =
     return float(np.quantile(stat, alpha / 2)), float(np.quantile(stat, 1 - alpha / 2))
 
 
-def seed_comparison(per_seed, per_user=None, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+def seed_comparison(per_seed, per_user=None, level: float = 0.95, n_boot: int = 2000, seed: int = 0,
+                    crossed: bool = False) -> dict:
     """A paired comparison (method minus reference) over seeds. ``per_seed``: {seed: difference}
     (the run-level metric of the method minus that of the reference trained with the same seed);
-    ``per_user``: optionally {seed: per-user differences} for the hierarchical bootstrap. Returns
+    ``per_user``: optionally {seed: per-user differences} for the two-level bootstrap, over seeds
+    and users: users nested in seeds (each seed its own draw of users,
+    :func:`hierarchical_bootstrap_ci`) or, with ``crossed``, the same users in every seed
+    (:func:`crossed_bootstrap_ci`). Returns
     ``n_seeds``, ``mean`` and ``ci`` (its t-interval half-width over seeds), ``share_below_0`` (of
     the seeds), ``p_seed`` (:func:`sign_flip_p`), ``hboot_low`` / ``hboot_high``
     (:func:`hierarchical_bootstrap_ci`; NaN without ``per_user``) and ``per_seed``: the values as
@@ -135,7 +163,8 @@ def seed_comparison(per_seed, per_user=None, level: float = 0.95, n_boot: int = 
     m, half = mean_ci(x, level)
     lo = hi = np.nan
     if per_user is not None:
-        lo, hi = hierarchical_bootstrap_ci([per_user[k] for k in keys], n_boot, 1 - level, seed)
+        boot = crossed_bootstrap_ci if crossed else hierarchical_bootstrap_ci
+        lo, hi = boot([per_user[k] for k in keys], n_boot, 1 - level, seed)
     return {"n_seeds": len(x), "mean": m, "ci": half, "share_below_0": float(np.mean(x < 0)), "p_seed": sign_flip_p(x),
             "hboot_low": lo, "hboot_high": hi, "per_seed": ";".join(f"{k}:{v:.6g}" for k, v in zip(keys, x))}
 
@@ -175,6 +204,71 @@ def auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     nneg = y.shape[1] - npos
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where((npos > 0) & (nneg > 0), ((r * y).sum(1) - npos * (npos + 1) / 2) / (npos * nneg), np.nan)
+
+
+def variance_components(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """Variance components of a crossed two-way design without replication, ``values[r, c]`` (rows:
+    reward models, columns: policy seeds), by the ANOVA (method of moments) estimator of the
+    random-effects model y_rc = mu + a_r + b_c + e_rc:
+
+        MS_r = C * var(row means), MS_c = R * var(column means), MS_e = residual mean square
+        sigma2_row = (MS_r - MS_e) / C,  sigma2_col = (MS_c - MS_e) / R,  sigma2_resid = MS_e
+
+    (negative estimates are set to 0: the boundary). The residual holds the row x column
+    interaction, which one value per cell cannot separate from noise. Intervals: percentile
+    bootstrap over the rows (the reward models, each resample recomputes the estimator), the
+    columns kept: with two policy seeds a resample of columns is degenerate half the time.
+    Returns {name: (estimate, low, high)} for "row", "col", "resid", "total", and "share_row",
+    the share of the total variance of one cell that is between rows."""
+    y = np.asarray(values, dtype=np.float64)
+    if y.ndim != 2 or min(y.shape) < 2 or not np.isfinite(y).all():
+        raise ValueError(f"values must be a finite (rows x columns) array with at least 2 of each, got shape {y.shape}")
+
+    def estimate(v):
+        R, C = v.shape
+        rm, cm, g = v.mean(1), v.mean(0), v.mean()
+        ms_r = C * ((rm - g) ** 2).sum() / (R - 1)
+        ms_c = R * ((cm - g) ** 2).sum() / (C - 1)
+        resid = v - rm[:, None] - cm[None, :] + g
+        ms_e = (resid ** 2).sum() / ((R - 1) * (C - 1))
+        row, col = max((ms_r - ms_e) / C, 0.0), max((ms_c - ms_e) / R, 0.0)
+        total = row + col + ms_e
+        return np.array([row, col, ms_e, total, row / total if total > 0 else np.nan])
+
+    point = estimate(y)
+    rng = np.random.default_rng(seed)
+    R, C = y.shape
+    boots = np.array([estimate(y[rng.integers(0, R, R)]) for _ in range(n_boot)])
+    a = (1 - level) / 2
+    lo, hi = np.nanquantile(boots, a, axis=0), np.nanquantile(boots, 1 - a, axis=0)
+    names = ("row", "col", "resid", "total", "share_row")
+    return {n: (float(point[i]), float(lo[i]), float(hi[i])) for i, n in enumerate(names)}
+
+
+def mixed_model_row_variance(values) -> tuple[float, float, bool]:
+    """(between-row variance, residual variance, converged) of ``values[r, c]`` by statsmodels'
+    linear mixed model (REML) with a random intercept per row and a fixed effect per column: the
+    check of :func:`variance_components`' row component. On the boundary (the row variance
+    estimated at 0) the ANOVA estimator is the one to report."""
+    y = np.asarray(values, dtype=np.float64)
+    df = pd.DataFrame([(r, c, y[r, c]) for r in range(y.shape[0]) for c in range(y.shape[1])],
+                      columns=["row", "col", "y"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = smf.mixedlm("y ~ C(col)", df, groups=df["row"]).fit(reml=True)
+    return float(fit.cov_re.iloc[0, 0]), float(fit.scale), bool(fit.converged)
+
+
+def replicates_needed(sigma2_total: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Replicates (each a new reward model and policy seed) for a one-sided test at ``alpha`` to find
+    a true difference ``delta`` with probability ``power``, when one replicate's value varies by
+    ``sigma2_total``: the smallest n >= 2 with (t_{1-alpha, n-1} + t_{power, n-1}) sqrt(sigma2/n) <= delta."""
+    if not delta > 0:
+        raise ValueError(f"delta must be > 0, got delta={delta!r}")
+    for n in range(2, 10_000):
+        if (stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(power, n - 1)) * np.sqrt(sigma2_total / n) <= delta:
+            return n
+    return 10_000
 
 
 def mcnemar_p(a_only: int, b_only: int) -> float:

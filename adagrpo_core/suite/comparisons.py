@@ -31,19 +31,28 @@ __all__ = ["add_seed_holm", "best_mixture", "gain_headline", "gains_over_base", 
            "paired_tests", "paired_tests_both", "seed_columns"]
 
 
-def seed_columns(name: str, per_seed: dict, per_user: dict | None = None, ci: str | None = None) -> dict:
+def seed_columns(name: str, per_seed: dict, per_user: dict | None = None, ci: str | None = None,
+                 crossed: bool = False) -> dict:
     """The columns of one comparison ``name`` over seeds (``per_seed``: {seed: difference};
     ``per_user``: {seed: per-user differences}, for the hierarchical bootstrap): ``name`` (mean
     over seeds), ``ci`` (its t half-width; default ``name_ci``), ``name_share_below_0``,
     ``name_p_seed``, ``name_hboot_low`` / ``name_hboot_high`` (with ``per_user`` only) and
-    ``name_per_seed``. :func:`add_seed_holm` adds ``name_p_seed_holm`` once the table is built."""
-    c = seed_comparison(per_seed, per_user)
+    ``name_per_seed``. :func:`add_seed_holm` adds ``name_p_seed_holm`` once the table is built.
+    ``crossed``: every seed was tested on the same users (:func:`users_crossed`), so the bootstrap
+    resamples them jointly across seeds."""
+    c = seed_comparison(per_seed, per_user, crossed=crossed)
     out = {name: c["mean"], ci or f"{name}_ci": c["ci"], f"{name}_share_below_0": c["share_below_0"],
            f"{name}_p_seed": c["p_seed"]}
     if per_user is not None:
         out[f"{name}_hboot_low"], out[f"{name}_hboot_high"] = c["hboot_low"], c["hboot_high"]
     out[f"{name}_per_seed"] = c["per_seed"] or np.nan       # NaN, not '', without seeds
     return out
+
+
+def users_crossed(profile: Profile) -> bool:
+    """Whether every seed of a profile is tested on the same users: all of them (``test_samples``
+    0), rather than a draw of its own per seed."""
+    return not profile.rl.test_samples
 
 
 def add_seed_holm(table: pd.DataFrame, names, mask=None) -> pd.DataFrame:
@@ -125,13 +134,14 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
                       f"HR@{k}_method": np.mean([r[f"HR@{k}_method"] for r in sub]),
                       f"HR@{k}_reference": np.mean([r[f"HR@{k}_reference"] for r in sub]),
                       "method_only_hits": pooled[1], "reference_only_hits": pooled[0], "mcnemar_p": mcnemar_p(*pooled)}
-        pooled_row.update(seed_columns("diff", {s: r["diff"] for s, r in zip(seeds, sub)}, hit_users, "diff_seed_ci"))
+        pooled_row.update(seed_columns("diff", {s: r["diff"] for s, r in zip(seeds, sub)}, hit_users, "diff_seed_ci",
+                                       users_crossed(profile)))
         if len(ctr_users) == len(seeds):
             d = np.concatenate([ctr_users[s] for s in seeds])
             _, pooled_row["sim_ctr_fixedseeds_boot_low"], pooled_row["sim_ctr_fixedseeds_boot_high"] = \
                 paired_bootstrap_ci(d, np.zeros_like(d))
             pooled_row.update(seed_columns("sim_ctr_diff", {s: ctr_users[s].mean() for s in seeds}, ctr_users,
-                                           "sim_ctr_seed_ci"))
+                                           "sim_ctr_seed_ci", users_crossed(profile)))
         out.append(pooled_row)
     table = pd.DataFrame(out)
     if not table.empty:
@@ -185,7 +195,8 @@ def gains_over_base(profile: Profile, rows: pd.DataFrame, cache_dir=None, kind: 
 
     def versus(m, ref_hits, ref_ndcg, on, hr_name, ndcg_name=None):
         cols = seed_columns(hr_name, {s: hits[(m, s)].mean() - ref_hits[s].mean() for s in on},
-                            {s: hits[(m, s)].astype(np.float64) - ref_hits[s].astype(np.float64) for s in on})
+                            {s: hits[(m, s)].astype(np.float64) - ref_hits[s].astype(np.float64) for s in on},
+                            crossed=users_crossed(profile))
         if ndcg_name:
             cols.update(seed_columns(ndcg_name, {s: ndcg[(m, s)] - ref_ndcg[s] for s in on}))
         ref_only = sum(int((ref_hits[s] & ~hits[(m, s)]).sum()) for s in on)

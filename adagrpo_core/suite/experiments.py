@@ -108,8 +108,16 @@ def plan_main_results(profile: Profile, methods: list[MethodSpec] | None = None,
     a run planned twice appears once."""
     methods = methods or default_methods(simulated=profile.is_simulated)
     groups = with_answer_seeds(profile, methods, seeds, answer) if answer else [(methods, seeds)]
-    planned = [s for ms, ss in groups for s in plan_runs(profile, ms, ss, out_root)]
+    planned = [s for ms, ss in groups for s in plan_replicates(profile, ms, ss, out_root)]
     return list({s.out_dir: s for s in planned}.values())
+
+
+def plan_replicates(profile: Profile, methods: list[MethodSpec], seeds, out_root) -> list[RunSpec]:
+    """``runs.plan_runs``, with seed s reading replicate s's own reward models where the profile
+    asks for it (``suite.reward_replicates``) and the reward is a learned ranker."""
+    if not (profile.suite.reward_replicates and profile.reward.source == "ranker"):
+        return plan_runs(profile, methods, seeds, out_root)
+    return [s for seed in seeds for s in plan_runs(profile, methods, [seed], out_root, reward_seed=seed)]
 
 
 def main_results(profile: Profile, methods: list[MethodSpec] | None = None, seeds=(0, 1, 2),

@@ -82,12 +82,16 @@ KINDS = [   # (stem without its profile suffix, what it shows); the first match 
     (r"rl_lr_grid", "the RL learning-rate grid, chosen on validation"),
     (r"sft_large_grid", "the larger SFT decoder's grid (GPU)"),
     (r"sft_(curve|test|validation_curve)(.*)", "SFT {0}{1}"),
+    (r"replicates_variance", "variance components of (b), (c), (d): reward-model replicates x policy seeds, crossed"),
+    (r"replicates_cells", "every (reward-model replicate, policy seed) cell's paired difference"),
+    (r"replicates_best_mixture", "how often each mixture is the one a replicate's validation chose"),
+    (r"replicates_stratified", "answer (a) per reward-model replicate: RM influence in the hard, discriminable cell"),
     (r"README", "notes on this folder"),
 ]
 SCRIPTS = {"ranker_reliability": "scripts/ranker_report.py", "semantic_ids": "scripts/compare_semantic_ids.py",
            "sasrec_beauty": "scripts/sasrec_beauty.py", "rl_lr_grid": "scripts/rl_lr_grid.py",
            "sft_": "scripts/sft_amazon.py", "world_": "python -m adagrpo_core.cli reproduce",
-           "sft_vs_most_popular": "python -m adagrpo_core.cli reproduce"}
+           "sft_vs_most_popular": "python -m adagrpo_core.cli reproduce", "replicates_": "scripts/replicate_pilot.py"}
 _LONGEST_FIRST = sorted(SCRIPTS, key=len, reverse=True)   # a stem's maker is its longest matching prefix
 STUDIES = {"nb07_10seeds": "ten-seed runs of the audit's methods (one noise level; command in RESULTS)",
            "nb08_10seeds": "ten-seed runs at the answer values of the bias dial (command in RESULTS)",

@@ -24,9 +24,9 @@ from ..common.checks import check_choice
 from ..configs import ANSWER_TABLES, Profile
 from ..eval.audit import accuracy_table, diagnostic_roc, load_audits
 from ..eval.evaluate import ctr_path, run_hits
-from .comparisons import add_seed_holm, one_kind, seed_columns
+from .comparisons import add_seed_holm, one_kind, seed_columns, users_crossed
 from ..eval.stats import kendall_tau, paired_bootstrap_ci
-from .experiments import gap_to_best_mixture, reward_label
+from .experiments import gap_to_best_mixture, plan_replicates, reward_label
 from ..pipeline import get_ranker, get_sids, get_world
 from ..reward.reliability import place_reward
 from ..reward.reward_model import RewardConfig
@@ -169,7 +169,7 @@ def plan_phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpe
     for v in values:
         prof = replace(profile, reward=dial_reward(dial, v, log_share))
         groups = with_answer_seeds(prof, methods, seeds, answer, v) if answer else [(methods, seeds)]
-        specs = [s for ms, ss in groups for s in plan_runs(prof, ms, ss, out_root)]
+        specs = [s for ms, ss in groups for s in plan_replicates(prof, ms, ss, out_root)]
         plans.append((prof, list({s.out_dir: s for s in specs}.values())))
     return plans
 
@@ -244,7 +244,7 @@ def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint
                     per_user[int(s)] = (_per_user(m.loc[s, "run_dir"], metric, world, sids, rl, checkpoint)
                                         - _per_user(ref.loc[s, "run_dir"], metric, world, sids, rl, checkpoint))
                 r.update(seed_columns(f"{metric}_gain", {int(s): m.loc[s, metric] - ref.loc[s, metric] for s in seeds},
-                                      per_user))
+                                      per_user, crossed=users_crossed(profile)))
                 pooled = np.concatenate(list(per_user.values())) if per_user else np.zeros(0)
                 _, r[f"{metric}_fixedseeds_boot_low"], r[f"{metric}_fixedseeds_boot_high"] = \
                     paired_bootstrap_ci(pooled, np.zeros_like(pooled))
@@ -352,7 +352,7 @@ def answer_plans(profile: Profile, seeds, out_root) -> list[tuple[str, float | N
         if table.startswith("nb08_bias"):
             for v in point["values"]:
                 p = replace(profile, reward=dial_reward("bias", v))
-                out.append((table, float(v), p, plan_runs(p, methods, seeds, out_root)))
+                out.append((table, float(v), p, plan_replicates(p, methods, seeds, out_root)))
         else:
-            out.append((table, None, profile, plan_runs(profile, methods, seeds, out_root)))
+            out.append((table, None, profile, plan_replicates(profile, methods, seeds, out_root)))
     return out

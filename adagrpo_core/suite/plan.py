@@ -11,9 +11,10 @@ records the keys the tiny notebooks train and compares). Runs share one folder p
 counts it as shared.
 
 The projection is a sum over what is not cached of a measured wall time per run class, per ranker
-and per ensemble member, and a fixed time per notebook, read from ``benchmarks/results/
-run_rates.json`` for this machine's kind (``common/machine.py``); ``benchmarks/run_rates.py``
-measures a kind's entry.
+and per ensemble member, plus a fixed time per notebook pass (``pass_seconds``: the kernel, the
+imports and the analysis, measured as the wall time of notebook 02, which trains nothing), read
+from ``benchmarks/results/run_rates.json`` for this machine's kind (``common/machine.py``);
+``benchmarks/run_rates.py`` measures a kind's run, ranker and member rates.
 
 The notebook 07 lists (audit methods, reward sources) live here so that the notebook and the plan
 read one definition.
@@ -32,7 +33,7 @@ from ..common.paths import repo_root
 from ..configs import Profile
 from ..pipeline import ensemble_files, ranker_file
 from ..reward.reward_model import RewardConfig
-from ..runs import MethodSpec, RunSpec, reads_ensemble
+from ..runs import MethodSpec, RunSpec, reads_ensemble, spec_profile
 from .experiments import control_methods, frontier_methods, plan_main_results, plan_reward_sources
 from .notebook import notebook_defaults, notebook_file, resolve_setup
 from .phase import answer_table, dial_reward, gate_set_methods, phase_methods, phase_plan, plan_phase_runs
@@ -121,18 +122,25 @@ def _ranker_label(rc: RewardConfig) -> str:
 
 
 def _rankers(prof: Profile, plans, cache_dir, extra_rewards=()) -> list[tuple[str, Path]]:
-    """The cached models a pass reads: the ranker of every ranker-rewarded plan, the retrained
-    rankers of ``extra_rewards`` (placement, stratified analysis), and each ensemble a gate reads."""
+    """The cached models a pass reads: the ranker of every ranker-rewarded run (a replicate's own
+    where it has one), the retrained rankers of ``extra_rewards`` (placement, stratified
+    analysis), and each ensemble a gate reads."""
     out = {}
-    for rc in [p.reward for p, _ in plans] + list(extra_rewards):
+    for rc in extra_rewards:
         if rc.source == "ranker":
             path = ranker_file(prof.world, prof.ranker, cache_dir, **rc.ranker_log)
             out[str(path)] = (_ranker_label(rc), path)
     for p, ps in plans:
-        if any(reads_ensemble(s.gate) for s in ps):
-            rc = p.reward if p.reward.source == "ranker" else RewardConfig()
-            for k, path in enumerate(ensemble_files(prof.world, p.ranker, p.ensemble, cache_dir, **rc.ranker_log)):
-                out[str(path)] = (f"ensemble member {k} of {_ranker_label(rc)}", path)
+        for s in ps:
+            q = spec_profile(p, s)
+            rep = "" if s.reward_seed is None else f" of replicate {s.reward_seed}"
+            if q.reward.source == "ranker" and s.gate.method != "nll":
+                path = ranker_file(q.world, q.ranker, cache_dir, **q.reward.ranker_log)
+                out[str(path)] = (_ranker_label(q.reward) + rep, path)
+            if reads_ensemble(s.gate):
+                rc = q.reward if q.reward.source == "ranker" else RewardConfig()
+                for k, path in enumerate(ensemble_files(q.world, q.ranker, q.ensemble, cache_dir, **rc.ranker_log)):
+                    out[str(path)] = (f"ensemble member {k} of {_ranker_label(rc)}{rep}", path)
     return list(out.values())
 
 
@@ -258,7 +266,8 @@ def plan_table(plans: list[NotebookPlan], rate: dict | None = None) -> pd.DataFr
         seen_models |= {str(pth) for _, pth in nbp.rankers}
         secs = float("nan")
         if rate is not None:
-            secs = sum(run_seconds(s, rate) for s in todo) + _model_seconds(nbp.notebook, todo_models, rate)
+            secs = (sum(run_seconds(s, rate) for s in todo) + _model_seconds(nbp.notebook, todo_models, rate)
+                    + rate.get("pass_seconds", 0.0))
         rows.append({"notebook": nbp.notebook, "runs": len(specs), "shared": len(specs) - len(new),
                      "cached": len(cached), "to_train": len(todo),
                      "nll": sum(run_class(s) == "nll" for s in todo), "ungated": sum(run_class(s) == "ungated" for s in todo),
