@@ -85,6 +85,11 @@ class SuiteConfig:
         "random[difficulty_and_reliability]", "soft", "mix[soft]"])
     """Notebook 08 with gates="reliability": the methods at every value (plus ensemble and its control
     on the ranker_log dial, whose rewards are learned rankers)."""
+    phase_everywhere: list | None = None
+    """Notebook 08: the methods of ``phase_methods`` trained at every dial value; the others only
+    at the answer points (``answer_points``), where an answer is decided. None: all everywhere."""
+    reliability_everywhere: list | None = None
+    """The same for the reliability set (``reliability_phase_methods``)."""
     reliability_values: dict = field(default_factory=lambda: {
         "bias": [-8.0, -4.0, -2.0, 0.0, 4.0], "noise": [0.0, 3.0, 10.0], "ranker_log": [0.5, 0.85, 0.99]})
     """Notebook 08 with gates="reliability": each dial's values {dial: [values]}."""
@@ -287,7 +292,10 @@ def get_profile(name: str) -> Profile:
                        suite=SuiteConfig.reduced())
     if name == "paper":
         return Profile(name="paper", rl=RLConfig(steps=200, ckpt_every=50, eval_samples=1000),
-                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4], answer_seeds=list(range(10)), reward_replicates=True))
+                       suite=SuiteConfig(main_seeds=[0, 1, 2, 3, 4], answer_seeds=list(range(10)), reward_replicates=True,
+                                         phase_everywhere=["nll", "mix(0.5)", "mix(1)", "adagrpo", "random"],
+                                         reliability_everywhere=["nll", "mix(0.5)", "mix(1)", "exposure", "random[exposure]",
+                                                                 "ensemble", "random[ensemble]"]))
     if name == "full":
         return Profile(name="full", world=WorldConfig.full(), sid=SIDConfig(num_levels=3, codebook_size=64),
                        policy=PolicyConfig(n_layer=4, n_embd=128, max_history=20),

@@ -56,7 +56,7 @@ from IPython.display import display
 
 from adagrpo_core.suite import plots
 from adagrpo_core.suite.notebook import setup
-from adagrpo_core.suite.phase import DIALS, answer_table, dial_reward, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
+from adagrpo_core.suite.phase import DIALS, answer_table, dial_reward, everywhere_methods, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
 from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.suite.tables import save_table
@@ -88,7 +88,8 @@ place.round(4)
 results = {}
 for d, vals in plan.items():
     t = phase_diagram(nb.prof, d, vals, specs[d], log_share=log_share, n_states=placement_states,
-                      answer=answer_table(d, gates), **nb.run_args)   # the answer points also at suite.answer_seeds
+                      answer=answer_table(d, gates), everywhere=everywhere_methods(nb.prof, gates, methods),
+                      **nb.run_args)   # the answer points also at suite.answer_seeds; some methods only there
     results[d] = t
     save_table(t["phase"], nb.out, f"nb08_phase_{d}{sfx}_{nb.profile}")
     for name in ("crossovers", "vs_random", "mixture_gap", "disagreement", "diagnostic_auc"):

@@ -5,7 +5,8 @@ import pytest
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.runs import plan_runs
-from adagrpo_core.suite.sweeps import default_grids, operating_point, point_methods, sweep_methods, sweep_table
+from adagrpo_core.suite.sweeps import (default_grids, operating_point, point_methods, sensitivity_design, sweep_methods,
+                                       sweep_table)
 
 
 def test_point_methods_match_random_and_mixture_to_their_adagrpo():
@@ -57,3 +58,21 @@ def test_grids_and_operating_point():
     assert kept.gate.tau == get_profile("tiny").gate.tau and kept.gate.rho == 0.25
     with pytest.raises(ValueError, match="unknown knobs"):
         operating_point(get_profile("tiny"), temperature=2.0)
+
+
+def test_a_configuration_on_several_sweeps_trains_once(tmp_path):
+    """The operating point lies on every one-knob sweep and in the tau x rho grid, and lambda under
+    the default normalize mode is the lambda sweep again: each configuration gets one name, so one
+    key and one run (the paper grid's 540 runs were 378, 162 of them a configuration twice)."""
+    p = get_profile("paper")
+    prof, methods, points, _, _ = sensitivity_design(p, p.suite.sweep_grids)
+    specs = plan_runs(prof, methods, [0], tmp_path)
+    keys = [s.key for s in specs]
+    assert len(keys) == len(set(keys)), "two method names train one configuration"
+    labels = {(pt["sweep"], pt.get("tau"), pt.get("rho")): pt["label"] for pt in points}
+    assert labels[("tau", 0.5, None)] == labels[("tau_rho", 0.5, 0.5)] == labels[("rho", None, 0.5)] == "op"
+    assert labels[("tau_rho", 0.9, 0.5)] == "tau=0.9"
+    rows = pd.DataFrame({"method": [m.name for m in methods if m.name.startswith("ada[")], "checkpoint": "best",
+                         "seed": 0, "HR@10": 0.1, "admission_rate": 0.3})
+    table = sweep_table(rows, points)
+    assert "label" not in table.columns and len(table) == len(points) and table.seeds.eq(1).all()

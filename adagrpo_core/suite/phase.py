@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .answers import with_answer_seeds
+from .answers import answer_methods, with_answer_seeds
 from ..common.checks import check_choice
 from ..configs import ANSWER_TABLES, Profile
 from ..eval.audit import accuracy_table, diagnostic_roc, load_audits
@@ -158,17 +158,31 @@ def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
     return specs
 
 
+def everywhere_methods(profile: Profile, gates: str, methods=None) -> list | None:
+    """The methods a dial's diagram trains at every value; the others train only where an answer is
+    decided (``suite.answer_points``). The suite's list of the gate set (``phase_everywhere``,
+    ``reliability_everywhere``; None: every method everywhere), or None when ``methods`` names the
+    methods (a sweep runs what it asks for)."""
+    check_choice("gates", gates, GATE_SETS)
+    if methods is not None:
+        return None
+    return profile.suite.phase_everywhere if gates == "main" else profile.suite.reliability_everywhere
+
+
 def plan_phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root,
-                    log_share: float = 1.0, answer: str | None = None) -> list[tuple[Profile, list]]:
+                    log_share: float = 1.0, answer: str | None = None, everywhere=None) -> list[tuple[Profile, list]]:
     """The runs :func:`phase_runs` trains, planned and checked, none trained: [(the profile with
     the reward at each dial value, its run specs)], the answer point's methods also at the
-    suite's ``answer_seeds``."""
+    suite's ``answer_seeds``. With ``everywhere`` (method names, :func:`everywhere_methods`), a
+    value that is no answer point trains only those."""
     if not profile.is_simulated:
         raise ValueError("the phase diagram needs the simulated world's true utility; real datasets have none")
     plans = []
     for v in values:
         prof = replace(profile, reward=dial_reward(dial, v, log_share))
-        groups = with_answer_seeds(prof, methods, seeds, answer, v) if answer else [(methods, seeds)]
+        point = answer is not None and bool(answer_methods(profile, answer, v))
+        ms = methods if everywhere is None or point else [m for m in methods if m.name in set(everywhere)]
+        groups = with_answer_seeds(prof, ms, seeds, answer, v) if answer else [(ms, seeds)]
         specs = [s for ms, ss in groups for s in plan_replicates(prof, ms, ss, out_root)]
         plans.append((prof, list({s.out_dir: s for s in specs}.values())))
     return plans
@@ -176,13 +190,13 @@ def plan_phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpe
 
 def phase_runs(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
                jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0,
-               progress: bool = True, answer: str | None = None) -> pd.DataFrame:
+               progress: bool = True, answer: str | None = None, everywhere=None) -> pd.DataFrame:
     """Train ``methods`` x ``seeds`` with the reward at each dial value, through one executor (all
     planned before any work). With ``answer`` (a ``suite.answer_points`` table, :func:`answer_table`)
     the methods listed there at a value also run at the suite's ``answer_seeds``. Result rows with
     ``dial``, ``value`` and ``reward`` columns; continued NLL never reads the reward, so its runs
     are shared by every value."""
-    plans = plan_phase_runs(profile, dial, values, methods, seeds, out_root, log_share, answer)   # before any work
+    plans = plan_phase_runs(profile, dial, values, methods, seeds, out_root, log_share, answer, everywhere)   # before any work
     labels = [(float(v), reward_label(prof.reward)) for v, (prof, _) in zip(values, plans)]
     rows = execute_planned(plans, cache_dir, jobs=jobs, scheduler=scheduler, progress=progress)
     plan = rows.pop("plan").to_numpy()
@@ -316,15 +330,16 @@ def _pairs(names: set, profile: Profile) -> list[tuple[str, str]]:
 
 def phase_diagram(profile: Profile, dial: str, values, methods: list[MethodSpec], seeds, out_root, cache_dir=None,
                   jobs: int = 1, scheduler: str | None = None, log_share: float = 1.0, n_states: int = 500,
-                  progress: bool = True, answer: str | None = None) -> dict:
-    """One dial's diagram: the runs (:func:`phase_runs`) and the tables read off them. Returns
+                  progress: bool = True, answer: str | None = None, everywhere=None) -> dict:
+    """One dial's diagram: the runs (:func:`phase_runs`; ``everywhere``: the methods trained at
+    every value, the rest at answer points only) and the tables read off them. Returns
     {"rows", "phase" (gains over NLL with each value's effective bias and noise), "crossovers",
     "vs_random" (each gate minus its matched control: adagrpo - random, X - random[X], X - mix[X];
     and difficulty_and_reliability minus its reliability check alone), "mixture_gap" (each gated
     method, column ``gate``, minus the best mixture chosen on validation HR@10), "disagreement"
     (:func:`metric_disagreement`), "diagnostic_auc" (:func:`diagnostic_auc`), "placement"}."""
     rows = phase_runs(profile, dial, values, methods, seeds, out_root, cache_dir, jobs, scheduler, log_share, progress,
-                      answer)
+                      answer, everywhere)
     gains = phase_gains(profile, rows, cache_dir)
     place = placement(profile, [dial_reward(dial, v, log_share) for v in values], cache_dir, n_states, jobs)
     table = gains.merge(place[["reward", "effective_bias", "effective_noise", "truth_corr"]], on="reward", how="left")

@@ -36,7 +36,7 @@ from ..reward.reward_model import RewardConfig
 from ..runs import MethodSpec, RunSpec, reads_ensemble, spec_profile
 from .experiments import control_methods, frontier_methods, plan_main_results, plan_reward_sources
 from .notebook import notebook_defaults, notebook_file, resolve_setup
-from .phase import answer_table, dial_reward, gate_set_methods, phase_methods, phase_plan, plan_phase_runs
+from .phase import answer_table, dial_reward, everywhere_methods, gate_set_methods, phase_methods, phase_plan, plan_phase_runs
 from .sweeps import sensitivity_design
 
 __all__ = ["NotebookPlan", "PAPER_RUN_CAP", "PASSES", "audit_methods", "notebook_plan", "plan_table", "profile_plan", "project",
@@ -51,11 +51,13 @@ full profiles only (:func:`passes`)."""
 
 RATES_FILE = Path("benchmarks") / "results" / "run_rates.json"
 
-PAPER_RUN_CAP = 1524
+PAPER_RUN_CAP = 1101
 """The most RL runs ``reproduce.sh paper`` may train from empty caches (tests/test_plan.py holds
-the plan to it). 1,524 is today's profile with notebook 08's reliability pass: 03 65, 04 18,
-05 528, 07 88, 08 571 and 254 (benchmarks/results/plan_paper.md). Lower it as runs are
-redesigned; raise it only with a measured reason."""
+the plan to it). Before any redesign the profile trained 1,524 (03 65, 04 18, 05 528, 07 88, 08
+571 and its reliability set 254); notebook 05's configurations that lay on several sweeps now
+train once (366), and notebook 08 trains the methods that no answer reads at its answer points
+only (406 and 158): 1,101 (benchmarks/results/plan_paper.md). Lower it as runs are redesigned;
+raise it only with a measured reason."""
 
 
 def passes(profile: str) -> list[tuple[str, dict]]:
@@ -185,7 +187,8 @@ def notebook_plan(notebook: str, profile: str = "quick", **overrides) -> Noteboo
         for d, vals in phase_plan(p, nb.dial, nb.values, log_share, gates).items():
             raw = {**defaults, **overrides}["methods"]      # the notebook passes its raw parameter: None = the gate set's
             methods = phase_methods(gate_set_methods(p, gates, d, raw), nb.oracle_thresholds)
-            plans += plan_phase_runs(p, d, vals, methods, nb.seeds, nb.runs, log_share, answer_table(d, gates))
+            plans += plan_phase_runs(p, d, vals, methods, nb.seeds, nb.runs, log_share, answer_table(d, gates),
+                                     everywhere_methods(p, gates, raw))
             extra += [dial_reward(d, v, log_share) for v in vals if d == "ranker_log"]
     else:
         raise ValueError(f"the planner knows the simulated world's notebooks 01-08, got notebook={notebook!r}")

@@ -32,12 +32,21 @@ def _label(values: dict) -> str:
     return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
-def point_methods(values: dict) -> list[MethodSpec]:
-    """AdaGRPO at the knob ``values`` ({knob: value}), its matched random gate and rate-matched mixture."""
+def point_label(values: dict, operating: dict | None = None) -> str:
+    """A point's name in its methods' names: its knob values, leaving out those at the operating
+    point (``operating``: {knob: value}), so that one configuration has one name and trains once
+    whichever sweeps it lies on ("op" for the operating point itself)."""
+    kept = {k: v for k, v in values.items() if not (operating and k in operating and operating[k] == v)}
+    return _label(kept) if kept else "op"
+
+
+def point_methods(values: dict, operating: dict | None = None) -> list[MethodSpec]:
+    """AdaGRPO at the knob ``values`` ({knob: value}), its matched random gate and rate-matched
+    mixture, named by :func:`point_label`."""
     for k in values:
         if k not in SWEEPABLE:
             raise ValueError(f"cannot sweep {k!r}; sweepable knobs: {sorted(SWEEPABLE)}")
-    label = _label(values)
+    label = point_label(values, operating)
     gate = {k: v for k, v in values.items() if SWEEPABLE[k] == "gate"}
     grpo = {k: v for k, v in values.items() if SWEEPABLE[k] == "grpo"}
     ada = f"ada[{label}]"
@@ -46,12 +55,14 @@ def point_methods(values: dict) -> list[MethodSpec]:
             MethodSpec(f"mixp[{label}]", "mix", grpo=grpo, match=ada)]
 
 
-def sweep_methods(grids: dict, tau_rho_grid: tuple | None = None,
-                  lam_normalize: tuple = ()) -> tuple[list[MethodSpec], list[dict]]:
+def sweep_methods(grids: dict, tau_rho_grid: tuple | None = None, lam_normalize: tuple = (),
+                  operating: dict | None = None) -> tuple[list[MethodSpec], list[dict]]:
     """Methods for one-at-a-time sweeps ``{knob: [values]}``, an optional tau x rho grid
     ``(taus, rhos)``, and lambda swept again under each ``normalize`` mode in ``lam_normalize``;
     plus nll and mix(lambda) for each swept lambda. Returns (methods, points), a point being
-    {"sweep": name, knob: value, ...}; points shared by several sweeps train once."""
+    {"sweep": name, knob: value, ..., "label": its methods' label}; a configuration that several
+    sweeps share (the operating point lies on every one-knob sweep; with ``operating``, the
+    knobs' values there) trains once."""
     points = [{"sweep": k, k: v} for k, vals in grids.items() for v in vals]
     if tau_rho_grid is not None:
         points += [{"sweep": "tau_rho", "tau": t, "rho": r} for t in tau_rho_grid[0] for r in tau_rho_grid[1]]
@@ -59,7 +70,9 @@ def sweep_methods(grids: dict, tau_rho_grid: tuple | None = None,
                for mode in lam_normalize for lam in grids.get("lam", [])]
     methods, seen = [MethodSpec("nll", "nll")], {"nll"}
     for p in points:
-        for m in point_methods({k: v for k, v in p.items() if k != "sweep"}):
+        values = {k: v for k, v in p.items() if k != "sweep"}
+        p["label"] = point_label(values, operating)
+        for m in point_methods(values, operating):
             if m.name not in seen:
                 seen.add(m.name)
                 methods.append(m)
@@ -94,10 +107,10 @@ def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
     out, gains = [], []
     sub = rows[rows.checkpoint == checkpoint]
     for p in points:
-        label = _label({k: v for k, v in p.items() if k != "sweep"})
+        label = p.get("label") or _label({k: v for k, v in p.items() if k != "sweep"})
         names = {"ada": f"ada[{label}]", "random": f"random[{label}]", "mixp": f"mixp[{label}]"}
         ada = sub[sub.method == names["ada"]]
-        r = dict(p, seeds=len(ada))
+        r = dict({k: v for k, v in p.items() if k != "label"}, seeds=len(ada))
         r["admission_rate"], r["admission_rate_ci"] = mean_ci(ada["admission_rate"]) if len(ada) else (np.nan,) * 2
         for m, prefix in metrics:
             for tag, name in names.items():
@@ -123,7 +136,8 @@ def sensitivity_design(profile: Profile, grids: dict, **point) -> tuple[Profile,
     the tau x rho grid, the normalize modes of the lambda sweep) for one-at-a-time ``grids``."""
     prof = operating_point(profile, **point)
     _, tau_rho, modes = default_grids(prof)
-    methods, points = sweep_methods(grids, tau_rho, modes)
+    operating = {k: getattr(getattr(prof, cfg), k) for k, cfg in SWEEPABLE.items()}
+    methods, points = sweep_methods(grids, tau_rho, modes, operating)
     return prof, methods, points, tau_rho, modes
 
 
