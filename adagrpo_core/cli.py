@@ -32,6 +32,7 @@ from .pipeline import dataset_profile, get_ranker, get_sids, get_world
 from .suite.regeneration import MAX_OUTSIDE, check_tables, exit_code, report
 from .suite.figure_index import write_index
 from .suite.plan import project
+from .suite.replicates import VARIANCE_END, VARIANCE_START, variance_block
 from .common.machine import kind_digest, kind_name
 from .suite.glance import answer_changes, glance_table, replace_block
 from .reward.reliability import reliability_report
@@ -135,7 +136,8 @@ def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outsi
 
 
 def answers_cmd(check: bool) -> int:
-    """Rewrite (or with ``check`` compare) the answers block of RESULTS.md and README.md."""
+    """Rewrite (or with ``check`` compare) the answers block of RESULTS.md and README.md, and the
+    replicate pilot's block of RESULTS.md."""
     root = repo_root()
     if root is None:
         raise ValueError("answers: run it from a checkout (RESULTS.md and figures/ are not installed)")
@@ -143,6 +145,8 @@ def answers_cmd(check: bool) -> int:
     for doc in ("RESULTS.md", "README.md"):
         text = (root / doc).read_text()
         new = replace_block(text, block, doc)
+        if VARIANCE_START in new:          # RESULTS.md's replicate pilot, generated the same way
+            new = replace_block(new, variance_block(default_figures_dir()), doc, VARIANCE_START, VARIANCE_END)
         if new != text:
             stale.append(doc)
             if not check:

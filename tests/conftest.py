@@ -27,5 +27,5 @@ def dask_scheduler():
     """The address of one 2-worker Dask LocalCluster (one thread, own process each) that every test
     of the Dask path shares: a cluster takes seconds to start."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
         yield c.scheduler_address

@@ -238,7 +238,7 @@ def test_good_notebook_parameters_pass(tmp_path):
     ("bad.txt", "1 2 -3 4\n", r"bad\.txt line 1: item id -3 is out of range"),
     ("short.txt", "1 2 3 4\n2 1 2\n", r"short\.txt line 2: user 2 has 2 interactions"),
     ("empty.txt", "", r"empty\.txt: no usable user lines"),
-    ("gz.txt", gzip.compress(b"1 2 3 4\n2 3 4 5\n"), r"gz\.txt: not UTF-8 text \(it is gzip-compressed"),
+    ("gz.txt", gzip.compress(b"1 2 3 4\n2 3 4 5\n", mtime=0), r"gz\.txt: not UTF-8 text \(it is gzip-compressed"),
     ("latin1.txt", "1 2 3 4\n2 3 4 5 caf\u00e9\n".encode("latin-1"), r"latin1\.txt: not UTF-8 text"),
 ])
 def test_bad_sequences_file_names_the_file(tmp_path, name, data, match):
@@ -257,7 +257,7 @@ def test_bad_sequences_file_names_the_file(tmp_path, name, data, match):
     ('{"1": 5}', r"attrs\.json: item 1: attributes must be a list"),
     ('{"1": [1.5]}', r"attrs\.json: item 1: attributes must be a list"),
     ('{"a": [1]}', r"attrs\.json: item key 'a' is not an integer"),
-    (gzip.compress(b'{"1": [1]}'), r"attrs\.json: not UTF-8 text \(it is gzip-compressed"),
+    (gzip.compress(b'{"1": [1]}', mtime=0), r"attrs\.json: not UTF-8 text \(it is gzip-compressed"),
     ('{"1": ["caf\u00e9"]}'.encode("latin-1"), r"attrs\.json: not UTF-8 text"),
 ])
 def test_bad_attributes_file_names_the_file(tmp_path, data, match):

@@ -10,6 +10,7 @@ import pytest
 
 from adagrpo_core.suite.figure_index import describe, index_text, seeds_of, tracked_files
 from adagrpo_core.suite.glance import ANSWERS, END, START, Answer, glance_row, glance_table, replace_block
+from adagrpo_core.suite.replicates import VARIANCE_END, VARIANCE_START, variance_block
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
@@ -92,3 +93,13 @@ def test_no_broken_figure_link(doc):
             continue
         pattern = re.sub(r"\*+", "*", re.sub(r"<[^>]*>|\{[^}]*\}", "*", ref) + "*")
         assert list(ROOT.glob(pattern)), f"{doc}: {ref}"
+
+
+def test_the_replicate_block_of_results_matches_its_table():
+    """RESULTS.md's replicate pilot block is written by `cli answers` from replicates_variance_paper.csv."""
+    text = (ROOT / "RESULTS.md").read_text()
+    assert VARIANCE_START in text and VARIANCE_END in text
+    block = variance_block(FIGURES)
+    assert replace_block(text, block, "RESULTS.md", VARIANCE_START, VARIANCE_END) == text, \
+        "RESULTS.md: python -m adagrpo_core.cli answers"
+    assert block.startswith("| comparison") and "(c) (sim_ctr)" in block

@@ -172,12 +172,12 @@ def glance_table(figures) -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, block: str, where: str) -> str:
+def replace_block(text: str, block: str, where: str, start: str = START, end: str = END) -> str:
     """``text`` with the part between the markers replaced by ``block``; ValueError without them."""
-    pat = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    pat = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if not pat.search(text):
-        raise ValueError(f"{where} has no {START} ... {END} block")
-    return pat.sub(lambda _: f"{START}\n{block}\n{END}", text, count=1)
+        raise ValueError(f"{where} has no {start} ... {end} block")
+    return pat.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1)
 
 
 def answer_changes(figures, against=None) -> pd.DataFrame:

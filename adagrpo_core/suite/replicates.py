@@ -174,3 +174,29 @@ def write_outputs(rows: pd.DataFrame, out: Path, profile: str, n_boot: int = 200
     save_table(choices, out, f"replicates_best_mixture_{profile}")
     save_figure(cells_figure(cells), out, f"replicates_cells_{profile}")
     return {"cells": cells, "variance": table, "choices": choices}
+
+
+VARIANCE_START, VARIANCE_END = "<!-- replicates:start -->", "<!-- replicates:end -->"
+VARIANCE_TABLE = "paper/replicates_variance_paper.csv"
+
+
+def variance_block(figures) -> str:
+    """RESULTS.md's generated block of the replicate pilot (``cli answers`` writes it): per
+    comparison the mean over cells with its t-interval over rankers, the variance components with
+    their intervals, the ranker's share and the replicates its smallest effect needs."""
+    path = Path(figures) / VARIANCE_TABLE
+    if not path.is_file():
+        return f"(no {VARIANCE_TABLE} yet: python scripts/replicate_pilot.py --profile paper)"
+    t = pd.read_csv(path)
+    t = t[t.estimator != "too few complete cells"]
+    head = ["comparison", "cells (rankers x seeds)", "mean ± t over rankers", "ranker share [95%]",
+            "var ranker", "var seed", "var rest", "var users", "replicates for delta"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in t.itertuples():
+        need = "" if pd.isna(r.replicates_needed) else f"{int(r.replicates_needed)} (delta {r.delta:g})"
+        users = "" if pd.isna(r.var_users) else f"{r.var_users:.2e}"
+        lines.append(f"| {r.comparison} ({r.metric}) | {int(r.rankers)} x {int(r.seeds)} | {r.mean:+.4f} ± "
+                     f"{r.mean_ci_over_rankers:.4f} | {r.ranker_share:.2f} [{r.ranker_share_low:.2f}, "
+                     f"{r.ranker_share_high:.2f}] | {r.var_ranker:.2e} | {r.var_seed:.2e} | {r.var_resid:.2e} | "
+                     f"{users} | {need} |")
+    return "\n".join(lines)

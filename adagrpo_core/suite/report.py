@@ -23,6 +23,7 @@ from nbconvert import HTMLExporter
 from ..common.paths import default_figures_dir, repo_root
 from ..configs import get_profile
 from ..common.storage import atomic_write_text
+from .glance import answer_changes
 
 KEY_FIGURES = [
     ("nb08_phase_bias_{p}.png", "The reward-error phase diagram: gain over continued NLL of each method along "
@@ -81,7 +82,7 @@ def write_run_report(run_dir, profile: str, figures_dir=None, readme=None) -> Pa
              "<p>What the suite answers (README.md's headline, from the paper profile's tables; this run's own "
              "numbers are in each notebook's \"What the numbers say\").</p>",
              mistune.html(table) if table else "<p>(README.md has no headline table.)</p>",
-             "<h2>Key figures</h2>"]
+             *_answers_now(), "<h2>Key figures</h2>"]
     shown = 0
     for pattern, caption in KEY_FIGURES:
         fig = figures_dir / pattern.format(p=profile)
@@ -99,6 +100,20 @@ def write_run_report(run_dir, profile: str, figures_dir=None, readme=None) -> Pa
     atomic_write_text(page, "<!doctype html><html><head><meta charset='utf-8'><title>AdaGRPO "
                       f"{html.escape(profile)} run</title></head><body>" + "\n".join(parts) + "</body></html>\n")
     return page
+
+
+def _answers_now() -> list[str]:
+    """This run's answers beside the committed ones: each answer's words read from the checkout's
+    tables as they are now (a paper run has rewritten them) and from their committed versions
+    (``glance.answer_changes``, what ``cli check --answers`` prints)."""
+    try:
+        changes = answer_changes(default_figures_dir())
+    except ValueError as e:               # not a git checkout: nothing committed to compare with
+        return [f"<p>(The answers are not compared with committed tables: {html.escape(str(e))}.)</p>"]
+    moved = int(changes.changed.sum())
+    return ["<h2>This run's answers beside the committed ones</h2>",
+            f"<p>{moved} of {len(changes)} answers change their words.</p>",
+            changes[["answer", "before", "after", "changed", "number after"]].to_html(index=False, escape=True)]
 
 
 def broken_links(page) -> list[str]:
