@@ -25,7 +25,7 @@ from adagrpo_core.model.policy import load_policy  # noqa: E402
 from adagrpo_core.model.stacked import stack_policies  # noqa: E402
 from adagrpo_core.reward.sources import build_reward  # noqa: E402
 from adagrpo_core.rl.step import compute_loss, sample_and_score_runs  # noqa: E402
-from adagrpo_core.runs import _artefacts, prepare  # noqa: E402
+from adagrpo_core.execution import _artefacts, prepare  # noqa: E402
 from adagrpo_core.train.batched import clip_per_run  # noqa: E402
 
 

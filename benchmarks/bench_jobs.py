@@ -17,7 +17,7 @@ from pathlib import Path
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.suite.experiments import default_methods, main_results
-from adagrpo_core.runs import prepare
+from adagrpo_core.execution import prepare
 
 
 def main() -> None:

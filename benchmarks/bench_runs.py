@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source tree, installed or not
 from adagrpo_core.configs import get_profile  # noqa: E402
 from adagrpo_core.suite.experiments import MethodSpec, main_results  # noqa: E402
-from adagrpo_core.runs import prepare  # noqa: E402
+from adagrpo_core.execution import prepare  # noqa: E402
 
 METHODS = [MethodSpec("nll", "nll"), MethodSpec("mix(1)", "mix", grpo={"lam": 1.0}), MethodSpec("adagrpo", "adagrpo")]
 

@@ -50,7 +50,7 @@ def main():
     torch.manual_seed(0)
     if a.weights == "trained":
         from adagrpo_core.configs import get_profile
-        from adagrpo_core.runs import _artefacts
+        from adagrpo_core.execution import _artefacts
         prof = get_profile(a.world)
         world, sids, sft_dir, ranker, _ = _artefacts(prof, None)
         model = load_policy(sft_dir / "best.pt", sids, a.device).train()

@@ -36,7 +36,8 @@ from adagrpo_core.suite.experiments import default_methods  # noqa: E402
 from adagrpo_core.model.policy import SIDPolicy  # noqa: E402
 from adagrpo_core.model.stacked import stack_policies  # noqa: E402
 from adagrpo_core.reward.reward_model import RewardModel  # noqa: E402
-from adagrpo_core.runs import MethodSpec, execute_run, plan_runs, prepare  # noqa: E402
+from adagrpo_core.runs import MethodSpec, plan_runs  # noqa: E402
+from adagrpo_core.execution import execute_run, prepare  # noqa: E402
 
 
 class Timers:

@@ -4,7 +4,7 @@ store them in benchmarks/results/run_rates.json under the kind's digest (common/
 From empty caches in a temporary folder, on the profile's own configs, ``jobs`` at a time (one torch
 thread each, as the notebooks run):
 
-* the world, the SFT base and the ranker side by side (``runs.prepare``): notebook 01's training;
+* the world, the SFT base and the ranker side by side (``execution.prepare``): notebook 01's training;
 * for each run class of the planner (nll, ungated: mix(1), gated: adagrpo), ``jobs`` x ``rounds``
   runs of seeds 0.. through one pool of ``jobs``: wall time / runs is the class's seconds per run;
 * one re-logged ranker (notebook 08's placement) alone, and ``jobs`` ensemble members at once.
@@ -27,7 +27,8 @@ from adagrpo_core.common.machine import kind_digest, kind_name, machine_kind
 from adagrpo_core.common.paths import repo_root
 from adagrpo_core.configs import get_profile
 from adagrpo_core.pipeline import get_ensemble, get_ranker, get_world
-from adagrpo_core.runs import MethodSpec, execute, plan_runs, prepare
+from adagrpo_core.runs import MethodSpec, plan_runs
+from adagrpo_core.execution import execute, prepare
 from adagrpo_core.common.runtime import torch_threads
 from adagrpo_core.suite.plan import RATES_FILE, load_rates
 

@@ -32,7 +32,7 @@ from adagrpo_core.suite.notebook import setup
 from adagrpo_core.pipeline import get_ranker, get_sids, get_world
 from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reliability import reliability_report
-from adagrpo_core.runs import prepare
+from adagrpo_core.execution import prepare
 from adagrpo_core.common.storage import atomic_save_df
 
 nb = setup("01_world_and_ranker", globals())   # checks the parameters first; profile, output folder, jobs

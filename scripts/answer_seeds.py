@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adagrpo_core.configs import ANSWER_TABLES, PROFILES, get_profile  # noqa: E402
 from adagrpo_core.common.paths import default_runs_dir  # noqa: E402
 from adagrpo_core.suite.phase import answer_plans  # noqa: E402
-from adagrpo_core.runs import execute_planned  # noqa: E402
+from adagrpo_core.execution import execute_planned  # noqa: E402
 
 
 def parse_only(items) -> list[tuple[str, float | None]]:

@@ -16,7 +16,7 @@ import time
 
 from adagrpo_core.common.paths import default_figures_dir, default_runs_dir
 from adagrpo_core.configs import PROFILES, get_profile
-from adagrpo_core.runs import execute
+from adagrpo_core.execution import execute
 from adagrpo_core.suite.plan import run_class
 from adagrpo_core.suite.replicates import crossed_plan, stratified_by_ranker, write_outputs
 from adagrpo_core.suite.tables import save_table

@@ -5,7 +5,7 @@
 
 Every run is the profile's RL stage (``get_profile(...).rl``: its steps, warm-up, cosine decay and
 the SFT base competing as step 0) at one lr, trained from the cached SFT base through the run
-executor (``runs.plan_runs`` / ``runs.execute``), so notebook 03 reuses the run of the chosen lr.
+executor (``runs.plan_runs`` / ``execution.execute``), so notebook 03 reuses the run of the chosen lr.
 The lr is chosen on validation HR@10 of the runs' RL checkpoints (step > 0; mean over seeds; a tie
 goes to the smaller lr); test is reported for every lr, with the exact McNemar test of each run's
 best and final checkpoints against the SFT base on the same test users (``eval.stats``; pooled
@@ -29,7 +29,8 @@ from adagrpo_core.eval.stats import holm, mcnemar_exact, mcnemar_p, mean_ci
 from adagrpo_core.suite.experiments import MethodSpec
 from adagrpo_core.common.paths import default_figures_dir, default_runs_dir
 from adagrpo_core.pipeline import get_sft, get_sids, get_world
-from adagrpo_core.runs import execute, plan_runs
+from adagrpo_core.runs import plan_runs
+from adagrpo_core.execution import execute
 from adagrpo_core.common.runtime import torch_threads
 from adagrpo_core.common.storage import load_checkpoint
 from adagrpo_core.suite.tables import save_table

@@ -1,4 +1,4 @@
-"""Batched runs (train/batched.py, runs.execute_batch): a batch of one is the per-run step, each run
+"""Batched runs (train/batched.py, execution.execute_batch): a batch of one is the per-run step, each run
 of a batch gets its own run's loss and gradients, plans are deterministic and keyed by their batch,
 resume works, the executor batches through a process pool and Dask, and over ten seeds the batched
 path's per-seed gains agree with the per-run path's."""
@@ -15,7 +15,8 @@ from adagrpo_core.suite.experiments import MethodSpec, main_results
 from adagrpo_core.model.policy import load_policy
 from adagrpo_core.model.stacked import stack_policies
 from adagrpo_core.rl.step import compute_loss, sample_and_score, sample_and_score_runs
-from adagrpo_core.runs import _run_inputs, batch_of, plan_runs, plan_units, prepare, run_key
+from adagrpo_core.runs import batch_of, plan_runs, plan_units, run_key
+from adagrpo_core.execution import _run_inputs, prepare
 from adagrpo_core.train.batched import (
     check_batch,
     clip_per_run,

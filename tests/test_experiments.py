@@ -176,7 +176,8 @@ KILL_CODE = """
 import os, signal, sys
 from adagrpo_core.common import storage
 from adagrpo_core.configs import get_profile
-from adagrpo_core.runs import MethodSpec, execute, plan_runs
+from adagrpo_core.runs import MethodSpec, plan_runs
+from adagrpo_core.execution import execute
 mode, root, cache = sys.argv[1], sys.argv[2], sys.argv[3]
 calls = [0]
 write = storage.atomic_write_bytes
@@ -247,7 +248,7 @@ def test_parallel_prepare_builds_the_same_sft_and_ranker(tiny_runs, tmp_path):
     """jobs=2 trains the SFT base and the ranker in two processes: the artefacts equal the serial ones."""
     import torch
     from adagrpo_core.pipeline import get_ranker, get_sft, ranker_cached, sft_cached
-    from adagrpo_core.runs import prepare
+    from adagrpo_core.execution import prepare
     prof, _, _, serial_cache, _, _ = tiny_runs
     prepare(prof, tmp_path, progress=False, jobs=2)
     world = get_world(prof.world, tmp_path)

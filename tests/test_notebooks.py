@@ -17,7 +17,7 @@ from adagrpo_core.suite.notebook import notebook_defaults, output_dir, setup
 from adagrpo_core.common.paths import default_figures_dir
 from adagrpo_core.suite.report import broken_links, write_run_report
 from adagrpo_core.suite.plan import notebook_plan
-from adagrpo_core.runs import RUN_LOG_ENV
+from adagrpo_core.execution import RUN_LOG_ENV
 
 NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))

@@ -1,16 +1,15 @@
 """Replicates are (reward model, policy) pairs: replicate r trains its own ranker and ensemble from
 seeds spawned from r, every run of it records r and its reward model's digest, and the variance
 of a crossed (reward model x policy seed) design splits into known components."""
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from adagrpo_core.configs import get_profile
 from adagrpo_core.eval.stats import mixed_model_row_variance, replicates_needed, variance_components
 from adagrpo_core.pipeline import get_ranker, get_world
-from adagrpo_core.runs import MethodSpec, execute, plan_runs, spec_profile
+from adagrpo_core.runs import MethodSpec, plan_runs, spec_profile
+from adagrpo_core.execution import execute
 from adagrpo_core.suite.phase import phase_methods
 from adagrpo_core.suite.replicates import cell_values, crossed_plan, stratified_by_ranker, write_outputs
 

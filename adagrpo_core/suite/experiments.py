@@ -34,7 +34,8 @@ from ..model.policy import load_policy
 from ..model.sasrec import evaluate_sasrec
 from ..pipeline import get_ranker, get_sasrec, get_sft, get_sids, get_world
 from ..reward.reliability import reliability_report
-from ..runs import MethodSpec, RunSpec, execute, plan_runs
+from ..runs import MethodSpec, RunSpec, plan_runs
+from ..execution import execute
 from ..common.runtime import torch_threads
 from ..common.storage import load_checkpoint
 

@@ -32,7 +32,8 @@ from ..reward.reliability import place_reward
 from ..reward.reward_model import RewardConfig
 from ..reward.sources import build_reward
 from ..rl.gate import RELIABILITY_METHODS
-from ..runs import MethodSpec, build_rankers, execute_planned, plan_runs
+from ..runs import MethodSpec
+from ..execution import build_rankers, execute_planned
 from ..common.runtime import torch_threads
 
 __all__ = ["DIALS", "GATE_SETS", "METRICS", "answer_plans", "answer_table", "crossovers", "diagnostic_auc", "dial_origin", "dial_reward",

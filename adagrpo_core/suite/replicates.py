@@ -23,7 +23,7 @@ from ..configs import Profile
 from ..eval.audit import load_audits
 from ..eval.evaluate import ctr_path
 from ..eval.stats import mean_ci, mixed_model_row_variance, replicates_needed, variance_components
-from ..runs import MethodSpec, RunSpec, plan_runs
+from ..runs import RunSpec, plan_runs
 from .analysis_plan import PLAN
 from .comparisons import best_mixture, one_kind
 from .phase import phase_methods

@@ -181,7 +181,7 @@ def run_method(data: Interactions, sids: SemanticIDs, sft_ckpt, reward_model, gr
                progress: bool = True, reliability: ReliabilityInputs | None = None,
                provenance: dict | None = None) -> pd.DataFrame:
     """Train one method and return (and write ``results.csv``) a row per checkpoint kind, with the
-    ``provenance`` columns (``runs.provenance``: key, commit, model hashes, machine kind)."""
+    ``provenance`` columns (``execution.provenance``: key, commit, model hashes, machine kind)."""
     res = train_rl(data, sids, sft_ckpt, reward_model, grpo, gate_cfg, cfg, out_dir, reference_rates,
                    true_utility, progress=progress, reliability=reliability)
     adm = float(res.steps["admission_rate"].mean())
