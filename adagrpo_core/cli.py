@@ -33,6 +33,7 @@ from .suite.regeneration import MAX_OUTSIDE, check_tables, exit_code, report
 from .suite.figure_index import write_index
 from .suite.plan import project
 from .suite.replicates import VARIANCE_END, VARIANCE_START, variance_block
+from .suite.notebook import PARAMETERS_END, PARAMETERS_START, parameters_table
 from .common.machine import kind_digest, kind_name
 from .suite.glance import answer_changes, glance_table, replace_block
 from .reward.reliability import reliability_report
@@ -136,8 +137,8 @@ def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outsi
 
 
 def answers_cmd(check: bool) -> int:
-    """Rewrite (or with ``check`` compare) the answers block of RESULTS.md and README.md, and the
-    replicate pilot's block of RESULTS.md."""
+    """Rewrite (or with ``check`` compare) the answers block of RESULTS.md and README.md, the
+    replicate pilot's block of RESULTS.md and README.md's table of the notebooks' parameters."""
     root = repo_root()
     if root is None:
         raise ValueError("answers: run it from a checkout (RESULTS.md and figures/ are not installed)")
@@ -147,6 +148,8 @@ def answers_cmd(check: bool) -> int:
         new = replace_block(text, block, doc)
         if VARIANCE_START in new:          # RESULTS.md's replicate pilot, generated the same way
             new = replace_block(new, variance_block(default_figures_dir()), doc, VARIANCE_START, VARIANCE_END)
+        if PARAMETERS_START in new:        # README's table of the notebooks' parameters
+            new = replace_block(new, parameters_table(root / "notebooks"), doc, PARAMETERS_START, PARAMETERS_END)
         if new != text:
             stale.append(doc)
             if not check:

@@ -11,6 +11,7 @@ import pytest
 from adagrpo_core.suite.figure_index import describe, index_text, seeds_of, tracked_files
 from adagrpo_core.suite.glance import ANSWERS, END, START, Answer, glance_row, glance_table, replace_block
 from adagrpo_core.suite.replicates import VARIANCE_END, VARIANCE_START, variance_block
+from adagrpo_core.suite.notebook import PARAMETERS_END, PARAMETERS_START, notebook_defaults, parameters_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
@@ -103,3 +104,14 @@ def test_the_replicate_block_of_results_matches_its_table():
     assert replace_block(text, block, "RESULTS.md", VARIANCE_START, VARIANCE_END) == text, \
         "RESULTS.md: python -m adagrpo_core.cli answers"
     assert block.startswith("| comparison") and "(c) (sim_ctr)" in block
+
+
+def test_the_readme_parameters_table_is_current():
+    """README's "Running a sweep" table lists every parameter of every notebook's parameters cell."""
+    text = (ROOT / "README.md").read_text()
+    table = parameters_table(ROOT / "notebooks")
+    assert replace_block(text, table, "README.md", PARAMETERS_START, PARAMETERS_END) == text, \
+        "README.md: python -m adagrpo_core.cli answers"
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        for name in notebook_defaults(path):
+            assert f"| `{name}` |" in table, (path.name, name)

@@ -32,7 +32,7 @@ from ..pipeline import notebook_profile
 from .sweeps import SWEEPABLE
 
 __all__ = ["SUITE_PARAMETERS", "NotebookSetup", "check_notebook_params", "notebook_defaults", "notebook_file",
-           "output_dir", "resolve_params", "resolve_setup", "setup"]
+           "output_dir", "parameters_table", "resolve_params", "resolve_setup", "setup"]
 
 
 _PLUMBING = {"profile", "sequences", "out_dir", "cache_dir", "runs_dir", "threads", "jobs", "scheduler",
@@ -89,6 +89,34 @@ def _parameters_source(path: Path) -> str:
                 src = cell["source"]
                 return src if isinstance(src, str) else "".join(src)
     raise ValueError(f"{path} has no cell tagged 'parameters'")
+
+
+PARAMETERS_START, PARAMETERS_END = "<!-- parameters:start -->", "<!-- parameters:end -->"
+
+
+def parameters_table(notebooks_dir) -> str:
+    """README's table of every notebook's parameters, read from their parameters cells: one row
+    per parameter (notebooks sharing it listed together), its type, default and the comment that
+    says what it means. ``cli answers`` writes it between README's parameters markers."""
+    rows: dict = {}
+    for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.py")):
+        src = _parameters_source(path)
+        for line in src.splitlines():
+            m = re.match(r"^(\w+)\s*=\s*(.*?)\s*(?:#\s*(.*))?$", line)
+            if not m:
+                continue
+            name, value, meaning = m.group(1), ast.literal_eval(m.group(2)), (m.group(3) or "").strip()
+            kind = type(value).__name__ if value is not None else \
+                "number or None" if name in SWEEPABLE else \
+                "path or None" if name.endswith("_dir") or name == "sequences" else \
+                "list or None" if name in SUITE_PARAMETERS or name in ("values", "grids") else "str or None"
+            key = (name, repr(value), meaning)
+            rows.setdefault(key, {"kind": kind, "notebooks": []})["notebooks"].append(path.stem[:2])
+    lines = ["| parameter | notebooks | type | default | meaning |", "| --- | --- | --- | --- | --- |"]
+    for (name, value, meaning), r in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[1]["notebooks"])):
+        nbs = ", ".join(r["notebooks"]) if len(r["notebooks"]) < 9 else "all"
+        lines.append(f"| `{name}` | {nbs} | {r['kind']} | `{value}` | {meaning.replace('|', '/')} |")
+    return "\n".join(lines)
 
 
 def notebook_defaults(notebook: str | os.PathLike) -> dict:
