@@ -115,3 +115,20 @@ def test_the_readme_parameters_table_is_current():
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
         for name in notebook_defaults(path):
             assert f"| `{name}` |" in table, (path.name, name)
+
+
+def test_the_index_puts_the_paper_first_links_pictures_and_names_what_each_table_replicates():
+    text = (FIGURES / "README.md").read_text()
+    heads = re.findall(r"^## `([^`]+)/`", text, flags=re.M)
+    assert heads[0] == "paper" and heads.index("paper") < heads.index("quick") < heads.index("amazon")
+    rows = [r for r in text.splitlines() if r.startswith("| [")]
+    for r in rows:
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        name, link = re.match(r"\[([^\]]+)\]\(([^)]+)\)", cells[0]).groups()
+        if "png" in name:
+            assert link.endswith(".png"), r                      # the picture, not the PDF
+        if "csv" in name:
+            assert cells[4], f"a table without what it replicates over: {r}"
+    for a in ANSWERS:                                             # every answer's table names it
+        row = next(r for r in rows if f"]({a.table})" in r or f"]({a.table[:-4]}.png)" in r)
+        assert a.answer in row.split("|")[3], (a.answer, row)

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..common.machine import check_one_kind, kind_digest, machine_kind
 from ..configs import Profile
 from ..eval.audit import load_audits
 from ..eval.evaluate import ctr_path
@@ -158,17 +159,21 @@ def stratified_by_ranker(profile: Profile, rankers, cache_dir=None, where=(("dif
         row = t3[keep].iloc[0]
         out.append({"ranker": int(r), "n": int(row["n"]), "rm_influence": float(row["rm_influence"]),
                     "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"])})
-    df = pd.DataFrame(out)
+    df = pd.DataFrame(out).assign(machine_kind=kind_digest(machine_kind(threads=1)))   # the rankers trained here
     mean, ci = mean_ci(df.rm_influence)
     return pd.concat([df, pd.DataFrame([{"ranker": "mean", "n": int(df.n.mean()), "rm_influence": mean,
                                          "ci_low": mean - ci, "ci_high": mean + ci,
-                                         "share_below_0": float((df.rm_influence < 0).mean())}])], ignore_index=True)
+                                         "share_below_0": float((df.rm_influence < 0).mean()),
+                                         "machine_kind": df.machine_kind.iloc[0]}])], ignore_index=True)
 
 
 def write_outputs(rows: pd.DataFrame, out: Path, profile: str, n_boot: int = 2000) -> dict:
     """The pilot's tables and figure under ``out``; returns them."""
     cells = pd.concat([cell_values(rows), audit_cells(rows)], ignore_index=True)
     table, choices = variance_table(cells, n_boot), mixture_choices(cells)
+    kind = check_one_kind(rows.get("machine_kind", pd.Series(dtype=str)), "the crossed design")
+    for t in (cells, table, choices):
+        t["machine_kind"] = kind or "not recorded"
     save_table(cells, out, f"replicates_cells_{profile}")
     save_table(table, out, f"replicates_variance_{profile}")
     save_table(choices, out, f"replicates_best_mixture_{profile}")
