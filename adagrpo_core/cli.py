@@ -35,7 +35,7 @@ from .suite.plan import project
 from .suite.replicates import VARIANCE_END, VARIANCE_START, variance_block
 from .suite.notebook import PARAMETERS_END, PARAMETERS_START, parameters_table
 from .common.machine import kind_digest, kind_name
-from .suite.glance import answer_changes, glance_table, replace_block
+from .suite.glance import FINDINGS_END, FINDINGS_START, answer_changes, findings, glance_table, replace_block
 from .reward.reliability import reliability_report
 from .suite.stratified import run_stratified
 from .suite.tables import save_table
@@ -138,7 +138,8 @@ def check_cmd(profile: str, folder: Path | None, against: Path | None, max_outsi
 
 def answers_cmd(check: bool) -> int:
     """Rewrite (or with ``check`` compare) the answers block of RESULTS.md and README.md, the
-    replicate pilot's block of RESULTS.md and README.md's table of the notebooks' parameters."""
+    replicate pilot's block of RESULTS.md, README.md's findings and its table of the notebooks'
+    parameters."""
     root = repo_root()
     if root is None:
         raise ValueError("answers: run it from a checkout (RESULTS.md and figures/ are not installed)")
@@ -148,6 +149,8 @@ def answers_cmd(check: bool) -> int:
         new = replace_block(text, block, doc)
         if VARIANCE_START in new:          # RESULTS.md's replicate pilot, generated the same way
             new = replace_block(new, variance_block(default_figures_dir()), doc, VARIANCE_START, VARIANCE_END)
+        if FINDINGS_START in new:          # README's front page: the findings in five lines
+            new = replace_block(new, findings(default_figures_dir()), doc, FINDINGS_START, FINDINGS_END)
         if PARAMETERS_START in new:        # README's table of the notebooks' parameters
             new = replace_block(new, parameters_table(root / "notebooks"), doc, PARAMETERS_START, PARAMETERS_END)
         if new != text:

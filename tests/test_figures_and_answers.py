@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from adagrpo_core.suite.figure_index import describe, index_text, seeds_of, tracked_files
-from adagrpo_core.suite.glance import ANSWERS, END, START, Answer, glance_row, glance_table, replace_block
+from adagrpo_core.suite.glance import (ANSWERS, END, FINDINGS_END, FINDINGS_START, START, Answer, findings, glance_row,
+                                       glance_table, replace_block)
 from adagrpo_core.suite.replicates import VARIANCE_END, VARIANCE_START, variance_block
 from adagrpo_core.suite.notebook import PARAMETERS_END, PARAMETERS_START, notebook_defaults, parameters_table
 
@@ -132,3 +133,17 @@ def test_the_index_puts_the_paper_first_links_pictures_and_names_what_each_table
     for a in ANSWERS:                                             # every answer's table names it
         row = next(r for r in rows if f"]({a.table})" in r or f"]({a.table[:-4]}.png)" in r)
         assert a.answer in row.split("|")[3], (a.answer, row)
+
+
+def test_readme_opens_with_a_front_page_written_from_the_tables():
+    """One screen before the first heading: the findings (generated from the answers table), a
+    picture and the two commands; the findings block matches the committed tables."""
+    text = (ROOT / "README.md").read_text()
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("## "))
+    front = "\n".join(lines[:first])
+    assert first <= 45 and re.search(r"!\[[^\]]*\]\(figures/[^)]+\.png\)", front)
+    assert "bash reproduce.sh " in front and "bash scripts/run_tests.sh" in front
+    assert replace_block(text, findings(FIGURES), "README.md", FINDINGS_START, FINDINGS_END) == text, \
+        "README.md: python -m adagrpo_core.cli answers"
+    assert findings(FIGURES).count("\n- **") == 4                    # five findings

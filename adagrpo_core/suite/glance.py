@@ -211,3 +211,36 @@ def _safe_row(a: Answer, root: Path) -> tuple[str, str]:
     except ValueError as e:                  # the table lacks the answer's row (or a column)
         return "no row", str(e)
     return r["short answer"], r["key number"].split(": ", 1)[1]
+
+
+FINDINGS_START, FINDINGS_END = "<!-- findings:start -->", "<!-- findings:end -->"
+AMAZON_HEADLINE = "amazon/nb03_headline_amazon.csv"
+
+
+def findings(figures) -> str:
+    """README's front page: the findings in five lines, each an answer's words and key number from
+    the answers table (``glance_row``), and Amazon Beauty's headline gain; ``cli answers`` writes it."""
+    figures = Path(figures)
+    r = {a.answer: glance_row(a, figures) for a in ANSWERS}
+    say = lambda k: f"{r[k]['short answer']} ({r[k]['key number'].split(': ', 1)[1].split(';')[0]})"   # noqa: E731
+    lines = [f"- **The gate.** Does AdaGRPO beat random gating at its own rate? {say('(c)')}. Is it above the "
+             f"fixed-mixture frontier? {say('(b)')}. Are the samples it admits the accurately rewarded ones? "
+             f"{say('(d)')}.",
+             f"- **Where the reward hurts.** Does uniform RL fall below continued NLL where the reward over-credits "
+             f"rare items? {say('(e)')}. Does AdaGRPO beat random gating there? {say('(f)')}. Do HR@10 and sim CTR "
+             f"disagree? {say('(g)')}.",
+             f"- **Reliability diagnostics and gates.** Does a truth-free diagnostic predict reward accuracy? "
+             f"{say('(h)')}. Does the exposure gate beat random at its rate where uniform RL hurts? {say('(i)')}. "
+             f"Does adding difficulty help it? {say('(j)')}.",
+             f"- **Real users (Coat).** Is a reward learned from self-selected ratings less accurate on rarely "
+             f"chosen items? {say('(k)')}. Does a diagnostic find the accurate rewards? {say('(l)')}. Does "
+             f"propensity weighting help there? {say('(m)')}."]
+    path = figures / AMAZON_HEADLINE
+    if path.is_file():
+        h = pd.read_csv(path).set_index("method")
+        ada = h.loc["adagrpo"]
+        lines.append(f"- **Amazon Beauty** (offline HR@10 only; exposure simulated for the ranker): AdaGRPO's HR@10 "
+                     f"gain over the SFT base is {ada['gain_HR@10']:+.4f} ± {ada['gain_HR@10_ci']:.4f} over "
+                     f"{int(ada['seeds'])} seeds, against {h.loc['random', 'gain_HR@10']:+.4f} for random gating "
+                     f"at its rate.")
+    return "\n".join(lines)
