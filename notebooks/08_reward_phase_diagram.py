@@ -56,7 +56,7 @@ from IPython.display import display
 
 from adagrpo_core.suite import plots
 from adagrpo_core.suite.notebook import setup
-from adagrpo_core.suite.phase import DIALS, answer_table, dial_reward, everywhere_methods, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
+from adagrpo_core.suite.phase import DIALS, HIGHLIGHT, answer_table, dial_reward, everywhere_methods, gate_set_methods, phase_diagram, phase_methods, phase_plan, placement
 from adagrpo_core.suite.plots import save_figure
 from adagrpo_core.reward.reward_model import RewardConfig
 from adagrpo_core.suite.tables import save_table
@@ -95,7 +95,8 @@ for d, vals in plan.items():
     for name in ("crossovers", "vs_random", "mixture_gap", "disagreement", "diagnostic_auc"):
         if len(t[name]):
             save_table(t[name], nb.out, f"nb08_{name}_{d}{sfx}_{nb.profile}")
-    save_figure(plots.phase_diagram(t["phase"], DIALS[d], t["crossovers"]), nb.out, f"nb08_phase_{d}{sfx}_{nb.profile}")
+    save_figure(plots.phase_diagram(t["phase"], DIALS[d], t["crossovers"], highlight=HIGHLIGHT[gates]), nb.out,
+                f"nb08_phase_{d}{sfx}_{nb.profile}")   # the answers' methods in full, the rest faded
     save_figure(plots.phase_admission(t["phase"], DIALS[d]), nb.out, f"nb08_admission_{d}{sfx}_{nb.profile}")
     cols = ["value", "method", "seeds", "sim_ctr_gain", "sim_ctr_gain_ci", "sim_ctr_gain_share_below_0",
             "sim_ctr_gain_p_seed_holm", "HR@10_gain", "HR@10_gain_ci", "admission_rate", "agree_diff", "effective_bias"]

@@ -137,3 +137,14 @@ def test_seed_points_drops_non_finite():
     assert plots._seed_points(ax, [0.0, 1.0, np.nan], [1.0, np.nan, 2.0], "C0") == 1
     assert plots._seed_points(ax, 0.5, [], "C0") == 0
     assert len(_points(ax)) == 1
+
+
+def test_phase_diagram_fades_the_methods_no_answer_reads():
+    """With ``highlight`` the answer's methods keep their seeds' points and full colour; the others
+    are drawn faded, without their points."""
+    gains = _gains()
+    fig = plots.phase_diagram(gains, "dial", highlight=["mix(1)"])
+    want = sum(len(plots.parse_per_seed(c)) for c in gains[gains.method == "mix(1)"]["sim_ctr_gain_per_seed"])
+    assert len(_points(fig.axes[0])) == want == 3 * 4
+    alphas = {c.get_label(): c.lines[0].get_alpha() for c in fig.axes[0].containers}     # each method's errorbar
+    assert alphas["mix(1) (n=4)"] == 1.0 and alphas["adagrpo (n=3)"] == 0.25

@@ -159,6 +159,12 @@ def phase_methods(names, oracle_thresholds=(0.5,)) -> list[MethodSpec]:
     return specs
 
 
+HIGHLIGHT = {"main": ["mix(1)", "adagrpo", "random"],
+             "reliability": ["mix(1)", "exposure", "random[exposure]", "difficulty_and_reliability"]}
+"""The methods notebook 08's phase figure draws in full, per gate set: those answers (e)-(g) and
+(i)-(j) read; the others are faded."""
+
+
 def everywhere_methods(profile: Profile, gates: str, methods=None) -> list | None:
     """The methods a dial's diagram trains at every value; the others train only where an answer is
     decided (``suite.answer_points``). The suite's list of the gate set (``phase_everywhere``,

@@ -310,12 +310,13 @@ def noise_gap(table: pd.DataFrame, metrics=("sim_ctr", "HR@10")):
 
 
 def phase_diagram(gains: pd.DataFrame, dial_label: str, crossovers: pd.DataFrame | None = None,
-                  metrics=("sim_ctr", "HR@10")):
+                  metrics=("sim_ctr", "HR@10"), highlight=None):
     """Gain over continued NLL against the dial's value, one line per method with its 95% t-interval
     over seeds (error bars), sim CTR and HR@10 side by side; each seed's gain (``*_gain_per_seed``,
     when the table has it) a faint point just right of its method's mean. The methods are dodged
     along x by a fixed offset each so they do not overlap. Dashed lines mark the crossovers (where
-    mix(1)'s interval first lies below 0), one legend entry each."""
+    mix(1)'s interval first lies below 0), one legend entry each. ``highlight``: the methods an
+    answer reads, drawn in full; the others faded, without their seeds' points (None: all in full)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 3.8), squeeze=False, sharex=True)
     methods = list(dict.fromkeys(gains.method))
     vals = np.unique(gains.value.to_numpy(float))
@@ -327,11 +328,12 @@ def phase_diagram(gains: pd.DataFrame, dial_label: str, crossovers: pd.DataFrame
             x = t.value.to_numpy(float) + (i - (len(methods) - 1) / 2) * step
             n = sorted(set(t.seeds.dropna().astype(int))) if "seeds" in t else []
             label = method + (f" (n={n[0]})" if len(n) == 1 else f" (n={n[0]}-{n[-1]})" if n else "")
+            faded = highlight is not None and method not in highlight
             eb = ax.errorbar(x, t[f"{metric}_gain"], yerr=_ci(t[f"{metric}_gain_ci"]), fmt="osD^v<>p"[i % 8] + "-",
-                             ms=4, lw=1, elinewidth=0.8, capsize=2, label=label)
+                             ms=4, lw=1, elinewidth=0.8, capsize=2, label=label, alpha=0.25 if faded else 1.0)
             for b in eb[1] + eb[2]:   # lighter interval bars: the seeds stay visible
-                b.set_alpha(0.6)
-            if f"{metric}_gain_per_seed" in t:
+                b.set_alpha(0.15 if faded else 0.6)
+            if f"{metric}_gain_per_seed" in t and not faded:
                 for xv, cell in zip(x, t[f"{metric}_gain_per_seed"]):
                     drawn += _seed_points(ax, xv + 0.4 * step, list(parse_per_seed(cell).values()), eb[0].get_color())
         if crossovers is not None:
