@@ -1,8 +1,10 @@
 """The first screen of README.md and RESULTS.md as a reader sees them: each rendered to HTML
 (mistune, as nbconvert uses it) and shot by headless Chromium at 1280 x 1000, into
-benchmarks/results/<doc>_first_screen.png. Needs Debian's chromium (`apt-get install chromium`).
+benchmarks/results/<doc>_first_screen.png; and the page of a run (notebooks/executed/<profile>/
+index.html, after `bash reproduce.sh <profile>`) where one exists. Needs Debian's chromium
+(`apt-get install chromium`).
 
-    python scripts/screenshot_docs.py
+    python scripts/screenshot_docs.py [profile ...]       # default: tiny
 """
 from __future__ import annotations
 
@@ -33,13 +35,23 @@ def main() -> int:
                         f"{mistune.html((ROOT / doc).read_text())}</body></html>")
         out = ROOT / "benchmarks" / "results" / f"{doc[:-3]}_first_screen.png"
         try:
-            with tempfile.TemporaryDirectory() as profile:
-                subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={out}", page.as_uri()],
-                               check=True, capture_output=True, timeout=120)
+            shoot(chromium, page, out)
         finally:
             page.unlink()
         print(out.relative_to(ROOT))
+    for profile in sys.argv[1:] or ["tiny"]:
+        page = ROOT / "notebooks" / "executed" / profile / "index.html"
+        if page.is_file():
+            out = ROOT / "benchmarks" / "results" / f"run_page_{profile}_first_screen.png"
+            shoot(chromium, page, out)
+            print(out.relative_to(ROOT))
     return 0
+
+
+def shoot(chromium: str, page: Path, out: Path) -> None:
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={out}", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
 
 
 if __name__ == "__main__":
