@@ -349,3 +349,14 @@ def test_pairing_runs_of_two_machine_kinds_is_refused(tiny_runs):
     with pytest.raises(ValueError, match="0123456789ab"):
         gains_over_base(prof, mixed, cache)
     assert len(paired_tests(prof, rows, [("adagrpo", "random")], cache_dir=cache))     # one kind: paired as before
+
+
+def test_tables_built_from_runs_carry_their_provenance(tiny_runs):
+    """The summary, the paired tests and the gains over the base say which machine kind, commit and
+    SFT base their runs came from, and how many reward models they read."""
+    prof, _, _, cache, rows, summary = tiny_runs
+    kind = kind_digest(machine_kind(threads=1))
+    tests = paired_tests(prof, rows, [("adagrpo", "random")], cache_dir=cache)
+    for table in (summary, tests, gains_over_base(prof, rows, cache)):
+        assert (table.machine_kind == kind).all() and (table.reward_models == 1).all()
+        assert table.commit.iloc[0] == rows.commit.iloc[0] and table.sft_hash.iloc[0] == rows.sft_hash.iloc[0]

@@ -74,6 +74,24 @@ def best_mixture(rows: pd.DataFrame) -> str | None:
     return mixes.groupby("method")["val_HR@10"].mean().idxmax()
 
 
+PROVENANCE = ("machine_kind", "commit", "sft_hash")
+"""The run rows' provenance columns a table built from them carries (``execution.provenance``)."""
+
+
+def with_provenance(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the provenance of the run rows it was read from, on every row: the machine
+    kind, the commit and the SFT base digest ('; '-joined where several), and ``reward_models``,
+    the number of distinct reward-model digests (0: no reward read). Rows made before runs
+    recorded their provenance add nothing."""
+    if "machine_kind" not in rows or table.empty:
+        return table
+    out = table.copy()
+    for c in PROVENANCE:
+        out[c] = "; ".join(sorted(map(str, rows[c].dropna().unique())))
+    out["reward_models"] = int(rows.reward_hash[rows.reward_hash != "none"].nunique())
+    return out
+
+
 def one_kind(rows: pd.DataFrame, what: str) -> None:
     """Refuse to pair runs of two machine kinds (``common/machine.py``): the same seed trains a
     different model on each, so their difference is not the methods'. Rows made before runs
@@ -146,7 +164,7 @@ def paired_tests(profile: Profile, rows: pd.DataFrame, pairs, kind: str = "best"
     table = pd.DataFrame(out)
     if not table.empty:
         add_seed_holm(table, ("diff", "sim_ctr_diff"), table.seed == "pooled")
-    return table
+    return with_provenance(table, rows)
 
 
 def paired_tests_both(profile: Profile, rows: pd.DataFrame, pairs, k: int = 10,
@@ -224,7 +242,7 @@ def gains_over_base(profile: Profile, rows: pd.DataFrame, cache_dir=None, kind: 
         if col in table:
             ok = table[col].notna()
             table.loc[ok, col.replace("p_", "holm_", 1)] = holm(table.loc[ok, col].to_numpy())
-    return add_seed_holm(table, (f"gain_HR@{k}", "gain_NDCG@10", f"diff_HR@{k}_vs_{reference}"))
+    return with_provenance(add_seed_holm(table, (f"gain_HR@{k}", "gain_NDCG@10", f"diff_HR@{k}_vs_{reference}")), rows)
 
 
 def gain_headline(gains: pd.DataFrame, rows: pd.DataFrame, kind: str = "best") -> pd.DataFrame:
@@ -265,4 +283,4 @@ def gap_to_best_mixture(rows: pd.DataFrame, metrics=("sim_ctr", "HR@10"), checkp
     table = pd.DataFrame(out)
     for m in dict.fromkeys(table.metric) if not table.empty else ():
         add_seed_holm(table, ("gap",), table.metric == m)
-    return table
+    return with_provenance(table, rows)

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .answers import with_answer_seeds
-from .comparisons import gain_headline, gains_over_base, gap_to_best_mixture, paired_tests, paired_tests_both
+from .comparisons import (gain_headline, gains_over_base, gap_to_best_mixture, paired_tests, paired_tests_both,
+                          with_provenance)
 from ..configs import Profile
 from ..eval.ab_test import (
     ceiling_slates,
@@ -63,7 +64,8 @@ def default_methods(lams=(0.1, 0.5, 1.0), simulated: bool = True) -> list[Method
 
 def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", "halluc", "HR@10_constrained",
                                            "admission_rate", "sim_ctr", "dwell", "coverage", "tail_share")) -> pd.DataFrame:
-    """Mean and 95% t-interval half-width over seeds, per (method, checkpoint), of the metrics present."""
+    """Mean and 95% t-interval half-width over seeds, per (method, checkpoint), of the metrics present,
+    with the rows' provenance (``comparisons.with_provenance``)."""
     metrics = [m for m in metrics if m in rows]
     out = []
     for (name, ckpt), g in rows.groupby(["method", "checkpoint"], sort=False):
@@ -71,7 +73,7 @@ def summarize(rows: pd.DataFrame, metrics=("HR@5", "HR@10", "HR@20", "NDCG@10", 
         for m in metrics:
             r[m], r[m + "_ci"] = mean_ci(g[m].to_numpy())
         out.append(r)
-    return pd.DataFrame(out)
+    return with_provenance(pd.DataFrame(out), rows)
 
 
 def control_methods(oracle_thresholds=(0.5, 0.8, 0.9), default_threshold: float = 0.5,

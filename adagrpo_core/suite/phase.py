@@ -24,7 +24,7 @@ from ..common.checks import check_choice
 from ..configs import ANSWER_TABLES, Profile
 from ..eval.audit import accuracy_table, diagnostic_roc, load_audits
 from ..eval.evaluate import ctr_path, run_hits
-from .comparisons import add_seed_holm, one_kind, seed_columns, users_crossed
+from .comparisons import add_seed_holm, one_kind, seed_columns, users_crossed, with_provenance
 from ..eval.stats import kendall_tau, paired_bootstrap_ci
 from .experiments import gap_to_best_mixture, plan_replicates, reward_label
 from ..pipeline import get_ranker, get_sids, get_world
@@ -275,7 +275,7 @@ def phase_gains(profile: Profile, rows: pd.DataFrame, cache_dir=None, checkpoint
             r["agree_diff"] = audit["agree_diff"].get(method, np.nan) if "agree_diff" in audit else np.nan
             r["agree_diff_ci"] = audit["agree_diff_ci"].get(method, np.nan) if "agree_diff_ci" in audit else np.nan
             out.append(r)
-    return add_seed_holm(pd.DataFrame(out), [f"{m}_gain" for m in METRICS])
+    return with_provenance(add_seed_holm(pd.DataFrame(out), [f"{m}_gain" for m in METRICS]), rows)
 
 
 def crossovers(gains: pd.DataFrame, origin: float = 0.0, method: str = "mix(1)") -> pd.DataFrame:

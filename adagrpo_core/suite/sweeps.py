@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .comparisons import add_seed_holm, one_kind, seed_columns
+from .comparisons import add_seed_holm, one_kind, seed_columns, with_provenance
 from ..configs import Profile
 from ..eval.stats import mean_ci
 from ..runs import MethodSpec
@@ -121,7 +121,7 @@ def sweep_table(rows: pd.DataFrame, points: list[dict], metric: str = "HR@10",
                 gains.append(gain)
                 r.update(seed_columns(gain, _paired(rows, names["ada"], ref, m, checkpoint)))
         out.append(r)
-    return add_seed_holm(pd.DataFrame(out), dict.fromkeys(gains))
+    return with_provenance(add_seed_holm(pd.DataFrame(out), dict.fromkeys(gains)), rows)
 
 
 def default_grids(profile: Profile) -> tuple[dict, tuple, tuple]:
