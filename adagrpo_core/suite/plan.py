@@ -22,7 +22,6 @@ read one definition.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,9 +160,7 @@ def notebook_plan(notebook: str, profile: str = "quick", **overrides) -> Noteboo
     args = {"seeds": nb.params.get("seeds"), "out_root": nb.runs}
     plans, extra = [], []
     label = notebook + (f"[{overrides['gates']}]" if overrides.get("gates", "main") != "main" else "")
-    if notebook == "01_world_and_ranker":
-        extra = [RewardConfig()]
-    elif notebook == "02_stratified_analysis":
+    if notebook in ("01_world_and_ranker", "02_stratified_analysis"):    # the ranker, no RL run
         extra = [RewardConfig()]
     elif notebook == "03_main_results":
         plans = [(p, plan_main_results(p, answer="nb03_headline", **args))]
@@ -286,7 +283,3 @@ def project(profile: str = "paper", rates_path: Path | None = None, **overrides)
     rate, source = rate_for(load_rates(rates_path), profile)
     return plan_table(profile_plan(profile, **overrides), rate), source
 
-
-def run_keys(plans: list[NotebookPlan]) -> set[str]:
-    """Every run folder's name (``<method>-<key>`` under ``seed<k>/``) the plans hold."""
-    return {os.path.join(Path(s.out_dir).parent.name, Path(s.out_dir).name) for nbp in plans for s in nbp.specs}
