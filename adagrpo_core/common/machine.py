@@ -11,6 +11,7 @@ the short name a report uses ("AMD EPYC, AVX-512").
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -23,8 +24,10 @@ ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vn
 """The instruction-set flags that torch's and oneDNN's CPU kernels dispatch on (x86 and ARM)."""
 
 
+@functools.lru_cache(maxsize=1)
 def _cpuinfo() -> dict:
-    """(vendor, model name, flags) from /proc/cpuinfo; the platform's strings where there is none."""
+    """(vendor, model name, flags) from /proc/cpuinfo, read once per process; the platform's strings
+    where there is none."""
     vendor, model, flags = platform.processor() or platform.machine(), platform.processor() or "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:

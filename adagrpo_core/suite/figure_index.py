@@ -118,16 +118,20 @@ def describe(stem: str) -> tuple[str, str]:
     raise ValueError(f"figures: no description of the file stem {stem!r}; add a rule to figure_index.KINDS")
 
 
-def seeds_of(csv: Path) -> str:
-    """The seed counts of a table's rows ('3', '3-10'), or '' when it has no ``seeds`` column."""
-    try:
-        col = pd.read_csv(csv, usecols=["seeds"]).seeds
-    except (ValueError, pd.errors.EmptyDataError):
-        return ""
-    n = pd.to_numeric(col, errors="coerce").dropna().astype(int)
+def _range(values) -> str:
+    """'3' or '3-10': the range of the whole numbers in ``values`` ('' without any)."""
+    n = pd.to_numeric(pd.Series(values), errors="coerce").dropna().astype(int)
     if n.empty:
         return ""
     return f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+
+
+def seeds_of(csv: Path) -> str:
+    """The seed counts of a table's rows ('3', '3-10'), or '' when it has no ``seeds`` column."""
+    try:
+        return _range(pd.read_csv(csv, usecols=["seeds"]).seeds)
+    except (ValueError, pd.errors.EmptyDataError):
+        return ""
 
 
 NO_RL = ("nb01_", "nb02_", "world_", "sft_", "ranker_reliability", "semantic_ids", "sasrec", "rl_lr_grid_curves")
@@ -143,31 +147,21 @@ POOLED = [(r"nb0[78]_(roc|diagnostic_auc|admission_by_bucket)", "samples pooled 
 """What a table without a seed column replicates over, by its stem."""
 
 
-def replicates_of(csv: Path, stem: str) -> str:
-    """What a table's intervals replicate over, read from the CSV: its ``seeds`` (or ``n_seeds``)
-    counts, the distinct values of its ``seed`` column, or its rankers x seeds; a table of no RL
-    run names its resampling unit instead."""
-    try:
-        df = pd.read_csv(csv)
-    except (ValueError, pd.errors.EmptyDataError):
-        return ""
+def replicates_of(df: pd.DataFrame, stem: str) -> str:
+    """What a table's intervals replicate over, read from the table: its rankers x seeds, its
+    ``seeds`` (or ``n_seeds``) counts, the seeds of its ``per_seed`` cells, the distinct values of
+    its ``seed`` column; a table of no RL run, or of pooled samples, names its unit instead."""
     if {"rankers", "seeds"} <= set(df.columns):
         return f"{int(df.rankers.max())} rankers x {int(df.seeds.max())} seeds"
-    got = seeds_of(csv)
-    if got:
-        return got
-    if "per_seed" in df and df.per_seed.notna().any():     # 'seed:value;...' cells of seed_comparison
-        n = df.per_seed.dropna().astype(str).map(lambda c: len(c.split(";")))
-        return f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
     if {"ranker", "seed"} <= set(df.columns):
         return f"{df.ranker.nunique()} rankers x {df.seed.nunique()} seeds"
-    for col in ("n_seeds", "seed"):
-        if col in df:
-            n = df[col].nunique() if col == "seed" else pd.to_numeric(df[col], errors="coerce").dropna().astype(int)
-            if col == "seed":
-                return str(n)
-            if not n.empty:
-                return f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    for col in ("seeds", "n_seeds"):
+        if col in df and _range(df[col]):
+            return _range(df[col])
+    if "per_seed" in df and df.per_seed.notna().any():     # 'seed:value;...' cells of seed_comparison
+        return _range(df.per_seed.dropna().astype(str).map(lambda c: len(c.split(";"))))
+    if "seed" in df:
+        return str(df.seed.nunique())
     if "ranker" in df:
         return f"{pd.to_numeric(df.ranker, errors='coerce').nunique()} rankers"
     if stem.startswith(NO_RL):
@@ -175,13 +169,10 @@ def replicates_of(csv: Path, stem: str) -> str:
     return next((unit for pattern, unit in POOLED if re.match(pattern, stem)), "")
 
 
-def machine_of(csv: Path) -> str:
+def machine_of(df: pd.DataFrame) -> str:
     """The machine-kind digest a table's run rows recorded (``machine_kind``), or 'not recorded'
     (tables made before runs recorded their kind, or made of no run)."""
-    try:
-        kinds = pd.read_csv(csv, usecols=["machine_kind"]).machine_kind.dropna().unique()
-    except (ValueError, pd.errors.EmptyDataError):
-        return "not recorded"
+    kinds = df["machine_kind"].dropna().unique() if "machine_kind" in df else []
     return ", ".join(sorted(map(str, kinds))) or "not recorded"
 
 
@@ -241,8 +232,13 @@ def index_text(folder) -> str:
         exts = sorted(set(exts))
         name = f"{stem}.{exts[0]}" if len(exts) == 1 else f"{stem}.{{{','.join(exts)}}}"
         link = f"{sub}/{stem}.{next(e for e in LINK_ORDER + exts if e in exts)}"
-        csv = folder / sub / f"{stem}.csv"
-        reps, kind = (replicates_of(csv, stem), machine_of(csv)) if "csv" in exts else ("", "")
+        reps = kind = ""
+        if "csv" in exts:
+            try:
+                df = pd.read_csv(folder / sub / f"{stem}.csv")
+            except (ValueError, pd.errors.EmptyDataError):
+                df = pd.DataFrame()
+            reps, kind = replicates_of(df, stem), machine_of(df)
         lines.append(f"| [{name}]({link}) | {words} | {answers_of(f'{sub}/{stem}')} | {maker} | {reps} | {kind} |")
     return "\n".join(lines) + "\n"
 
